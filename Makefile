@@ -1,0 +1,51 @@
+# Two entry points do all the set-up on a fresh Debian 12 machine (as root):
+#   make demo   - install, then run the scripted demo against a real host process
+#   make test   - install, then ruff + mypy + the whole pytest suite
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2
+STAMP_APT := $(VENV)/.apt-done
+STAMP_PY := $(VENV)/.deps-done
+
+.PHONY: demo test lint typecheck pytest bench setup clean diagram
+
+setup: $(STAMP_APT) $(STAMP_PY)
+
+$(STAMP_APT):
+	@bash scripts/install-debian-packages.sh $(APT_PACKAGES)
+	@mkdir -p $(VENV) && touch $@
+
+$(STAMP_PY): pyproject.toml | $(STAMP_APT)
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[pcsc,face,dev]'
+	# face_recognition's own metadata pins a dlib that compiles for ~an hour; dlib-bin provides it prebuilt
+	$(BIN)/pip install --quiet --no-deps face-recognition==1.3.0
+	@touch $@
+
+demo: setup
+	$(BIN)/atm demo
+
+lint: setup
+	$(BIN)/ruff check terminal host_link sim tests bench
+	$(BIN)/ruff format --check terminal host_link sim tests bench
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup
+	$(BIN)/pytest
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python bench/bench_withdrawal.py
+	$(BIN)/python bench/bench_host_auth.py
+
+diagram: setup
+	$(BIN)/atm fsm --diagram docs/customer-fsm.md
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

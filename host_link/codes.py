@@ -1,0 +1,84 @@
+"""Message types, processing codes and response codes as tables."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Mti(enum.StrEnum):
+    AUTH_REQUEST = "0100"  # PIN verification + balance inquiry
+    AUTH_RESPONSE = "0110"
+    FINANCIAL_REQUEST = "0200"  # cash withdrawal
+    FINANCIAL_RESPONSE = "0210"
+    REVERSAL_REQUEST = "0400"
+    REVERSAL_RESPONSE = "0410"
+    REVERSAL_ADVICE = "0420"
+    REVERSAL_ADVICE_REPEAT = "0421"
+    REVERSAL_ADVICE_RESPONSE = "0430"
+    NETWORK_REQUEST = "0800"
+    NETWORK_RESPONSE = "0810"
+
+
+def response_mti(request_mti: str) -> str:
+    """ISO 8583:1987: the response class digit is the request's plus one (0421 -> 0430)."""
+    if len(request_mti) != 4 or not request_mti.isdigit() or request_mti[2] not in "02":
+        raise ValueError(f"{request_mti!r} is not a request MTI")
+    return request_mti[:2] + str(int(request_mti[2]) + 1) + "0"
+
+
+class ProcessingCode(enum.StrEnum):
+    """Field 3: transaction type (2), from account (2), to account (2)."""
+
+    WITHDRAWAL = "010000"
+    BALANCE_INQUIRY = "310000"
+
+
+class NetworkCode(enum.StrEnum):
+    """Field 70 network management information codes."""
+
+    SIGN_ON = "001"
+    SIGN_OFF = "002"
+    ECHO = "301"
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponseCode:
+    code: str
+    meaning: str
+    approved: bool = False
+    retain_card: bool = False
+    customer_text: str = "Your transaction cannot be completed."
+
+
+_CODES = [
+    ResponseCode("00", "Approved", approved=True, customer_text="Approved."),
+    ResponseCode("05", "Do not honour"),
+    ResponseCode("09", "Request in progress", customer_text="Waiting for approval."),
+    ResponseCode("12", "Invalid transaction"),
+    ResponseCode("13", "Invalid amount", customer_text="Please choose another amount."),
+    ResponseCode("14", "Invalid card number", customer_text="This card is not accepted."),
+    ResponseCode("30", "Format error"),
+    ResponseCode("51", "Insufficient funds", customer_text="Insufficient funds."),
+    ResponseCode("54", "Expired card", customer_text="This card has expired."),
+    ResponseCode("55", "Incorrect PIN", customer_text="Incorrect PIN. Please try again."),
+    ResponseCode("57", "Transaction not permitted to cardholder"),
+    ResponseCode(
+        "61", "Exceeds withdrawal amount limit", customer_text="The amount exceeds your limit."
+    ),
+    ResponseCode(
+        "75",
+        "Allowable number of PIN tries exceeded",
+        retain_card=True,
+        customer_text="PIN tries exceeded. Your card has been retained.",
+    ),
+    ResponseCode("91", "Issuer or switch inoperative", customer_text="Service unavailable."),
+    ResponseCode("94", "Duplicate transmission"),
+    ResponseCode("96", "System malfunction", customer_text="Service unavailable."),
+]
+RESPONSE_CODES: dict[str, ResponseCode] = {rc.code: rc for rc in _CODES}
+
+
+def response_code(code: str) -> ResponseCode:
+    """Look up a response code; an unknown one is treated as a decline, never approval."""
+    return RESPONSE_CODES.get(code, ResponseCode(code, f"Unknown response code {code!r}"))

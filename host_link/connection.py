@@ -1,0 +1,119 @@
+"""The host link connection as a sans-I/O state holder (the h11 model).
+
+It turns bytes into events and messages into bytes; sockets live elsewhere
+(:mod:`host_link.client`, :mod:`sim.host.server`). A client-side connection also
+matches responses to the requests it sent, by (response MTI, STAN, terminal id).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import iso8583
+
+from host_link.codec import Message, decode, describe, encode
+from host_link.codes import response_mti
+from host_link.framing import DEFAULT_MAX_FRAME, FrameDecoder, frame
+from host_link.spec import SPEC
+from terminal.errors import CodecError, LocalProtocolError
+
+MatchKey = tuple[str, str, str]
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MessageReceived:
+    """A well-formed message that is not an answer to one of our requests."""
+
+    message: Message
+
+    def __repr__(self) -> str:
+        return f"MessageReceived({describe(self.message)})"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ResponseReceived:
+    """A well-formed response, paired with the request we sent."""
+
+    message: Message
+    request: Message
+
+    def __repr__(self) -> str:
+        return f"ResponseReceived({describe(self.message)})"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class MalformedMessage:
+    """A whole frame whose content did not decode.
+
+    ``partial`` holds the fields decoded before the error (MTI, STAN, terminal id when the
+    damage is further on), so a server can still answer with response code 30.
+    """
+
+    error: CodecError
+    partial: Message
+
+    def __repr__(self) -> str:
+        return f"MalformedMessage({self.error}, {describe(self.partial)})"
+
+
+Event = MessageReceived | ResponseReceived | MalformedMessage
+
+
+def match_key(message: Mapping[str, str], *, as_response: bool) -> MatchKey:
+    mti = message.get("t", "")
+    if as_response:
+        mti = response_mti(mti)
+    return (mti, message.get("11", ""), message.get("41", ""))
+
+
+class Connection:
+    """Bytes <-> ISO 8583 events for one TCP stream."""
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self._decoder = FrameDecoder(max_frame)
+        self._pending: dict[MatchKey, Message] = {}
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def send(self, message: Mapping[str, str], *, expect_response: bool = False) -> bytes:
+        """Encode and frame ``message``; when ``expect_response``, remember it for matching."""
+        data = frame(encode(message), self.max_frame)
+        if expect_response:
+            key = match_key(message, as_response=True)
+            if key in self._pending:
+                raise LocalProtocolError(f"a request with STAN {key[1]} is already outstanding")
+            self._pending[key] = dict(message)
+        return data
+
+    def forget(self, message: Mapping[str, str]) -> None:
+        """Stop waiting for the answer to ``message`` (it timed out)."""
+        self._pending.pop(match_key(message, as_response=True), None)
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed stream bytes; raises :class:`~terminal.errors.FramingError` if unrecoverable."""
+        events: list[Event] = []
+        for payload in self._decoder.feed(data):
+            try:
+                message = decode(payload)
+            except CodecError as exc:
+                events.append(MalformedMessage(exc, _partial(payload)))
+                continue
+            request = self._pending.pop(match_key(message, as_response=False), None)
+            if request is not None:
+                events.append(ResponseReceived(message, request))
+            else:
+                events.append(MessageReceived(message))
+        return events
+
+
+def _partial(payload: bytes) -> Message:
+    """The fields that decode before the damage, for an error reply."""
+    try:
+        iso8583.decode(payload, SPEC)
+    except iso8583.DecodeError as exc:
+        return {k: v for k, v in exc.doc_dec.items() if k not in {"p", "1"}}
+    return {}

@@ -1,0 +1,71 @@
+"""The ISO 8583:1987 field specification of our host link, as data.
+
+All-ASCII encoding (numeric and text fields as ASCII characters, the bitmap and binary
+fields as hexadecimal ASCII), which is also what Wireshark's ISO 8583 dissector assumes by
+default. ``docs/host-link.md`` documents every field we use and how.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from iso8583.specs import default_ascii
+
+FieldSpec = dict[str, Any]
+
+
+def _field(len_type: int, max_len: int, desc: str) -> FieldSpec:
+    return {
+        "data_enc": "ascii",
+        "len_enc": "ascii",
+        "len_type": len_type,
+        "max_len": max_len,
+        "desc": desc,
+    }
+
+
+SPEC: dict[str, FieldSpec] = copy.deepcopy(default_ascii)
+SPEC.update(
+    {
+        # Pinned explicitly: these are the fields our contract relies on.
+        "2": _field(2, 19, "Primary Account Number (PAN)"),
+        "3": _field(0, 6, "Processing Code"),
+        "4": _field(0, 12, "Amount, Transaction (minor units)"),
+        "7": _field(0, 10, "Transmission Date and Time (MMDDhhmmss, UTC)"),
+        "11": _field(0, 6, "System Trace Audit Number"),
+        "12": _field(0, 6, "Time, Local Transaction (hhmmss)"),
+        "13": _field(0, 4, "Date, Local Transaction (MMDD)"),
+        "14": _field(0, 4, "Date, Expiration (YYMM)"),
+        "22": _field(0, 3, "Point of Service Entry Mode"),
+        "32": _field(2, 11, "Acquiring Institution Identification Code"),
+        "35": _field(2, 37, "Track 2 Data"),
+        "37": _field(0, 12, "Retrieval Reference Number"),
+        "38": _field(0, 6, "Authorization Identification Response"),
+        "39": _field(0, 2, "Response Code"),
+        "41": _field(0, 8, "Card Acceptor Terminal Identification"),
+        "42": _field(0, 15, "Card Acceptor Identification Code"),
+        "43": _field(0, 40, "Card Acceptor Name/Location"),
+        "49": _field(0, 3, "Currency Code, Transaction"),
+        "52": _field(0, 16, "PIN Data (hex)"),
+        "53": _field(0, 16, "Security Related Control Information"),
+        "54": _field(3, 120, "Additional Amounts"),
+        "62": _field(3, 999, "Reserved Private: terminal location"),
+        "63": _field(3, 999, "Reserved Private: service data"),
+        "64": _field(0, 16, "Message Authentication Code (hex)"),
+        "70": _field(0, 3, "Network Management Information Code"),
+        "90": _field(0, 42, "Original Data Elements"),
+        "95": _field(0, 42, "Replacement Amounts"),
+        "128": _field(0, 16, "Message Authentication Code (hex)"),
+    }
+)
+
+# Fields whose content is secret or personal: masked in every log line and repr.
+SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "64", "128"})
+
+# Field 43 is fixed at 40 characters; pyiso8583 wants fixed fields exactly full.
+FIXED_WIDTH = {
+    key: spec["max_len"]
+    for key, spec in SPEC.items()
+    if spec["len_type"] == 0 and key not in {"h", "t", "p", "1"}
+}

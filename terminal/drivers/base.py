@@ -1,0 +1,124 @@
+"""Device ABC, status, and the backend registry.
+
+Every device kind has one ABC (``terminal.drivers.<kind>.base``) whose public methods
+validate arguments, log and translate errors, then call ``_do_*`` hooks that a backend
+implements (the python-can ``BusABC`` model). Backends are registered by dotted path and
+imported only when chosen, so a kiosk without OpenCV or pyscard still starts.
+"""
+
+from __future__ import annotations
+
+import enum
+import importlib
+import logging
+from abc import ABC, abstractmethod
+from types import TracebackType
+from typing import Any, Self
+
+from terminal.errors import ConfigError, DeviceUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class DeviceStatus(enum.Enum):
+    """Health as the terminal's mode logic sees it."""
+
+    OK = "ok"
+    DEGRADED = "degraded"  # works, with a warning (near-end cassette, stale GPS fix)
+    FAULT = "fault"  # reported an error; needs attention
+    OFFLINE = "offline"  # not answering / not opened / closed
+
+
+class Device(ABC):
+    """Common life cycle: open, status, close (safe twice), context manager."""
+
+    kind: str = "device"
+
+    def __init__(self) -> None:
+        self._opened = False
+        self._closed = False
+
+    def open(self) -> None:
+        if self._closed:
+            raise DeviceUnavailable(self.kind, "cannot reopen a closed device")
+        if not self._opened:
+            self._do_open()
+            self._opened = True
+            log.debug("%s opened (%s)", self.kind, type(self).__name__)
+
+    def close(self) -> None:
+        if self._opened and not self._closed:
+            try:
+                self._do_close()
+            finally:
+                log.debug("%s closed", self.kind)
+        self._closed = True
+
+    def status(self) -> DeviceStatus:
+        if not self._opened or self._closed:
+            return DeviceStatus.OFFLINE
+        return self._do_status()
+
+    def _require_open(self) -> None:
+        if not self._opened or self._closed:
+            raise DeviceUnavailable(self.kind, "device is not open")
+
+    def __enter__(self) -> Self:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _do_open(self) -> None:  # noqa: B027 - optional hook
+        """Acquire the hardware. Default: nothing to acquire."""
+
+    def _do_close(self) -> None:  # noqa: B027 - optional hook
+        """Release the hardware. Called at most once."""
+
+    @abstractmethod
+    def _do_status(self) -> DeviceStatus: ...
+
+
+# kind -> backend name -> "module:Class". Imported lazily by create_device().
+BACKENDS: dict[str, dict[str, str]] = {
+    "card_reader": {"sim": "terminal.drivers.card_reader.sim:SimCardReader"},
+    "pinpad": {"sim": "terminal.drivers.pinpad.sim:SimPinPad"},
+    "dispenser": {"sim": "terminal.drivers.dispenser.sim:SimDispenser"},
+    "camera": {"sim": "terminal.drivers.camera.sim:SimCamera"},
+    "gps": {"sim": "terminal.drivers.gps.sim:SimGps"},
+}
+
+
+def backend_class(kind: str, backend: str) -> type[Device]:
+    """Import and return the class registered for ``kind``/``backend``."""
+    try:
+        target = BACKENDS[kind][backend]
+    except KeyError:
+        known = ", ".join(sorted(BACKENDS.get(kind, {}))) or "none"
+        raise ConfigError(
+            "config", f"devices.{kind}.backend", f"unknown backend {backend!r} (known: {known})"
+        ) from None
+    module_name, _, class_name = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            "config",
+            f"devices.{kind}.backend",
+            f"backend {backend!r} needs a package that is not installed: {exc.name}",
+        ) from exc
+    cls = getattr(module, class_name)
+    if not (isinstance(cls, type) and issubclass(cls, Device)):
+        raise TypeError(f"{target} is not a Device")
+    return cls
+
+
+def create_device(kind: str, backend: str, **options: Any) -> Device:
+    """Build (not open) a device from its config section."""
+    return backend_class(kind, backend)(**options)

@@ -1,0 +1,78 @@
+"""Encrypting PIN pad ABC.
+
+The clear PIN never leaves the PIN pad: :meth:`PinPad.read_pin` returns only the PIN
+block encrypted under the pad's PIN key, plus how many digits were typed. Key presses
+that the terminal may see (digits in clear-entry mode, function keys) come back from
+:meth:`PinPad.read_keys`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from abc import abstractmethod
+
+from terminal.drivers.base import Device
+from terminal.errors import LocalProtocolError
+
+
+class EntryOutcome(enum.Enum):
+    ENTERED = "entered"
+    CANCELLED = "cancelled"
+    TIMEOUT = "timeout"
+
+
+# Keys a PIN pad reports. Digits are '0'..'9' in clear mode and '*' during PIN entry.
+ENTER, CANCEL, CLEAR = "ENTER", "CANCEL", "CLEAR"
+FUNCTION_KEYS = tuple(f"F{i}" for i in range(1, 9))
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class PinEntry:
+    """Result of secure PIN entry. ``block`` is ciphertext; ``repr`` never shows it."""
+
+    outcome: EntryOutcome
+    block: bytes = b""
+    digits: int = 0
+    block_format: int = 0  # ISO 9564 format number
+
+    def __repr__(self) -> str:
+        return f"PinEntry(outcome={self.outcome.value}, digits={self.digits})"
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyEntry:
+    """Result of clear (non-PIN) key entry: an amount, a menu choice."""
+
+    outcome: EntryOutcome
+    keys: str = ""  # digits typed, or the function key that ended entry ("F1")
+
+
+class PinPad(Device):
+    kind = "pinpad"
+
+    def read_pin(
+        self, pan: str, *, min_digits: int = 4, max_digits: int = 12, timeout: float = 30.0
+    ) -> PinEntry:
+        """Secure PIN entry bound to ``pan``; returns an encrypted PIN block."""
+        self._require_open()
+        if not 4 <= min_digits <= max_digits <= 12:
+            raise LocalProtocolError(f"PIN length limits {min_digits}..{max_digits} not in 4..12")
+        if not pan.isdigit() or not 12 <= len(pan) <= 19:
+            raise LocalProtocolError("PIN entry needs a 12-19 digit PAN")
+        return self._do_read_pin(pan, min_digits, max_digits, timeout)
+
+    def read_keys(
+        self, *, max_digits: int = 6, timeout: float = 30.0, function_keys: bool = True
+    ) -> KeyEntry:
+        """Clear entry: digits until ENTER, or a single function key when allowed."""
+        self._require_open()
+        if max_digits < 0:
+            raise LocalProtocolError("max_digits must not be negative")
+        return self._do_read_keys(max_digits, timeout, function_keys)
+
+    @abstractmethod
+    def _do_read_pin(self, pan: str, min_digits: int, max_digits: int, timeout: float) -> PinEntry: ...
+
+    @abstractmethod
+    def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry: ...
