@@ -63,6 +63,7 @@ _CODES = [
     ResponseCode("54", "Expired card", customer_text="This card has expired."),
     ResponseCode("55", "Incorrect PIN", customer_text="Incorrect PIN. Please try again."),
     ResponseCode("57", "Transaction not permitted to cardholder"),
+    ResponseCode("58", "Transaction not permitted to terminal"),
     ResponseCode(
         "61", "Exceeds withdrawal amount limit", customer_text="The amount exceeds your limit."
     ),

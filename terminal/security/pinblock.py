@@ -17,9 +17,10 @@ DECIMALISATION = "0123456789012345"
 
 
 def _pan_field(pan: str) -> bytes:
-    if not pan.isdigit() or len(pan) < 13:
-        raise ValueError("PAN must be at least 13 digits")
-    return bytes.fromhex("0000" + pan[-13:-1])
+    """The 12 rightmost PAN digits before the check digit, zero-padded when shorter."""
+    if not pan.isdigit() or not 12 <= len(pan) <= 19:
+        raise ValueError("PAN must be 12-19 digits")
+    return bytes.fromhex("0000" + pan[:-1][-12:].rjust(12, "0"))
 
 
 def clear_format0(pin: str, pan: str) -> bytes:

@@ -80,8 +80,13 @@ def choose_mix(amount: int, cassettes: Sequence[Cassette], max_notes: int) -> di
         for n in range(most, -1, -1):
             if n:
                 chosen[cas.index] = n
-            search(i + 1, remaining - n * cas.denomination, chosen, notes + n,
-                   near + (n if cas.near_end else 0))
+            search(
+                i + 1,
+                remaining - n * cas.denomination,
+                chosen,
+                notes + n,
+                near + (n if cas.near_end else 0),
+            )
             chosen.pop(cas.index, None)
 
     search(0, amount, {}, 0, 0)

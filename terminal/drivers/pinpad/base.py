@@ -72,7 +72,9 @@ class PinPad(Device):
         return self._do_read_keys(max_digits, timeout, function_keys)
 
     @abstractmethod
-    def _do_read_pin(self, pan: str, min_digits: int, max_digits: int, timeout: float) -> PinEntry: ...
+    def _do_read_pin(
+        self, pan: str, min_digits: int, max_digits: int, timeout: float
+    ) -> PinEntry: ...
 
     @abstractmethod
     def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry: ...

@@ -1,0 +1,184 @@
+"""The host's business rules: one request in, one response out, one SQLite transaction.
+
+Every request is idempotent by (terminal id, STAN, transmission time): a repeat of the
+same request gets the stored response again and is never posted twice; the same key with
+different content is a replay and gets 94. Declines are decided by :mod:`sim.host.rules`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Mapping
+
+from host_link.amounts import AmountType, encode_amounts
+from host_link.codec import Message, describe
+from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
+from sim.host.ledger import Ledger, transaction
+from sim.host.rules import CardSession, Decline, RuleBook
+from sim.host.seed import HostKeys, HostSettings
+from terminal.clock import Clock
+from terminal.errors import TerminalError
+
+log = logging.getLogger(__name__)
+
+# Echoed from request to response; never 2, 14, 35, 52 (no card data on the way back).
+ECHOED = ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49", "90")
+Handler = Callable[[Message], tuple[Message, int | None]]
+
+
+class Authoriser:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        keys: HostKeys,
+        settings: HostSettings,
+        clock: Clock,
+    ) -> None:
+        self.conn = conn
+        self.clock = clock
+        self.settings = settings
+        self.ledger = Ledger(conn, clock)
+        self.rules = RuleBook(conn, keys, settings, clock)
+        (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        self._sequence = itertools.count(count + 1)
+        self._handlers: dict[str, Handler] = {
+            Mti.AUTH_REQUEST: self._authorise,
+            Mti.FINANCIAL_REQUEST: self._withdraw,
+            Mti.REVERSAL_REQUEST: self._reverse,
+            Mti.REVERSAL_ADVICE: self._reverse,
+            Mti.REVERSAL_ADVICE_REPEAT: self._reverse,
+        }
+
+    def handle(self, request: Message) -> Message | None:
+        """The response to ``request``, or None for a message that needs none."""
+        mti = request.get("t", "")
+        if mti == Mti.NETWORK_REQUEST:
+            return self._network(request)
+        if mti[2:3] not in ("0", "2"):
+            log.warning("ignoring non-request message %s", describe(request))
+            return None
+        key = (request.get("41", ""), request.get("11", ""), request.get("7", ""))
+        if not all(key) or not request["11"].isdigit() or not request["7"].isdigit():
+            return self._respond(request, "30")
+        handler = self._handlers.get(mti)
+        if handler is None:
+            return self._respond(request, "12")
+        digest = _digest(request)
+        try:
+            with transaction(self.conn):
+                stored = self.conn.execute(
+                    "SELECT digest, response FROM requests"
+                    " WHERE terminal_id = ? AND stan = ? AND transmission_time = ?",
+                    key,
+                ).fetchone()
+                if stored is not None:
+                    if stored["digest"] == digest:
+                        log.info("repeat of %s: original response sent again", key)
+                        return dict(json.loads(stored["response"]))
+                    log.warning("replayed key %s with different content: 94", key)
+                    return self._respond(request, "94")
+                response, transfer_id = handler(request)
+                self.conn.execute(
+                    "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        *key,
+                        mti,
+                        digest,
+                        json.dumps(response),
+                        transfer_id,
+                        self.clock.now().isoformat(),
+                    ),
+                )
+            return response
+        except (sqlite3.Error, TerminalError) as exc:
+            log.error("cannot process %s: %s", describe(request), exc)
+            return self._respond(request, "96")
+
+    # -- handlers: each returns (response, transfer id or None) inside the transaction --
+
+    def _authorise(self, request: Message) -> tuple[Message, int | None]:
+        if request.get("3") != ProcessingCode.BALANCE_INQUIRY:
+            return self._respond(request, "12"), None
+        try:
+            session = self.rules.verify_card_and_pin(request)
+        except Decline as decline:
+            return self._respond(request, decline.code), None
+        return self._approve(request, session), None
+
+    def _withdraw(self, request: Message) -> tuple[Message, int | None]:
+        if request.get("3") != ProcessingCode.WITHDRAWAL:
+            return self._respond(request, "12"), None
+        try:
+            session = self.rules.verify_card_and_pin(request)
+            amount = self.rules.check_withdrawal(request, session)
+        except Decline as decline:
+            return self._respond(request, decline.code), None
+        transfer_id = self.ledger.transfer(
+            session.account,
+            f"GL-CASH-{request['41']}",
+            amount,
+            kind="withdrawal",
+            pan_ref=session.pan_ref,
+            terminal_id=request["41"],
+        )
+        session = self.rules.refresh(session)
+        return self._approve(request, session), transfer_id
+
+    def _reverse(self, request: Message) -> tuple[Message, int | None]:
+        try:
+            transfer_id = self.rules.reverse(request, self.ledger)
+        except Decline as decline:
+            return self._respond(request, decline.code), None
+        return self._respond(request, "00"), transfer_id
+
+    def _network(self, request: Message) -> Message:
+        code = request.get("70", "")
+        known = {c.value for c in NetworkCode}
+        return self._respond(request, "00" if code in known else "12", extra={"70": code})
+
+    # -- responses --
+
+    def _approve(self, request: Message, session: CardSession) -> Message:
+        seq = next(self._sequence)
+        amounts = encode_amounts(
+            {
+                AmountType.LEDGER_BALANCE: session.ledger_balance,
+                AmountType.AVAILABLE_BALANCE: session.available,
+                AmountType.WITHDRAWAL_LIMIT: session.withdrawal_limit,
+            },
+            session.currency,
+        )
+        return self._respond(
+            request,
+            "00",
+            extra={
+                "37": f"{self.clock.now():%y%j%H}{seq % 100_000:05d}",
+                "38": f"{seq % 1_000_000:06d}",
+                "54": amounts,
+            },
+        )
+
+    def _respond(
+        self, request: Mapping[str, str], code: str, extra: Mapping[str, str] | None = None
+    ) -> Message:
+        try:
+            mti = response_mti(request.get("t", ""))
+        except ValueError:
+            mti = "9999"
+        response: Message = {"t": mti, "39": code}
+        for field in ECHOED:
+            if field in request:
+                response[field] = request[field]
+        response.update(extra or {})
+        return response
+
+
+def _digest(request: Mapping[str, str]) -> str:
+    """Content hash; the last MTI digit (repeat flag, 0420 vs 0421) is not content."""
+    canonical = {k: v for k, v in request.items() if k != "t"}
+    canonical["t"] = request.get("t", "")[:3]
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,107 @@
+"""The host's SQLite database: one file, WAL, every commit durable.
+
+The schema is planned for every bank behaviour the project carries (see
+``docs/host-data-model.md``); tables arrive as the behaviours do. Storage goes through
+this module and :mod:`sim.host.ledger` only, so another SQL engine stays possible.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS persons (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    phone TEXT
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,                -- account number, or GL-... for the bank's own
+    kind TEXT NOT NULL CHECK (kind IN ('customer', 'gl')),
+    normal TEXT NOT NULL CHECK (normal IN ('credit', 'debit')),
+    currency TEXT NOT NULL,
+    debits_posted INTEGER NOT NULL DEFAULT 0,
+    credits_posted INTEGER NOT NULL DEFAULT 0,
+    debits_pending INTEGER NOT NULL DEFAULT 0,
+    credits_pending INTEGER NOT NULL DEFAULT 0,
+    locked INTEGER NOT NULL DEFAULT 0,
+    safety_amount INTEGER
+);
+CREATE TABLE IF NOT EXISTS ownership (
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    PRIMARY KEY (person_id, account_id)
+);
+CREATE TABLE IF NOT EXISTS cards (
+    pan_ref TEXT PRIMARY KEY,           -- keyed hash of the PAN: no PAN at rest
+    pan_masked TEXT NOT NULL,           -- first 6 / last 4, for people
+    person_id TEXT NOT NULL REFERENCES persons(id),
+    expiry TEXT NOT NULL,               -- YYMM
+    product TEXT NOT NULL DEFAULT 'debit',
+    pin_offset TEXT NOT NULL,           -- IBM 3624 offset, never a PIN
+    pin_tries INTEGER NOT NULL DEFAULT 0,
+    status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retained', 'blocked')),
+    daily_limit INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS card_accounts (
+    pan_ref TEXT NOT NULL REFERENCES cards(pan_ref),
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    is_default INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (pan_ref, account_id)
+);
+CREATE TABLE IF NOT EXISTS terminals (
+    id TEXT PRIMARY KEY,
+    cash_account TEXT NOT NULL REFERENCES accounts(id),
+    site_name TEXT NOT NULL DEFAULT '',
+    site_lat REAL,
+    site_lon REAL,
+    status TEXT NOT NULL DEFAULT 'unknown',
+    last_seen TEXT
+);
+CREATE TABLE IF NOT EXISTS transfers (
+    id INTEGER PRIMARY KEY,
+    debit_account TEXT NOT NULL REFERENCES accounts(id),
+    credit_account TEXT NOT NULL REFERENCES accounts(id),
+    amount INTEGER NOT NULL CHECK (amount > 0),
+    status TEXT NOT NULL CHECK (status IN ('posted', 'pending', 'voided')),
+    kind TEXT NOT NULL,                 -- opening, withdrawal, reversal, fee, hold ...
+    pending_id INTEGER REFERENCES transfers(id),  -- the hold this posts or voids
+    reverses_id INTEGER REFERENCES transfers(id), -- the transfer this one reverses
+    pan_ref TEXT,
+    terminal_id TEXT,
+    business_date TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transfers_card_day ON transfers (pan_ref, business_date, kind);
+CREATE TABLE IF NOT EXISTS requests (
+    terminal_id TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    transmission_time TEXT NOT NULL,
+    mti TEXT NOT NULL,
+    digest TEXT NOT NULL,               -- of the request, to tell a repeat from a replay
+    response TEXT NOT NULL,             -- the original response, JSON
+    transfer_id INTEGER REFERENCES transfers(id),
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (terminal_id, stan, transmission_time)
+);
+"""
+
+
+def connect(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the host database in WAL mode with durable commits."""
+    conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA busy_timeout=5000")
+    conn.executescript(SCHEMA)
+    return conn
+
+
+def connect_readonly(path: str | Path) -> sqlite3.Connection:
+    """A read-only view of a host database another process is serving (reports, demo)."""
+    conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    return conn

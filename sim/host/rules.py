@@ -1,0 +1,199 @@
+"""Card, PIN and amount rules, each decline a response code from the table.
+
+Checks run in the order an issuer runs them: message format (30), card known (14),
+card status (57/75), expiry (54), PIN (55, and 75 with the card to be retained on the
+last try), then amount (13), limit (61) and funds (51).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+
+from host_link.codec import Message
+from sim.host.ledger import Ledger, balance_of
+from sim.host.seed import HostKeys, HostSettings
+from terminal.clock import Clock
+from terminal.drivers.card_reader.base import mask_pan
+from terminal.errors import RemoteProtocolError
+from terminal.security.pinblock import recover_pin_format0, verify_ibm3624
+
+log = logging.getLogger(__name__)
+
+
+class Decline(Exception):
+    """A business decline carrying its ISO 8583 response code (never escapes the host)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+
+
+@dataclasses.dataclass(frozen=True)
+class CardSession:
+    """What the rules learned about a verified card, for the response and the posting."""
+
+    pan_ref: str
+    pan_masked: str
+    account: str
+    currency: str
+    ledger_balance: int
+    available: int
+    withdrawn_today: int
+    daily_limit: int
+
+    @property
+    def withdrawal_limit(self) -> int:
+        """The most the terminal may offer: available funds within today's remaining limit."""
+        return max(0, min(self.available, self.daily_limit - self.withdrawn_today))
+
+
+def _require(request: Message, *fields: str) -> None:
+    for field in fields:
+        if not request.get(field):
+            raise Decline("30", f"field {field} missing")
+
+
+class RuleBook:
+    def __init__(
+        self, conn: sqlite3.Connection, keys: HostKeys, settings: HostSettings, clock: Clock
+    ) -> None:
+        self.conn, self.keys, self.settings, self.clock = conn, keys, settings, clock
+
+    def verify_card_and_pin(self, request: Message) -> CardSession:
+        _require(request, "2", "14", "41", "49", "52")
+        pan, terminal = request["2"], request["41"]
+        pin_key = self.keys.terminal_pin_keys.get(terminal)
+        if pin_key is None:
+            raise Decline("58", f"unknown terminal {terminal}")
+        pan_ref = self.keys.pan_ref(pan)
+        card = self.conn.execute("SELECT * FROM cards WHERE pan_ref = ?", (pan_ref,)).fetchone()
+        if card is None:
+            raise Decline("14", f"unknown card {mask_pan(pan)}")
+        if card["status"] == "retained":
+            raise Decline("75", f"card {card['pan_masked']} is to be retained")
+        if card["status"] != "active":
+            raise Decline("57", f"card {card['pan_masked']} is {card['status']}")
+        if request["14"] != card["expiry"]:
+            raise Decline("14", f"expiry mismatch on {card['pan_masked']}")
+        today = self.clock.now().date()
+        year, month = 2000 + int(card["expiry"][:2]), int(card["expiry"][2:])
+        if (year, month) < (today.year, today.month):
+            raise Decline("54", f"card {card['pan_masked']} expired")
+        self._check_pin(request, pan, pin_key, card)
+        return self._session(card)
+
+    def _check_pin(self, request: Message, pan: str, pin_key: bytes, card: sqlite3.Row) -> None:
+        try:
+            block = bytes.fromhex(request["52"])
+            candidate = recover_pin_format0(block, pan, pin_key)
+            good = verify_ibm3624(candidate, pan, self.keys.pvk, card["pin_offset"])
+        except (ValueError, RemoteProtocolError):
+            good = False  # an undecodable block is a wrong PIN, never an error to the customer
+        if good:
+            if card["pin_tries"]:
+                self.conn.execute(
+                    "UPDATE cards SET pin_tries = 0 WHERE pan_ref = ?", (card["pan_ref"],)
+                )
+            return
+        tries = card["pin_tries"] + 1
+        exceeded = tries >= self.settings.pin_tries
+        self.conn.execute(
+            "UPDATE cards SET pin_tries = ?, status = ? WHERE pan_ref = ?",
+            (tries, "retained" if exceeded else "active", card["pan_ref"]),
+        )
+        if exceeded:
+            raise Decline("75", f"PIN tries exceeded on {card['pan_masked']}")
+        raise Decline("55", f"wrong PIN on {card['pan_masked']} (try {tries})")
+
+    def _session(self, card: sqlite3.Row) -> CardSession:
+        account = self.conn.execute(
+            "SELECT a.* FROM accounts a JOIN card_accounts ca ON ca.account_id = a.id"
+            " WHERE ca.pan_ref = ? ORDER BY ca.is_default DESC LIMIT 1",
+            (card["pan_ref"],),
+        ).fetchone()
+        if account is None:
+            raise Decline("57", f"card {card['pan_masked']} has no account")
+        if account["locked"]:
+            raise Decline("57", f"account of {card['pan_masked']} is locked")
+        balance = balance_of(account)
+        return CardSession(
+            pan_ref=card["pan_ref"],
+            pan_masked=card["pan_masked"],
+            account=account["id"],
+            currency=account["currency"],
+            ledger_balance=balance.ledger,
+            available=balance.available,
+            withdrawn_today=self._withdrawn_today(card["pan_ref"]),
+            daily_limit=card["daily_limit"],
+        )
+
+    def refresh(self, session: CardSession) -> CardSession:
+        card = self.conn.execute(
+            "SELECT * FROM cards WHERE pan_ref = ?", (session.pan_ref,)
+        ).fetchone()
+        return self._session(card)
+
+    def _withdrawn_today(self, pan_ref: str) -> int:
+        today = self.clock.now().date().isoformat()
+        row = self.conn.execute(
+            "SELECT COALESCE(SUM(CASE kind WHEN 'withdrawal' THEN amount ELSE -amount END), 0)"
+            " FROM transfers WHERE pan_ref = ? AND business_date = ? AND status = 'posted'"
+            " AND kind IN ('withdrawal', 'reversal')",
+            (pan_ref, today),
+        ).fetchone()
+        return int(row[0])
+
+    def check_withdrawal(self, request: Message, session: CardSession) -> int:
+        _require(request, "4")
+        if not request["4"].isdigit() or int(request["4"]) <= 0:
+            raise Decline("13", "amount must be a positive number of minor units")
+        amount = int(request["4"])
+        if request["49"] != session.currency:
+            raise Decline("13", f"currency {request['49']} is not the account's")
+        if session.withdrawn_today + amount > session.daily_limit:
+            raise Decline("61", f"daily limit of {session.pan_masked} exceeded")
+        if amount > session.available:
+            raise Decline("51", f"insufficient funds on {session.pan_masked}")
+        return amount
+
+    def reverse(self, request: Message, ledger: Ledger) -> int | None:
+        """Undo all (or, with field 95, the undispensed part) of an approved withdrawal."""
+        _require(request, "4", "90")
+        original = request["90"]
+        if len(original) != 42 or not original[:20].isdigit():
+            raise Decline("30", "field 90 malformed")
+        stan, when = original[4:10], original[10:20]
+        row = self.conn.execute(
+            "SELECT r.transfer_id, t.* FROM requests r JOIN transfers t ON t.id = r.transfer_id"
+            " WHERE r.terminal_id = ? AND r.stan = ? AND r.transmission_time = ?",
+            (request["41"], stan, when),
+        ).fetchone()
+        if row is None:
+            log.warning("reversal for a transaction never approved here: acknowledged")
+            return None
+        already = self.conn.execute(
+            "SELECT 1 FROM transfers WHERE reverses_id = ?", (row["transfer_id"],)
+        ).fetchone()
+        if already is not None:
+            return None
+        dispensed = 0
+        if request.get("95"):
+            if not request["95"][:12].isdigit():
+                raise Decline("30", "field 95 malformed")
+            dispensed = int(request["95"][:12])
+        refund = row["amount"] - dispensed
+        if refund < 0:
+            raise Decline("13", "dispensed amount exceeds the approved amount")
+        if refund == 0:
+            return None
+        return ledger.transfer(
+            row["credit_account"],
+            row["debit_account"],
+            refund,
+            kind="reversal",
+            pan_ref=row["pan_ref"],
+            terminal_id=row["terminal_id"],
+            reverses=row["transfer_id"],
+        )

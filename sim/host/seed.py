@@ -1,0 +1,219 @@
+"""Load the host's world (keys, terminals, people, accounts, cards) from a TOML seed.
+
+A seed may give a card's PIN in clear for test and demo data; it is turned into an
+IBM 3624 offset here and never stored. Every problem names the file and the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import sqlite3
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from sim.host.ledger import Ledger, transaction
+from terminal.drivers.card_reader.base import mask_pan
+from terminal.errors import ConfigError
+from terminal.security.pinblock import ibm3624_offset
+
+OPENING_ACCOUNT = "GL-OPENING"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class HostKeys:
+    """Keys the host (its HSM, in a real bank) holds. ``repr`` shows none of them."""
+
+    pvk: bytes  # PIN verification key, IBM 3624
+    pan_key: bytes  # keys the PAN references stored instead of PANs
+    terminal_pin_keys: dict[str, bytes]  # terminal id -> PIN working key
+
+    def pan_ref(self, pan: str) -> str:
+        return hmac.new(self.pan_key, pan.encode(), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return f"HostKeys(terminals={sorted(self.terminal_pin_keys)})"
+
+
+@dataclasses.dataclass(frozen=True)
+class HostSettings:
+    currency: str = "840"
+    pin_tries: int = 3
+    institution_id: str = "100001"
+
+
+class _Reader:
+    """Typed access to a TOML table that names file and key in every error."""
+
+    def __init__(self, source: str, table: dict[str, Any], prefix: str = "") -> None:
+        self.source, self.table, self.prefix = source, table, prefix
+
+    def get(self, key: str, kind: type, default: Any = ...) -> Any:
+        where = f"{self.prefix}{key}"
+        if key not in self.table:
+            if default is ...:
+                raise ConfigError(self.source, where, "is required")
+            return default
+        value = self.table[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(self.source, where, f"must be {kind.__name__}, got {value!r}")
+        return value
+
+    def hexkey(self, key: str, sizes: tuple[int, ...] = (16, 24)) -> bytes:
+        text = self.get(key, str)
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raise ConfigError(self.source, f"{self.prefix}{key}", "is not hexadecimal") from None
+        if len(raw) not in sizes:
+            raise ConfigError(self.source, f"{self.prefix}{key}", f"must be {sizes} bytes")
+        return raw
+
+    def items(self, key: str) -> list[_Reader]:
+        rows = self.get(key, list, [])
+        out = []
+        for i, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ConfigError(self.source, f"{key}[{i}]", "must be a table")
+            out.append(_Reader(self.source, row, f"{key}[{i}]."))
+        return out
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+
+
+def load_seed(
+    conn: sqlite3.Connection, path: Path, ledger: Ledger
+) -> tuple[HostKeys, HostSettings]:
+    """Populate an empty database from ``path``; on a populated one, only read the keys."""
+    root = _Reader(str(path), read_toml(path))
+    host = _Reader(str(path), root.get("host", dict), "host.")
+    settings = HostSettings(
+        currency=host.get("currency", str, "840"),
+        pin_tries=host.get("pin_tries", int, 3),
+        institution_id=host.get("institution_id", str, "100001"),
+    )
+    terminals = root.items("terminals")
+    keys = HostKeys(
+        pvk=host.hexkey("pvk"),
+        pan_key=host.hexkey("pan_key", (16, 24, 32)),
+        terminal_pin_keys={t.get("id", str): t.hexkey("pin_key") for t in terminals},
+    )
+    for t in terminals:
+        if len(t.get("id", str)) != 8:
+            raise ConfigError(t.source, f"{t.prefix}id", "terminal id must be 8 characters")
+    (populated,) = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()
+    if populated:
+        return keys, settings
+    with transaction(conn):
+        _populate(conn, root, keys, settings, ledger)
+    return keys, settings
+
+
+def _populate(
+    conn: sqlite3.Connection, root: _Reader, keys: HostKeys, settings: HostSettings, ledger: Ledger
+) -> None:
+    ledger.open_account(OPENING_ACCOUNT, kind="gl", normal="debit", currency=settings.currency)
+    for t in root.items("terminals"):
+        tid = t.get("id", str)
+        cash = f"GL-CASH-{tid}"
+        ledger.open_account(cash, kind="gl", normal="debit", currency=settings.currency)
+        conn.execute(
+            "INSERT INTO terminals (id, cash_account, site_name, site_lat, site_lon)"
+            " VALUES (?,?,?,?,?)",
+            (
+                tid,
+                cash,
+                t.get("site", str, ""),
+                t.get("lat", float, None),
+                t.get("lon", float, None),
+            ),
+        )
+        opening_cash = t.get("cash", int, 0)
+        if opening_cash:
+            ledger.transfer(cash, OPENING_ACCOUNT, opening_cash, kind="opening")
+    for p in root.items("persons"):
+        conn.execute(
+            "INSERT INTO persons (id, name, phone) VALUES (?,?,?)",
+            (p.get("id", str), p.get("name", str), p.get("phone", str, None)),
+        )
+    for a in root.items("accounts"):
+        number = a.get("number", str)
+        ledger.open_account(
+            number,
+            kind="customer",
+            normal="credit",
+            currency=a.get("currency", str, settings.currency),
+            safety_amount=a.get("safety_amount", int, None),
+        )
+        for owner in a.get("owners", list):
+            _insert(conn, a, "owners", "INSERT INTO ownership VALUES (?, ?)", (owner, number))
+        opening = a.get("balance", int, 0)
+        if opening:
+            ledger.transfer(OPENING_ACCOUNT, number, opening, kind="opening")
+    for c in root.items("cards"):
+        _insert_card(conn, c, keys)
+
+
+def _insert_card(conn: sqlite3.Connection, c: _Reader, keys: HostKeys) -> None:
+    pan = c.get("pan", str)
+    if not pan.isdigit() or not 13 <= len(pan) <= 19:
+        raise ConfigError(c.source, f"{c.prefix}pan", "must be 13-19 digits")
+    expiry = c.get("expiry", str)
+    if len(expiry) != 4 or not expiry.isdigit() or not 1 <= int(expiry[2:]) <= 12:
+        raise ConfigError(c.source, f"{c.prefix}expiry", "must be YYMM")
+    if "pin" in c.table:
+        pin = c.get("pin", str)
+        if not pin.isdigit() or not 4 <= len(pin) <= 12:
+            raise ConfigError(c.source, f"{c.prefix}pin", "must be 4-12 digits")
+        offset = ibm3624_offset(pin, pan, keys.pvk)
+    else:
+        offset = c.get("pin_offset", str)
+    ref = keys.pan_ref(pan)
+    _insert(
+        conn,
+        c,
+        "pan",
+        "INSERT INTO cards (pan_ref, pan_masked, person_id, expiry, product, pin_offset,"
+        " status, daily_limit) VALUES (?,?,?,?,?,?,?,?)",
+        (
+            ref,
+            mask_pan(pan),
+            c.get("owner", str),
+            expiry,
+            c.get("product", str, "debit"),
+            offset,
+            c.get("status", str, "active"),
+            c.get("daily_limit", int, 100_000),
+        ),
+    )
+    for i, account in enumerate(c.get("accounts", list)):
+        _insert(
+            conn,
+            c,
+            "accounts",
+            "INSERT INTO card_accounts (pan_ref, account_id, is_default) VALUES (?,?,?)",
+            (ref, account, int(i == 0)),
+        )
+
+
+def _insert(
+    conn: sqlite3.Connection, r: _Reader, key: str, sql: str, args: tuple[Any, ...]
+) -> None:
+    try:
+        conn.execute(sql, args)
+    except sqlite3.IntegrityError as exc:
+        raise ConfigError(
+            r.source, f"{r.prefix}{key}", f"refers to something unknown or repeated ({exc})"
+        ) from None

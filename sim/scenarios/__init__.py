@@ -1,0 +1,1 @@
+"""Scripted customer sessions for headless runs, the demo and soak tests."""

@@ -1,0 +1,134 @@
+"""The terminal application: config -> devices -> state machine -> host link, and the loop.
+
+:class:`Terminal` owns the long-lived parts (devices, journal, host client, machine) and
+runs one :class:`~terminal.session.CustomerSession` per card. It goes in service only
+when the devices it cannot work without are healthy, and out of service cleanly (never
+crashing) when one fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+
+from host_link.client import HostClient
+from terminal.clock import Clock, SystemClock
+from terminal.config import TerminalConfig
+from terminal.devices import Devices, build_devices
+from terminal.drivers.base import DeviceStatus
+from terminal.errors import DeviceError
+from terminal.fsm.customer import CustomerMachine, State
+from terminal.journal import Journal
+from terminal.session import CustomerSession, SessionResult
+from terminal.ui import Display, RecordingDisplay, Screen
+
+log = logging.getLogger(__name__)
+
+ESSENTIAL = ("card_reader", "pinpad", "dispenser")
+
+
+class Terminal:
+    def __init__(
+        self,
+        config: TerminalConfig,
+        *,
+        clock: Clock | None = None,
+        devices: Devices | None = None,
+        display: Display | None = None,
+        journal: Journal | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.devices = devices or build_devices(config, self.clock)
+        self.display = display or RecordingDisplay()
+        self.journal = journal or Journal(config.journal, self.clock)
+        self.host = HostClient(
+            config.host.address,
+            config.host.port,
+            terminal_id=config.terminal_id,
+            clock=self.clock,
+            timeout=config.host.timeout,
+            connect_timeout=config.host.connect_timeout,
+        )
+        self.machine = CustomerMachine()
+        self._sessions = itertools.count(1)
+        self.out_of_service_reason = "starting"
+
+    @property
+    def state(self) -> State:
+        return self.machine.state
+
+    def start(self) -> bool:
+        """Open the devices and go in service if the essential ones are healthy."""
+        try:
+            self.devices.open()
+        except DeviceError as exc:
+            self._out_of_service(f"device failed to open: {exc}")
+            return False
+        self.journal.record("terminal_start", terminal=self.config.terminal_id)
+        return self.check_devices()
+
+    def check_devices(self) -> bool:
+        """Re-check device health; move in or out of service accordingly."""
+        status = self.devices.status()
+        bad = {
+            k: v.value
+            for k, v in status.items()
+            if k in ESSENTIAL and v in (DeviceStatus.FAULT, DeviceStatus.OFFLINE)
+        }
+        if bad:
+            self._out_of_service(f"devices not ready: {bad}")
+            return False
+        if self.machine.state is State.OUT_OF_SERVICE:
+            self.machine.fire("go_in_service")
+            self.journal.record("in_service", devices={k: v.value for k, v in status.items()})
+            self.display.show(Screen.WELCOME)
+        return True
+
+    def _out_of_service(self, reason: str) -> None:
+        self.out_of_service_reason = reason
+        if self.machine.state is not State.OUT_OF_SERVICE:
+            self.machine.fire("go_out_of_service")
+        self.journal.record("out_of_service", reason=reason)
+        self.display.show(Screen.OUT_OF_SERVICE)
+        log.error("out of service: %s", reason)
+
+    async def serve_one(self, wait: float | None = 0.0) -> SessionResult | None:
+        """Wait up to ``wait`` seconds for a card and run that customer's session."""
+        if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
+            return None
+        try:
+            if not self.devices.card_reader.wait_for_card(wait):
+                return None
+            session_id = f"{self.config.terminal_id}-{next(self._sessions):06d}"
+            session = CustomerSession(
+                session_id,
+                self.config,
+                self.devices,
+                self.host,
+                self.journal,
+                self.display,
+                self.machine,
+            )
+            result = await session.run()
+        except DeviceError as exc:
+            self._out_of_service(f"device error: {exc}")
+            return None
+        self.check_devices()
+        return result
+
+    async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
+        """The kiosk loop: serve customers until ``stop`` is set."""
+        while not stop.is_set():
+            result = await self.serve_one(wait=poll)
+            if result is None:
+                await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
+            else:
+                log.info("session %s: %s", result.session_id, result.outcome)
+
+    async def close(self) -> None:
+        await self.host.close()
+        self.devices.close()
+        self.journal.record("terminal_stop")
+        self.journal.close()

@@ -1,0 +1,165 @@
+"""The ``atm`` command: host simulator, demo, terminal loop, journal, diagrams.
+
+This is the only module that prints; everything below it logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from terminal.errors import TerminalError
+
+log = logging.getLogger("atm")
+
+
+def _setup_logging(level: str, log_file: str | None = None) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers = [logging.FileHandler(log_file)]
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        handlers=handlers,
+    )
+
+
+def cmd_host(args: argparse.Namespace) -> int:
+    from sim.host.app import build_host, serve
+
+    server = build_host(Path(args.db), Path(args.seed), host=args.host, port=args.port)
+
+    def ready(host: str, port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    asyncio.run(serve(server, ready))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.scenarios.demo import main as demo_main
+
+    report = demo_main(Path(args.workdir) if args.workdir else None)
+    if args.json:
+        print(json.dumps(report, indent=None if args.compact else 2))
+    else:
+        for s in report["sessions"]:
+            mark = "ok " if s["ok"] else "BAD"
+            print(
+                f"[{mark}] {s['name']}: {s['outcome']} (expected {s['expected']}),"
+                f" dispensed {s['dispensed'] / 100:.2f}"
+            )
+            print(f"      {' -> '.join(s['states'])}")
+        print()
+        for a in report["accounts"]:
+            mark = "ok " if a["ok"] else "BAD"
+            print(
+                f"[{mark}] {a['account']:<16} {a['opening'] / 100:>12.2f} -> "
+                f"{a['closing'] / 100:>12.2f}  change {a['change'] / 100:>10.2f}"
+            )
+        for problem in report["ledger_problems"]:
+            print(f"[BAD] ledger: {problem}")
+        print(
+            f"\ncash handed out {report['cash_handed_out'] / 100:.2f};"
+            f" reconciled: {str(report['reconciled']).lower()};"
+            f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
+        )
+    return 0 if report["reconciled"] and report["outcomes_as_expected"] else 1
+
+
+def cmd_journal(args: argparse.Namespace) -> int:
+    from terminal.journal import read_tail
+
+    for entry in read_tail(Path(args.journal), args.lines):
+        print(json.dumps(dataclasses_asdict(entry)) if args.json else entry.line())
+    return 0
+
+
+def dataclasses_asdict(entry: object) -> dict[str, object]:
+    import dataclasses
+
+    assert dataclasses.is_dataclass(entry) and not isinstance(entry, type)
+    return dataclasses.asdict(entry)
+
+
+def cmd_fsm(args: argparse.Namespace) -> int:
+    from terminal.fsm.diagram import write_diagram
+
+    for path in write_diagram(Path(args.diagram)):
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from terminal.interactive import run_interactive
+
+    return asyncio.run(run_interactive(Path(args.config), sim=args.sim))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atm", description=__doc__)
+    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TCP)")
+    host.add_argument("--db", default="var/host.db", help="SQLite database file")
+    host.add_argument(
+        "--seed",
+        default=str(Path(__file__).resolve().parent.parent / "sim" / "data" / "demo-seed.toml"),
+        help="TOML seed: keys, terminals, people, accounts, cards",
+    )
+    host.add_argument("--host", default="127.0.0.1")
+    host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
+    host.add_argument("--log", help="log to this file instead of stderr")
+    host.set_defaults(func=cmd_host)
+
+    demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
+    demo.add_argument("--json", action="store_true", help="print one JSON report")
+    demo.add_argument("--compact", action="store_true", help="JSON on one line")
+    demo.add_argument("--workdir", help="keep the run's files here (default: a temp dir)")
+    demo.set_defaults(func=cmd_demo)
+
+    run = sub.add_parser("run", help="run the terminal loop")
+    run.add_argument(
+        "--config",
+        default=str(Path(__file__).resolve().parent.parent / "sim" / "data" / "sim-terminal.toml"),
+    )
+    run.add_argument("--sim", action="store_true", help="customer actions typed at a prompt")
+    run.set_defaults(func=cmd_run)
+
+    journal = sub.add_parser("journal", help="electronic journal")
+    jsub = journal.add_subparsers(dest="journal_command", required=True)
+    tail = jsub.add_parser("tail", help="show the last entries")
+    tail.add_argument("--journal", default="var/journal.db")
+    tail.add_argument("-n", "--lines", type=int, default=20)
+    tail.add_argument("--json", action="store_true")
+    tail.set_defaults(func=cmd_journal)
+
+    fsm = sub.add_parser("fsm", help="state machine tools")
+    fsm.add_argument(
+        "--diagram", required=True, help="output path (.md/.mmd; .svg/.png need graphviz)"
+    )
+    fsm.set_defaults(func=cmd_fsm)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level, getattr(args, "log", None))
+    try:
+        return int(args.func(args))
+    except TerminalError as exc:
+        print(f"atm: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

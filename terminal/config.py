@@ -1,0 +1,160 @@
+"""Terminal configuration: TOML -> frozen dataclasses.
+
+Every error names the file and the dotted key (``kiosk.toml: host.port: must be int``).
+Device sections pass their remaining keys to the chosen backend's constructor, so a new
+backend needs no change here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from terminal.drivers.base import BACKENDS
+from terminal.errors import ConfigError
+
+DEVICE_KINDS = tuple(BACKENDS)
+
+
+@dataclasses.dataclass(frozen=True)
+class HostConfig:
+    address: str = "127.0.0.1"
+    port: int = 8583
+    timeout: float = 10.0
+    connect_timeout: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    """Customer timeouts in seconds, one per waiting state."""
+
+    pin: float = 30.0
+    menu: float = 30.0
+    amount: float = 30.0
+    balance: float = 30.0
+    take_cash: float = 30.0
+    take_card: float = 30.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceConfig:
+    backend: str
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class TerminalConfig:
+    terminal_id: str
+    acceptor_id: str = "ATMACCEPTOR0001"
+    location: str = "ATM"
+    currency: str = "840"
+    acquirer_id: str = "100001"
+    journal: Path = Path("var/journal.db")
+    max_pin_entries: int = 3
+    host: HostConfig = HostConfig()
+    timeouts: Timeouts = Timeouts()
+    devices: Mapping[str, DeviceConfig] = dataclasses.field(default_factory=dict)
+    source: str = "<defaults>"
+
+
+def _typed(source: str, key: str, value: Any, kind: type) -> Any:
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):
+        raise ConfigError(source, key, f"must be {kind.__name__}, got {value!r}")
+    return value
+
+
+def _section(source: str, data: Mapping[str, Any], name: str, cls: type) -> Any:
+    table = data.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(source, name, "must be a table")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in table.items():
+        if key not in fields:
+            raise ConfigError(source, f"{name}.{key}", f"unknown key (known: {', '.join(fields)})")
+        kind = type(fields[key].default)
+        kwargs[key] = _typed(source, f"{name}.{key}", value, kind)
+        if kind in (int, float) and kwargs[key] <= 0:
+            raise ConfigError(source, f"{name}.{key}", "must be positive")
+    return cls(**kwargs)
+
+
+def parse_config(
+    data: Mapping[str, Any], source: str, base_dir: Path | None = None
+) -> TerminalConfig:
+    known = {"terminal", "host", "timeouts", "devices"}
+    for key in data:
+        if key not in known:
+            raise ConfigError(source, key, f"unknown section (known: {', '.join(sorted(known))})")
+    term = data.get("terminal")
+    if not isinstance(term, dict):
+        raise ConfigError(source, "terminal", "section is required")
+    tid = _typed(source, "terminal.id", term.get("id"), str)
+    if len(tid) != 8:
+        raise ConfigError(source, "terminal.id", "must be exactly 8 characters (ISO 8583 field 41)")
+    acceptor = _typed(
+        source, "terminal.acceptor_id", term.get("acceptor_id", "ATMACCEPTOR0001"), str
+    )
+    if len(acceptor) > 15:
+        raise ConfigError(source, "terminal.acceptor_id", "must be at most 15 characters")
+    location = _typed(source, "terminal.location", term.get("location", "ATM"), str)
+    if len(location) > 40:
+        raise ConfigError(source, "terminal.location", "must be at most 40 characters")
+    currency = _typed(source, "terminal.currency", term.get("currency", "840"), str)
+    if len(currency) != 3 or not currency.isdigit():
+        raise ConfigError(source, "terminal.currency", "must be a 3-digit ISO 4217 code")
+    journal = Path(_typed(source, "terminal.journal", term.get("journal", "var/journal.db"), str))
+    if base_dir is not None and not journal.is_absolute():
+        journal = base_dir / journal
+    devices: dict[str, DeviceConfig] = {}
+    raw_devices = data.get("devices", {})
+    if not isinstance(raw_devices, dict):
+        raise ConfigError(source, "devices", "must be a table")
+    for kind, table in raw_devices.items():
+        if kind not in DEVICE_KINDS:
+            raise ConfigError(
+                source, f"devices.{kind}", f"unknown device kind (known: {', '.join(DEVICE_KINDS)})"
+            )
+        if not isinstance(table, dict) or "backend" not in table:
+            raise ConfigError(source, f"devices.{kind}.backend", "is required")
+        backend = _typed(source, f"devices.{kind}.backend", table["backend"], str)
+        if backend not in BACKENDS[kind]:
+            raise ConfigError(
+                source,
+                f"devices.{kind}.backend",
+                f"unknown backend {backend!r} (known: {', '.join(BACKENDS[kind])})",
+            )
+        devices[kind] = DeviceConfig(backend, {k: v for k, v in table.items() if k != "backend"})
+    for kind in ("card_reader", "pinpad", "dispenser"):
+        devices.setdefault(kind, DeviceConfig("sim"))
+    return TerminalConfig(
+        terminal_id=tid,
+        acceptor_id=acceptor,
+        location=location,
+        currency=currency,
+        acquirer_id=_typed(source, "terminal.acquirer_id", term.get("acquirer_id", "100001"), str),
+        journal=journal,
+        max_pin_entries=_typed(
+            source, "terminal.max_pin_entries", term.get("max_pin_entries", 3), int
+        ),
+        host=_section(source, data, "host", HostConfig),
+        timeouts=_section(source, data, "timeouts", Timeouts),
+        devices=devices,
+        source=source,
+    )
+
+
+def load_config(path: Path) -> TerminalConfig:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(str(path), "", "file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
+    return parse_config(data, str(path), path.parent)

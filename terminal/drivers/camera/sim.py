@@ -1,0 +1,76 @@
+"""In-process simulated camera.
+
+Why it exists: face verification and evidence snapshots need frames in CI without a
+webcam or OpenCV. Given ``frames`` (e.g. images loaded by a test), it plays them in a
+loop; given none, it draws a synthetic BGR frame with numpy - imported only when such a
+frame is drawn, so a kiosk without numpy can still load the module. Timestamps come from
+the injected clock, so evidence records replay exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from terminal.clock import Clock, SystemClock
+from terminal.drivers.base import DeviceStatus
+from terminal.drivers.camera.base import Camera, Frame
+from terminal.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class SimCamera(Camera):
+    """Plays ``frames`` in a loop, or synthesises ``width`` x ``height`` frames."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        frames: Sequence[Any] | None = None,
+        width: int = 640,
+        height: int = 480,
+    ) -> None:
+        super().__init__()
+        if width <= 0 or height <= 0:
+            raise ConfigError("config", "devices.camera", f"bad frame size {width}x{height}")
+        if frames is not None and len(frames) == 0:
+            raise ConfigError("config", "devices.camera.frames", "empty; omit it for synthetic")
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._frames = list(frames) if frames is not None else None
+        self.width, self.height = width, height
+        self._captured = 0
+
+    def __repr__(self) -> str:
+        source = f"{len(self._frames)} frames" if self._frames is not None else "synthetic"
+        return f"SimCamera({source}, {self.width}x{self.height}, captured={self._captured})"
+
+    @property
+    def captured(self) -> int:
+        """Frames delivered so far."""
+        return self._captured
+
+    def _do_status(self) -> DeviceStatus:
+        return DeviceStatus.OK
+
+    def _do_capture(self) -> Frame:
+        n = self._captured
+        self._captured += 1
+        if self._frames is None:
+            image = self._synthetic(n)
+            height, width = self.height, self.width
+        else:
+            image = self._frames[n % len(self._frames)]
+            shape = getattr(image, "shape", None)
+            height, width = (int(shape[0]), int(shape[1])) if shape else (self.height, self.width)
+        return Frame(time=self._clock.now(), image=image, width=width, height=height)
+
+    def _synthetic(self, n: int) -> Any:
+        """A BGR gradient whose blue channel encodes the frame number, so frames differ."""
+        import numpy as np  # lazy: only synthetic frames need it
+
+        image = np.zeros((self.height, self.width, 3), dtype=np.uint8)
+        image[:, :, 0] = n % 256
+        image[:, :, 1] = (np.arange(self.width, dtype=np.uint32) * 255 // self.width)[None, :]
+        image[:, :, 2] = (np.arange(self.height, dtype=np.uint32) * 255 // self.height)[:, None]
+        return image

@@ -1,0 +1,195 @@
+"""In-process simulated encrypting PIN pad, driven by a scripted customer.
+
+Why it exists: the terminal must be testable end to end without an EPP, yet the security
+boundary must hold even in simulation. So the clear PIN lives only inside this object
+(in its private script queue, as :class:`Pin` entries whose ``repr`` hides the digits);
+what leaves it is an ISO 9564 format 0 block encrypted under the pad's PIN key, exactly
+as from real hardware. A customer who walks away is modelled by advancing the injected
+clock by the timeout, never by sleeping.
+
+Script entries, consumed in order by :meth:`SimPinPad.read_pin` / :meth:`SimPinPad.read_keys`:
+
+* ``Pin("1234")``  - PIN digits then ENTER (only valid during PIN entry);
+* ``Keys("150")``  - clear digits then ENTER (only valid during clear entry);
+* ``Fkey("F1")``   - a function key press (clear entry with function keys allowed);
+* ``CANCEL``       - the customer presses CANCEL;
+* ``NO_INPUT``     - the customer does nothing: the entry times out.
+
+An empty script behaves like ``NO_INPUT``.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+
+from terminal.clock import Clock, SystemClock
+from terminal.drivers.base import DeviceStatus
+from terminal.drivers.pinpad.base import (
+    FUNCTION_KEYS,
+    EntryOutcome,
+    KeyEntry,
+    PinEntry,
+    PinPad,
+)
+from terminal.errors import ConfigError, LocalProtocolError
+from terminal.security.pinblock import encrypt_format0
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PIN_KEY = "0123456789ABCDEFFEDCBA9876543210"
+
+
+class Pin:
+    """The customer types these PIN digits, then ENTER. ``repr`` never shows them."""
+
+    __slots__ = ("_digits",)
+
+    def __init__(self, digits: str) -> None:
+        if digits and not (digits.isascii() and digits.isdigit()):
+            raise ValueError("a scripted PIN may contain only the digits 0-9")
+        self._digits = digits
+
+    def __repr__(self) -> str:
+        return f"Pin(<{len(self._digits)} digits>)"
+
+
+class Keys:
+    """The customer types these digits in clear entry (an amount, a menu number), then ENTER."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: str) -> None:
+        if digits and not (digits.isascii() and digits.isdigit()):
+            raise ValueError(f"scripted keys must be digits 0-9, got {digits!r}")
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"Keys({self.digits!r})"
+
+
+class Fkey:
+    """The customer presses one function key (``F1`` .. ``F8``)."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: str) -> None:
+        if key not in FUNCTION_KEYS:
+            raise ValueError(f"unknown function key {key!r} (known: {', '.join(FUNCTION_KEYS)})")
+        self.key = key
+
+    def __repr__(self) -> str:
+        return f"Fkey({self.key!r})"
+
+
+class Signal(enum.Enum):
+    """Script entries that carry no data."""
+
+    CANCEL = "cancel"
+    NO_INPUT = "no_input"
+
+
+CANCEL = Signal.CANCEL
+NO_INPUT = Signal.NO_INPUT
+
+Entry = Pin | Keys | Fkey | Signal
+
+
+def _parse_key(pin_key: bytes | str) -> bytes:
+    """A 16- or 24-byte TDES key, given raw or as hex. Never echoes the key in errors."""
+    if isinstance(pin_key, str):
+        try:
+            key = bytes.fromhex(pin_key)
+        except ValueError:
+            raise ConfigError("config", "devices.pinpad.pin_key", "not a hex string") from None
+    else:
+        key = bytes(pin_key)
+    if len(key) not in (16, 24):
+        raise ConfigError(
+            "config", "devices.pinpad.pin_key", f"TDES key must be 16 or 24 bytes, got {len(key)}"
+        )
+    return key
+
+
+class SimPinPad(PinPad):
+    """An EPP whose keyboard is a script; holds the PIN key and the clear PIN privately."""
+
+    def __init__(self, clock: Clock | None = None, pin_key: bytes | str = DEFAULT_PIN_KEY) -> None:
+        super().__init__()
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.__key = _parse_key(pin_key)
+        self.__script: collections.deque[Entry] = collections.deque()
+
+    def __repr__(self) -> str:
+        return f"SimPinPad(pending={self.pending()})"
+
+    # -- the scripted customer ------------------------------------------------------------
+
+    def script(self, *entries: Entry) -> None:
+        """Append what the customer will do, in order (see the module docstring)."""
+        for entry in entries:
+            if not isinstance(entry, Pin | Keys | Fkey | Signal):
+                raise TypeError(f"not a PIN pad script entry: {type(entry).__name__}")
+        self.__script.extend(entries)
+
+    def pending(self) -> int:
+        """Scripted entries not yet consumed."""
+        return len(self.__script)
+
+    # -- the terminal's side ----------------------------------------------------------------
+
+    def _do_status(self) -> DeviceStatus:
+        return DeviceStatus.OK
+
+    def _next(self) -> Entry:
+        return self.__script.popleft() if self.__script else NO_INPUT
+
+    def _timed_out(self, timeout: float) -> None:
+        self._clock.advance(timeout)
+        log.info("pinpad: entry timed out after %.1f s", timeout)
+
+    def _do_read_pin(self, pan: str, min_digits: int, max_digits: int, timeout: float) -> PinEntry:
+        entry = self._next()
+        if entry is CANCEL:
+            return PinEntry(EntryOutcome.CANCELLED)
+        if entry is NO_INPUT:
+            self._timed_out(timeout)
+            return PinEntry(EntryOutcome.TIMEOUT)
+        if not isinstance(entry, Pin):
+            raise LocalProtocolError(
+                f"pinpad script: {entry!r} during PIN entry (expected Pin, CANCEL or NO_INPUT)"
+            )
+        # Like a real EPP: keys beyond max_digits are ignored, and ENTER with fewer than
+        # min_digits is ignored too, so the pad keeps waiting until the entry times out.
+        pin = entry._digits[:max_digits]
+        if len(pin) < min_digits:
+            log.info("pinpad: ENTER ignored after %d digits (minimum %d)", len(pin), min_digits)
+            self._timed_out(timeout)
+            return PinEntry(EntryOutcome.TIMEOUT)
+        try:
+            block = encrypt_format0(pin, pan, self.__key)
+        except ValueError as exc:
+            # pinblock needs >= 13 PAN digits; the ABC admits 12. Report, never echo the PIN.
+            raise LocalProtocolError(f"pinpad: cannot build a format 0 block: {exc}") from None
+        log.info("pinpad: PIN entered (%d digits)", len(pin))
+        return PinEntry(EntryOutcome.ENTERED, block=block, digits=len(pin), block_format=0)
+
+    def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
+        entry = self._next()
+        if entry is CANCEL:
+            return KeyEntry(EntryOutcome.CANCELLED)
+        if entry is NO_INPUT:
+            self._timed_out(timeout)
+            return KeyEntry(EntryOutcome.TIMEOUT)
+        if isinstance(entry, Keys):
+            return KeyEntry(EntryOutcome.ENTERED, entry.digits[:max_digits])
+        if isinstance(entry, Fkey):
+            if not function_keys:
+                raise LocalProtocolError(
+                    f"pinpad script: {entry!r} during clear entry with function keys disabled"
+                )
+            return KeyEntry(EntryOutcome.ENTERED, entry.key)
+        raise LocalProtocolError(
+            f"pinpad script: {entry!r} during clear entry (expected Keys, Fkey, CANCEL or NO_INPUT)"
+        )

@@ -1,0 +1,1 @@
+"""Customer and supervisor state machines."""

@@ -1,0 +1,107 @@
+"""``atm run --sim``: the terminal loop on simulated devices, the customer at a prompt.
+
+Each session asks for a card (by PAN, from the config's test cards) and the customer's
+inputs, loads them into the simulated devices, and runs the real session code against a
+running ``atm host``. On real hardware the devices themselves are the customer's input.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from terminal.app import Terminal
+from terminal.clock import SystemClock
+from terminal.config import load_config
+from terminal.drivers.card_reader.base import CardData
+from terminal.drivers.card_reader.sim import SimCardReader
+from terminal.drivers.dispenser.sim import SimDispenser
+from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, Signal, SimPinPad
+from terminal.ui import CallbackDisplay
+
+log = logging.getLogger(__name__)
+
+HELP = """Customer inputs, comma-separated, in order. Examples:
+  pin 1234, F1, 100        PIN, cash withdrawal, 100 units
+  pin 1234, F2, enter      PIN, balance, continue
+  cancel | wait            press CANCEL | walk away (timeout)
+Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card prompt quits."""
+
+
+def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, bool]:
+    entries: list[Pin | Keys | Fkey | Signal] = []
+    take_cash = take_card = True
+    for raw in (part.strip() for part in text.split(",")):
+        word = raw.lower()
+        if not word:
+            continue
+        if word.startswith("pin "):
+            entries.append(Pin(raw[4:].strip()))
+        elif word.upper() in {f"F{i}" for i in range(1, 9)}:
+            entries.append(Fkey(word.upper()))
+        elif word == "enter":
+            entries.append(Keys(""))
+        elif word == "cancel":
+            entries.append(CANCEL)
+        elif word == "wait":
+            entries.append(NO_INPUT)
+        elif word == "leave cash":
+            take_cash = False
+        elif word == "leave card":
+            take_card = False
+        elif word.isdigit():
+            entries.append(Keys(word))
+        else:
+            raise ValueError(f"unknown input {raw!r}")
+    return entries, take_cash, take_card
+
+
+async def run_interactive(config_path: Path, *, sim: bool) -> int:
+    config = load_config(config_path)
+    if not sim:
+        print("only --sim is available until real device drivers are configured")
+        return 2
+    terminal = Terminal(
+        config, clock=SystemClock(), display=CallbackDisplay(lambda t: print(f"  [screen] {t}"))
+    )
+    devices = terminal.devices
+    reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
+    if not (
+        isinstance(reader, SimCardReader)
+        and isinstance(pinpad, SimPinPad)
+        and isinstance(dispenser, SimDispenser)
+    ):
+        print("--sim needs the sim backends for card reader, PIN pad and dispenser")
+        return 2
+    if not terminal.start():
+        print(f"out of service: {terminal.out_of_service_reason}")
+        return 1
+    print(HELP)
+    loop = asyncio.get_running_loop()
+    try:
+        while True:
+            pan = (await loop.run_in_executor(None, input, "\ncard PAN (empty to quit)> ")).strip()
+            if not pan:
+                return 0
+            expiry = (await loop.run_in_executor(None, input, "expiry YYMM> ")).strip()
+            text = await loop.run_in_executor(None, input, "inputs> ")
+            try:
+                entries, take_cash, take_card = parse_inputs(text)
+                card = CardData(pan=pan, expiry=expiry)
+            except ValueError as exc:
+                print(f"  {exc}")
+                continue
+            pinpad.script(*entries)
+            if not take_cash:
+                dispenser.script_take_cash(False)
+            if not take_card:
+                reader.script_take_card(False)
+            reader.insert(card)
+            result = await terminal.serve_one()
+            if result is not None:
+                print(f"  outcome: {result.outcome}; path: {' -> '.join(result.states)}")
+            while pinpad.pending():
+                pinpad.read_keys(timeout=0.0)  # drop inputs the session did not use
+    finally:
+        await terminal.close()

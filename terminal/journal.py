@@ -1,0 +1,124 @@
+"""The electronic journal: every event of every session, append-only, on disk.
+
+SQLite in WAL mode with durable commits, so the record survives ``kill -9``. Records
+are JSON objects checked on the way in: keys that could carry a PIN, PIN block, key or
+track data are refused outright, ``pan`` values are masked to first 6 / last 4, and any
+other run of 13-19 digits in a string is masked too, as a last line of defence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from terminal.clock import Clock
+from terminal.drivers.card_reader.base import mask_pan
+from terminal.errors import JournalError
+
+FORBIDDEN_KEYS = re.compile(r"(^|_)(pin|pinblock|pin_block|key|track2|track|cvv|cvc)($|_)")
+ALLOWED_KEYS = frozenset({"pin_tries", "pin_entries", "key_check_value"})
+PAN_LIKE = re.compile(r"(?<!\d)\d{13,19}(?!\d)")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time TEXT NOT NULL,
+    session TEXT,
+    event TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS journal_no_update BEFORE UPDATE ON journal
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS journal_no_delete BEFORE DELETE ON journal
+BEGIN SELECT RAISE(ABORT, 'the journal is append-only'); END;
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    seq: int
+    time: str
+    session: str | None
+    event: str
+    data: dict[str, Any]
+
+    def line(self) -> str:
+        details = " ".join(f"{k}={v}" for k, v in self.data.items())
+        session = self.session or "-"
+        return f"{self.seq:>6} {self.time} {session:<12} {self.event:<22} {details}".rstrip()
+
+
+def _scrub(value: Any, key: str = "") -> Any:
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if FORBIDDEN_KEYS.search(str(k).lower()) and k not in ALLOWED_KEYS:
+                raise JournalError(f"refusing to journal sensitive field {k!r}")
+            out[str(k)] = _scrub(v, str(k))
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, key) for v in value]
+    if isinstance(value, str):
+        if key == "pan":
+            return mask_pan(value)
+        return PAN_LIKE.sub(lambda m: mask_pan(m.group()), value)
+    if isinstance(value, (bytes, bytearray)):
+        raise JournalError(f"refusing to journal raw bytes in {key or 'record'!r}")
+    return value
+
+
+class Journal:
+    def __init__(self, path: Path | str, clock: Clock) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.clock = clock
+        self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(SCHEMA)
+
+    def record(self, event: str, session: str | None = None, **data: Any) -> int:
+        """Append one event; returns its sequence number."""
+        clean = _scrub(data)
+        cursor = self._conn.execute(
+            "INSERT INTO journal (time, session, event, data) VALUES (?,?,?,?)",
+            (
+                self.clock.now().isoformat(timespec="milliseconds"),
+                session,
+                event,
+                json.dumps(clean),
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def tail(self, count: int = 20, session: str | None = None) -> list[Entry]:
+        query = "SELECT * FROM journal"
+        args: tuple[Any, ...] = ()
+        if session is not None:
+            query += " WHERE session = ?"
+            args = (session,)
+        rows = self._conn.execute(query + " ORDER BY seq DESC LIMIT ?", (*args, count)).fetchall()
+        return [Entry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def read_tail(path: Path, count: int) -> list[Entry]:
+    """Read the last entries of a journal another process may be writing."""
+    if not path.exists():
+        raise JournalError(f"{path}: no journal here")
+    conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT * FROM journal ORDER BY seq DESC LIMIT ?", (count,)).fetchall()
+    except sqlite3.DatabaseError as exc:
+        raise JournalError(f"{path}: not a journal ({exc})") from exc
+    finally:
+        conn.close()
+    return [Entry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]

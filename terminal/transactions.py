@@ -1,0 +1,72 @@
+"""Build the terminal's ISO 8583 requests from what the session knows.
+
+Link-level fields (STAN, times, terminal id) are stamped by the host client; this
+module fills the card, amount and acceptor fields, and the original-data elements that
+tie a reversal to the request it undoes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from host_link.codec import Message
+from host_link.codes import Mti, ProcessingCode
+from terminal.config import TerminalConfig
+from terminal.drivers.card_reader.base import CardData
+
+ENTRY_MODE_CHIP_PIN = "051"
+
+
+def _card_fields(config: TerminalConfig, card: CardData, pin_block: bytes) -> Message:
+    fields: Message = {
+        "2": card.pan,
+        "14": card.expiry,
+        "22": ENTRY_MODE_CHIP_PIN,
+        "32": config.acquirer_id,
+        "42": config.acceptor_id.ljust(15),
+        "43": config.location.ljust(40),
+        "49": config.currency,
+        "52": pin_block.hex().upper(),
+    }
+    if card.track2:
+        fields["35"] = card.track2
+    return fields
+
+
+def balance_inquiry(config: TerminalConfig, card: CardData, pin_block: bytes) -> Message:
+    """0100: verifies the PIN and returns balances and the session's withdrawal limit."""
+    return {"t": Mti.AUTH_REQUEST, "3": ProcessingCode.BALANCE_INQUIRY} | _card_fields(
+        config, card, pin_block
+    )
+
+
+def withdrawal(config: TerminalConfig, card: CardData, pin_block: bytes, amount: int) -> Message:
+    """0200 cash withdrawal of ``amount`` minor units."""
+    return {
+        "t": Mti.FINANCIAL_REQUEST,
+        "3": ProcessingCode.WITHDRAWAL,
+        "4": f"{amount:012d}",
+    } | _card_fields(config, card, pin_block)
+
+
+def original_data(request: Mapping[str, str], acquirer_id: str) -> str:
+    """Field 90: original MTI, STAN, transmission time, acquirer and forwarding ids."""
+    return f"{request['t']}{request['11']}{request['7']}{acquirer_id[-11:]:0>11}{'0' * 11}"
+
+
+def reversal(config: TerminalConfig, request: Mapping[str, str], dispensed: int = 0) -> Message:
+    """0400 (nothing dispensed) or 0420 advice (``dispensed`` > 0, carried in field 95).
+
+    Card data and the PIN block are not repeated: field 90 identifies the original.
+    """
+    message: Message = {
+        "t": Mti.REVERSAL_ADVICE if dispensed else Mti.REVERSAL_REQUEST,
+        "3": request["3"],
+        "4": request["4"],
+        "32": config.acquirer_id,
+        "49": config.currency,
+        "90": original_data(request, config.acquirer_id),
+    }
+    if dispensed:
+        message["95"] = f"{dispensed:012d}" + "0" * 30
+    return message

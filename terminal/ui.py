@@ -1,0 +1,66 @@
+"""What the customer sees: screens as data, and displays that render or record them.
+
+The session controller only names a screen and its values; a kiosk front end, the
+console (``atm run --sim``) and the tests' recorder each render that their own way.
+Screens never carry a PIN, and card numbers only masked.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Any, Protocol
+
+log = logging.getLogger(__name__)
+
+
+class Screen(enum.Enum):
+    WELCOME = "Welcome. Please insert your card."
+    ENTER_PIN = "Please enter your PIN and press ENTER."
+    WRONG_PIN = "Incorrect PIN. Please try again."
+    MENU = "F1 Cash withdrawal   F2 Balance   (up to {limit} available)"
+    ENTER_AMOUNT = "Enter the amount in whole units (up to {limit}) and press ENTER."
+    CANNOT_DISPENSE = "This amount cannot be dispensed. Notes available: {notes}."
+    PLEASE_WAIT = "Please wait..."
+    TAKE_CASH = "Please take your cash."
+    BALANCE = "Balance {ledger}, available {available}. Press ENTER."
+    DECLINED = "{reason}"
+    TAKE_CARD = "Please take your card."
+    CARD_RETAINED = "Your card has been retained. Please contact your bank."
+    RECEIPT = "{receipt}"
+    OUT_OF_SERVICE = "Sorry, this machine is out of service."
+
+
+def money(minor: int, currency_exponent: int = 2) -> str:
+    """Render minor units as a decimal amount: 12345 -> '123.45'."""
+    sign = "-" if minor < 0 else ""
+    units, cents = divmod(abs(minor), 10**currency_exponent)
+    return f"{sign}{units}.{cents:0{currency_exponent}d}"
+
+
+class Display(Protocol):
+    def show(self, screen: Screen, **values: Any) -> None: ...
+
+
+class RecordingDisplay:
+    """Keeps every screen shown, for tests and the headless demo."""
+
+    def __init__(self) -> None:
+        self.shown: list[tuple[Screen, dict[str, Any]]] = []
+
+    def show(self, screen: Screen, **values: Any) -> None:
+        self.shown.append((screen, values))
+        log.debug("screen %s", screen.name)
+
+    def texts(self) -> list[str]:
+        return [screen.value.format(**values) for screen, values in self.shown]
+
+
+class CallbackDisplay:
+    """Renders each screen's text through a callable (the console runner's ``print``)."""
+
+    def __init__(self, write: Any) -> None:
+        self._write = write
+
+    def show(self, screen: Screen, **values: Any) -> None:
+        self._write(screen.value.format(**values))
