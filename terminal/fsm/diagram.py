@@ -30,7 +30,7 @@ def write_diagram(path: Path) -> list[Path]:
             raise ConfigError(
                 str(path),
                 "",
-                "SVG/PNG needs graphviz (Debian 'graphviz' + pip 'graphviz'); the Mermaid file was written",
+                "SVG/PNG needs graphviz (Debian graphviz, pip graphviz); Mermaid written",
             )
         from transitions.extensions import GraphMachine
 

@@ -1,0 +1,89 @@
+"""A real host (in-process, real TCP on port 0, real SQLite file) and a terminal on
+simulated devices, for session-level tests."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from sim.host.app import build_host
+from sim.host.server import HostServer
+from sim.scenarios.demo import DEMO_SEED, demo_terminal, seed_cards
+from sim.scenarios.scripts import Scenario, apply
+from terminal.app import Terminal
+from terminal.clock import ManualClock
+from terminal.drivers.card_reader.base import CardData
+from terminal.drivers.card_reader.sim import SimCardReader
+from terminal.drivers.dispenser.sim import SimDispenser
+from terminal.drivers.pinpad.sim import SimPinPad
+from terminal.session import SessionResult
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class Rig:
+    host: HostServer
+    terminal: Terminal
+    clock: ManualClock
+    cards: dict[str, tuple[CardData, str]]
+
+    @property
+    def reader(self) -> SimCardReader:
+        reader = self.terminal.devices.card_reader
+        assert isinstance(reader, SimCardReader)
+        return reader
+
+    @property
+    def pinpad(self) -> SimPinPad:
+        pinpad = self.terminal.devices.pinpad
+        assert isinstance(pinpad, SimPinPad)
+        return pinpad
+
+    @property
+    def dispenser(self) -> SimDispenser:
+        dispenser = self.terminal.devices.dispenser
+        assert isinstance(dispenser, SimDispenser)
+        return dispenser
+
+    async def play(self, scenario: Scenario) -> SessionResult:
+        card, _ = self.cards[scenario.card]
+        apply(scenario, self.reader, self.pinpad, self.dispenser, card)
+        result = await self.terminal.serve_one()
+        assert result is not None, self.terminal.out_of_service_reason
+        return result
+
+    def balance(self, account: str) -> int:
+        return self.host.authoriser.ledger.balance(account).ledger
+
+
+RigRunner = Callable[[Callable[[Rig], Awaitable[T]]], T]
+
+
+@pytest.fixture
+def with_rig(tmp_path: Path) -> Callable[..., Any]:
+    """``with_rig(async_fn)`` runs ``async_fn(rig)`` with a live host and terminal."""
+
+    def run(body: Callable[[Rig], Awaitable[T]]) -> T:
+        async def main() -> T:
+            host = build_host(tmp_path / "host.db", DEMO_SEED, port=0)
+            port = await host.start()
+            clock = ManualClock(dt.datetime.now(dt.UTC))
+            terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock)
+            assert terminal.start()
+            try:
+                return await body(Rig(host, terminal, clock, seed_cards(DEMO_SEED)))
+            finally:
+                await terminal.close()
+                await host.stop()
+                host.authoriser.conn.close()
+
+        return asyncio.run(main())
+
+    return run

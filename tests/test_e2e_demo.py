@@ -1,0 +1,95 @@
+"""The demo as a user runs it: `atm demo --json` in its own process, with the host in
+another, over real TCP and real SQLite files."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sim.scenarios.scripts import DEMO
+
+pytestmark = pytest.mark.e2e
+
+ATM = [sys.executable, "-m", "terminal.cli"]
+
+
+def test_demo_json_reports_every_expected_outcome_and_reconciles(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*ATM, "demo", "--json", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout)
+    assert report["reconciled"] is True
+    assert report["outcomes_as_expected"] is True
+    assert report["ledger_problems"] == []
+    by_name = {s["name"]: s for s in report["sessions"]}
+    assert set(by_name) == {s.name for s in DEMO}
+    for scenario in DEMO:
+        session = by_name[scenario.name]
+        assert session["outcome"] == scenario.expected
+        assert session["dispensed"] == scenario.expected_dispensed
+        assert session["states"][0] == "reading_card" and session["states"][-1] == "idle"
+    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
+    changes = {a["account"]: a["change"] for a in report["accounts"]}
+    assert changes["GL-CASH-ATM00001"] == -report["cash_handed_out"]
+    # files the run wrote: the journal and the host database hold no full PAN
+    for path in tmp_path.iterdir():
+        data = path.read_bytes()
+        assert b"4761739001010010" not in data, path
+
+
+def test_demo_human_output(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*ATM, "demo", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "reconciled: true" in run.stdout
+    assert "withdrawal: dispensed" in run.stdout
+    tail = subprocess.run(
+        [*ATM, "journal", "tail", "--journal", str(tmp_path / "journal.db"), "-n", "5"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    lines = tail.stdout.strip().splitlines()
+    assert len(lines) == 5 and "terminal_stop" in lines[-1]
+
+
+def test_host_bad_seed_is_a_clear_error(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.toml"
+    seed.write_text('[host]\npvk = "XYZ"\npan_key = "00"\n')
+    run = subprocess.run(
+        [*ATM, "host", "--db", str(tmp_path / "h.db"), "--seed", str(seed), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert f"{seed}: host.pvk: is not hexadecimal" in run.stderr
+
+
+def test_fsm_diagram_command(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [*ATM, "fsm", "--diagram", str(tmp_path / "fsm.svg")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "fsm.mmd").read_text().startswith("stateDiagram-v2")
+    assert "<svg" in (tmp_path / "fsm.svg").read_text()
