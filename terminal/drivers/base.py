@@ -33,6 +33,9 @@ class Device(ABC):
     """Common life cycle: open, status, close (safe twice), context manager."""
 
     kind: str = "device"
+    # True when calls wait on real I/O (a serial line, pcscd): the terminal then runs
+    # them in a worker thread so the event loop (host link) keeps going.
+    blocking: bool = True
 
     def __init__(self) -> None:
         self._opened = False
@@ -87,11 +90,24 @@ class Device(ABC):
 
 # kind -> backend name -> "module:Class". Imported lazily by create_device().
 BACKENDS: dict[str, dict[str, str]] = {
-    "card_reader": {"sim": "terminal.drivers.card_reader.sim:SimCardReader"},
-    "pinpad": {"sim": "terminal.drivers.pinpad.sim:SimPinPad"},
-    "dispenser": {"sim": "terminal.drivers.dispenser.sim:SimDispenser"},
-    "camera": {"sim": "terminal.drivers.camera.sim:SimCamera"},
-    "gps": {"sim": "terminal.drivers.gps.sim:SimGps"},
+    "card_reader": {
+        "sim": "terminal.drivers.card_reader.sim:SimCardReader",
+    },
+    "pinpad": {
+        "sim": "terminal.drivers.pinpad.sim:SimPinPad",
+        "epp": "terminal.drivers.pinpad.epp:EppPinPad",
+    },
+    "dispenser": {
+        "sim": "terminal.drivers.dispenser.sim:SimDispenser",
+        "lcdm": "terminal.drivers.dispenser.lcdm:LcdmDispenser",
+    },
+    "camera": {
+        "sim": "terminal.drivers.camera.sim:SimCamera",
+    },
+    "gps": {
+        "sim": "terminal.drivers.gps.sim:SimGps",
+        "nmea": "terminal.drivers.gps.nmea:NmeaGps",
+    },
 }
 
 

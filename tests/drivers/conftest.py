@@ -10,6 +10,7 @@ and the whole suite runs against it. A registered backend without a rig fails
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -40,6 +41,18 @@ RIGS: dict[str, dict[str, RigBuilder]] = {
     "gps": {"sim": _sim("gps")},
     "camera": {"sim": _sim("camera", width=64, height=48)},
 }
+
+# Wire-protocol backends add their rigs from their own modules (rigs_<backend>.py),
+# each exporting EXTRA_RIGS = {kind: {backend: builder}}.
+for _module in ("rigs_lcdm", "rigs_epp", "rigs_nmea", "rigs_pcsc", "rigs_opencv"):
+    try:
+        _extra = importlib.import_module(f"{__package__}.{_module}")
+    except ModuleNotFoundError as _exc:
+        if _exc.name != f"{__package__}.{_module}":
+            raise
+        continue
+    for _kind, _builders in _extra.EXTRA_RIGS.items():
+        RIGS[_kind].update(_builders)
 
 
 class RigFactory:

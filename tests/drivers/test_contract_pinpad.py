@@ -208,10 +208,9 @@ def test_sim_script_entries_are_validated() -> None:
     assert pad.pending() == 0
 
 
-def test_sim_twelve_digit_pan_is_refused_without_leaking_the_pin(clock: ManualClock) -> None:
-    # The ABC admits 12-digit PANs, but terminal.security.pinblock needs 13+ digits.
-    with SimPinPad(clock) as pad:
+def test_sim_twelve_digit_pan_pads_the_pan_field(clock: ManualClock) -> None:
+    # ISO 9564-1: fewer than 12 PAN digits before the check digit are left-padded with zeros.
+    with SimPinPad(clock, pin_key=TEST_PIN_KEY) as pad:
         pad.script(Pin(SECRET))
-        with pytest.raises(LocalProtocolError, match="format 0") as info:
-            pad.read_pin("401234567890")
-    assert SECRET not in str(info.value)
+        entry = pad.read_pin("401234567890")
+    assert recover_pin_format0(entry.block, "401234567890", TEST_PIN_KEY) == SECRET

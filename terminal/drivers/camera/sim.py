@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 class SimCamera(Camera):
     """Plays ``frames`` in a loop, or synthesises ``width`` x ``height`` frames."""
 
+    blocking = False  # in-process state: nothing to wait on
+
     def __init__(
         self,
         clock: Clock | None = None,

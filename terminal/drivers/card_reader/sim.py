@@ -61,6 +61,8 @@ class SimCardReader(CardReader):
     :meth:`wait_for_card` takes the next one as if the customer had inserted it.
     """
 
+    blocking = False  # in-process state: nothing to wait on
+
     def __init__(
         self,
         clock: Clock | None = None,

@@ -68,6 +68,8 @@ def _parse_cassettes(spec: Sequence[tuple[int, int] | Mapping[str, int]]) -> lis
 class SimDispenser(Dispenser):
     """A note dispenser whose customer and faults are scripted."""
 
+    blocking = False  # in-process state: nothing to wait on
+
     def __init__(
         self,
         clock: Clock | None = None,

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 class SimGps(Gps):
     """A receiver whose sky is a script: :meth:`set_fix` and :meth:`lose_fix`."""
 
+    blocking = False  # in-process state: nothing to wait on
+
     def __init__(
         self,
         clock: Clock | None = None,

@@ -115,6 +115,8 @@ def _parse_key(pin_key: bytes | str) -> bytes:
 class SimPinPad(PinPad):
     """An EPP whose keyboard is a script; holds the PIN key and the clear PIN privately."""
 
+    blocking = False  # in-process state: nothing to wait on
+
     def __init__(self, clock: Clock | None = None, pin_key: bytes | str = DEFAULT_PIN_KEY) -> None:
         super().__init__()
         self._clock: Clock = clock if clock is not None else SystemClock()

@@ -1,0 +1,1 @@
+"""pyserial URL handlers: pyserial imports ``<package>.protocol_<scheme>`` for a URL."""
