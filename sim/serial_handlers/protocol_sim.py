@@ -22,6 +22,8 @@ from terminal.errors import DeviceUnavailable
 class Serial(SerialBase):  # type: ignore[misc]
     BAUDRATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
+    is_open: bool
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._emulator: Emulator | None = None
         self._buffer = bytearray()

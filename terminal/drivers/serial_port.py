@@ -20,9 +20,9 @@ _SIM_HANDLERS = "sim.serial_handlers"
 
 
 def _register_sim_handlers() -> None:
-    if _SIM_HANDLERS not in serial.protocol_handler_packages:
-        if importlib.util.find_spec(_SIM_HANDLERS) is not None:
-            serial.protocol_handler_packages.append(_SIM_HANDLERS)
+    registered = _SIM_HANDLERS in serial.protocol_handler_packages
+    if not registered and importlib.util.find_spec(_SIM_HANDLERS) is not None:
+        serial.protocol_handler_packages.append(_SIM_HANDLERS)
 
 
 def open_port(url: str, device: str, **settings: Any) -> serial.SerialBase:
