@@ -20,6 +20,7 @@ from terminal.drivers.base import DeviceStatus
 from terminal.errors import DeviceError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
+from terminal.saf import SafQueue
 from terminal.session import CustomerSession, SessionResult
 from terminal.ui import Display, RecordingDisplay, Screen
 
@@ -51,6 +52,7 @@ class Terminal:
             timeout=config.host.timeout,
             connect_timeout=config.host.connect_timeout,
         )
+        self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
         self.machine = CustomerMachine()
         self._sessions = itertools.count(1)
         self.out_of_service_reason = "starting"
@@ -98,6 +100,8 @@ class Terminal:
         """Wait up to ``wait`` seconds for a card and run that customer's session."""
         if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
             return None
+        if self.saf.pending:
+            await self.saf.drain(self.host)
         try:
             if not self.devices.card_reader.wait_for_card(wait):
                 return None
@@ -110,6 +114,7 @@ class Terminal:
                 self.journal,
                 self.display,
                 self.machine,
+                self.saf,
             )
             result = await session.run()
         except DeviceError as exc:
@@ -129,6 +134,7 @@ class Terminal:
 
     async def close(self) -> None:
         await self.host.close()
+        self.saf.close()
         self.devices.close()
         self.journal.record("terminal_stop")
         self.journal.close()

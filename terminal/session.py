@@ -24,6 +24,7 @@ from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.errors import CodecError, DeviceError, HostLinkError, TerminalError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
+from terminal.saf import SafQueue
 from terminal.ui import Display, Screen, money
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,10 @@ class CustomerSession:
         journal: Journal,
         display: Display,
         machine: CustomerMachine,
+        saf: SafQueue,
     ) -> None:
         self.id = session_id
+        self.saf = saf
         self.config, self.devices, self.host = config, devices, host
         self.journal, self.display, self.fsm = journal, display, machine
         self.card: CardData | None = None
@@ -231,15 +234,14 @@ class CustomerSession:
         raise _End("cash_retracted")
 
     async def _reverse(self, request: Message, dispensed: int) -> None:
+        """Queue the reversal durably, then try to deliver the queue now."""
         message = self.host.stamp(transactions.reversal(self.config, request, dispensed))
+        self.saf.enqueue(message)
         self.log("reversal", mti=message["t"], stan=message["11"], dispensed=dispensed)
-        try:
-            response = await self.host.request(message)
-        except (HostLinkError, CodecError) as exc:
-            log.error("reversal not acknowledged: %s", exc)
-            self.log("reversal_unacknowledged", error=str(exc))
-            return
-        self.log("reversal_acknowledged", code=response["39"])
+        if await self.saf.drain(self.host, force=True) and not self.saf.pending:
+            self.log("reversal_acknowledged", stan=message["11"])
+        else:
+            self.log("reversal_queued", stan=message["11"], pending=self.saf.pending)
 
     def _customer_gave_up(self, outcome: EntryOutcome, where: str) -> None:
         if outcome is EntryOutcome.ENTERED:

@@ -49,6 +49,7 @@ class Authoriser:
             Mti.AUTH_REQUEST: self._authorise,
             Mti.FINANCIAL_REQUEST: self._withdraw,
             Mti.REVERSAL_REQUEST: self._reverse,
+            Mti.REVERSAL_REQUEST_REPEAT: self._reverse,
             Mti.REVERSAL_ADVICE: self._reverse,
             Mti.REVERSAL_ADVICE_REPEAT: self._reverse,
         }
@@ -58,7 +59,7 @@ class Authoriser:
         mti = request.get("t", "")
         if mti == Mti.NETWORK_REQUEST:
             return self._network(request)
-        if mti[2:3] not in ("0", "2"):
+        if mti[2:3] not in ("0", "2") or mti[3:4] not in ("0", "1"):
             log.warning("ignoring non-request message %s", describe(request))
             return None
         key = (request.get("41", ""), request.get("11", ""), request.get("7", ""))
