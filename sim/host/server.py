@@ -27,6 +27,7 @@ class HostServer:
         self.host, self.port = host, port
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
 
     async def start(self) -> int:
@@ -47,16 +48,20 @@ class HostServer:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        for task in list(self._tasks):
-            task.cancel()
-        for task in list(self._tasks):
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Closing the transports ends each connection's read loop with EOF; cancelling
+        # the tasks instead would make asyncio's stream callback log a CancelledError.
+        for writer in list(self._writers):
+            writer.close()
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks), timeout=5)
+            for task in late:
+                task.cancel()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self._writers.add(writer)
         self.connections += 1
         peer = writer.get_extra_info("peername")
         conn = Connection()
@@ -69,6 +74,7 @@ class HostServer:
             log.info("connection from %s lost: %s", peer, exc)
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             writer.close()
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 await writer.wait_closed()
