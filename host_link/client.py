@@ -13,16 +13,18 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
+from host_link.authentication import Authenticator
 from host_link.codec import Message, describe
 from host_link.connection import (
     Connection,
-    MalformedMessage,
+    Event,
+    MacFailure,
     MessageReceived,
     ResponseReceived,
     match_key,
 )
 from terminal.clock import Clock, SystemClock
-from terminal.errors import FramingError, HostTimeout, HostUnavailable
+from terminal.errors import FramingError, HostTimeout, HostUnavailable, MacError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,7 @@ class HostClient:
         timeout: float = 10.0,
         connect_timeout: float = 5.0,
         stan: StanSequence | None = None,
+        authenticator: Authenticator | None = None,
     ) -> None:
         if len(terminal_id) != 8:
             raise ValueError("terminal id (field 41) must be 8 characters")
@@ -65,7 +68,8 @@ class HostClient:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.stan = stan or StanSequence()
-        self._conn = Connection()
+        self.authenticator = authenticator
+        self._conn = Connection(authenticator=authenticator)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
@@ -85,7 +89,7 @@ class HostClient:
         except (OSError, TimeoutError) as exc:
             raise HostUnavailable(f"cannot connect to host {self.host}:{self.port}: {exc}") from exc
         self._reader, self._writer = reader, writer
-        self._conn = Connection()
+        self._conn = Connection(authenticator=self.authenticator)
         self._read_task = asyncio.create_task(self._read_loop(reader))
         log.info("connected to host %s:%d", self.host, self.port)
 
@@ -124,7 +128,8 @@ class HostClient:
         self._waiters[key] = future
         try:
             self._writer.write(self._conn.send(message, expect_response=True))
-            log.debug("-> %s", describe(message))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("-> %s", describe(message))
             await self._writer.drain()
             return await asyncio.wait_for(future, timeout or self.timeout)
         except TimeoutError:
@@ -152,9 +157,15 @@ class HostClient:
             self._writer = None
         self._fail_waiters(error)
 
-    def _dispatch(self, event: ResponseReceived | MessageReceived | MalformedMessage) -> None:
-        if isinstance(event, ResponseReceived):
-            log.debug("<- %s", describe(event.message))
+    def _dispatch(self, event: Event) -> None:
+        if isinstance(event, MacFailure):
+            log.error("response with a bad MAC treated as no response: %s", event)
+            future = self._waiters.get(match_key(event.message, as_response=False))
+            if future is not None and not future.done():
+                future.set_exception(MacError(f"response MAC rejected: {event.reason}"))
+        elif isinstance(event, ResponseReceived):
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("<- %s", describe(event.message))
             future = self._waiters.get(match_key(event.message, as_response=False))
             if future is not None and not future.done():
                 future.set_result(event.message)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import iso8583
 
+from host_link.authentication import Authenticator, check_mac, encode_signed
 from host_link.codec import Message, decode, describe, encode
 from host_link.codes import response_mti
 from host_link.framing import DEFAULT_MAX_FRAME, FrameDecoder, frame
@@ -57,7 +58,18 @@ class MalformedMessage:
         return f"MalformedMessage({self.error}, {describe(self.partial)})"
 
 
-Event = MessageReceived | ResponseReceived | MalformedMessage
+@dataclasses.dataclass(frozen=True, repr=False)
+class MacFailure:
+    """A message that decoded but whose MAC is missing or wrong: not to be acted on."""
+
+    message: Message
+    reason: str
+
+    def __repr__(self) -> str:
+        return f"MacFailure({self.reason}, {describe(self.message)})"
+
+
+Event = MessageReceived | ResponseReceived | MalformedMessage | MacFailure
 
 
 def match_key(message: Mapping[str, str], *, as_response: bool) -> MatchKey:
@@ -70,8 +82,12 @@ def match_key(message: Mapping[str, str], *, as_response: bool) -> MatchKey:
 class Connection:
     """Bytes <-> ISO 8583 events for one TCP stream."""
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self, max_frame: int = DEFAULT_MAX_FRAME, authenticator: Authenticator | None = None
+    ) -> None:
+        """``authenticator`` MACs every message sent and checks every one received."""
         self.max_frame = max_frame
+        self.authenticator = authenticator
         self._decoder = FrameDecoder(max_frame)
         self._pending: dict[MatchKey, Message] = {}
 
@@ -81,7 +97,11 @@ class Connection:
 
     def send(self, message: Mapping[str, str], *, expect_response: bool = False) -> bytes:
         """Encode and frame ``message``; when ``expect_response``, remember it for matching."""
-        data = frame(encode(message), self.max_frame)
+        if self.authenticator is not None:
+            payload = encode_signed(message, self.authenticator)
+        else:
+            payload = encode(message)
+        data = frame(payload, self.max_frame)
         if expect_response:
             key = match_key(message, as_response=True)
             if key in self._pending:
@@ -102,6 +122,11 @@ class Connection:
             except CodecError as exc:
                 events.append(MalformedMessage(exc, _partial(payload)))
                 continue
+            if self.authenticator is not None:
+                problem = check_mac(message, payload, self.authenticator)
+                if problem is not None:
+                    events.append(MacFailure(message, problem))
+                    continue
             request = self._pending.pop(match_key(message, as_response=False), None)
             if request is not None:
                 events.append(ResponseReceived(message, request))

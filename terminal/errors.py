@@ -95,6 +95,10 @@ class HostTimeout(HostLinkError):
     """The host did not answer a request in time."""
 
 
+class MacError(HostLinkError):
+    """A response's MAC was missing or wrong: treated as no response at all."""
+
+
 class TransitionError(TerminalError):
     """The state machine was asked for a move its table does not allow."""
 

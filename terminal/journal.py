@@ -1,6 +1,9 @@
 """The electronic journal: every event of every session, append-only, on disk.
 
-SQLite in WAL mode with durable commits, so the record survives ``kill -9``. Records
+SQLite in WAL mode. Every commit survives ``kill -9`` (WAL, ``synchronous=NORMAL``);
+records that money depends on (an approval, what was dispensed, a reversal) are committed
+with ``synchronous=FULL`` so they, and everything before them, also survive a power cut,
+without paying an fsync for every screen change. Records
 are JSON objects checked on the way in: keys that could carry a PIN, PIN block, key or
 track data are refused outright, ``pan`` values are masked to first 6 / last 4, and any
 other run of 13-19 digits in a string is masked too, as a last line of defence.

@@ -74,8 +74,8 @@ class CustomerSession:
         self.result = SessionResult(session_id, "in_progress", [])
         self._start = len(machine.path)
 
-    def log(self, event: str, **data: Any) -> None:
-        self.journal.record(event, self.id, **data)
+    def log(self, event: str, *, durable: bool = False, **data: Any) -> None:
+        self.journal.record(event, self.id, durable=durable, **data)
 
     def fire(self, trigger: str) -> None:
         before = self.fsm.state
@@ -94,7 +94,12 @@ class CustomerSession:
         self._return_card()
         self._receipt()
         self.result.states = [s.value for s in self.fsm.path[self._start :]]
-        self.log("session_end", outcome=self.result.outcome, dispensed=self.result.dispensed)
+        self.log(
+            "session_end",
+            durable=True,
+            outcome=self.result.outcome,
+            dispensed=self.result.dispensed,
+        )
         return self.result
 
     async def _transact(self) -> None:
@@ -199,7 +204,7 @@ class CustomerSession:
             await self._reverse(request, dispensed=0)
             self._host_unavailable()
         self.result.response_code = response["39"]
-        self.log("authorisation", code=response["39"], rrn=response.get("37", ""))
+        self.log("authorisation", durable=True, code=response["39"], rrn=response.get("37", ""))
         if response["39"] != "00":
             self._decline(response["39"])
         self.fire("approved")
@@ -210,7 +215,7 @@ class CustomerSession:
         dispenser = self.devices.dispenser
         result = dispenser.dispense(amount)
         if not result.complete:
-            self.log("dispense_fault", stacked=result.amount, error=str(result.fault))
+            self.log("dispense_fault", durable=True, stacked=result.amount, error=str(result.fault))
             if result.amount == 0:
                 await self._reverse(self._approved_request, dispensed=0)
                 self.display.show(Screen.DECLINED, reason="Unable to dispense cash.")
@@ -220,7 +225,7 @@ class CustomerSession:
         self.display.show(Screen.TAKE_CASH)
         if dispenser.present(self.config.timeouts.take_cash):
             self.result.dispensed = result.amount
-            self.log("cash_taken", amount=result.amount)
+            self.log("cash_taken", durable=True, amount=result.amount)
             self.fire("cash_taken")
             if not result.complete:
                 await self._reverse(self._approved_request, dispensed=result.amount)
@@ -228,7 +233,7 @@ class CustomerSession:
             raise _End("dispensed" if result.complete else "partial_dispense")
         self.fire("cash_not_taken")
         notes = dispenser.retract()
-        self.log("cash_retracted", notes=notes, amount=result.amount)
+        self.log("cash_retracted", durable=True, notes=notes, amount=result.amount)
         await self._reverse(self._approved_request, dispensed=0)
         self.fire("retracted")
         raise _End("cash_retracted")
@@ -237,7 +242,9 @@ class CustomerSession:
         """Queue the reversal durably, then try to deliver the queue now."""
         message = self.host.stamp(transactions.reversal(self.config, request, dispensed))
         self.saf.enqueue(message)
-        self.log("reversal", mti=message["t"], stan=message["11"], dispensed=dispensed)
+        self.log(
+            "reversal", durable=True, mti=message["t"], stan=message["11"], dispensed=dispensed
+        )
         if await self.saf.drain(self.host, force=True) and not self.saf.pending:
             self.log("reversal_acknowledged", stan=message["11"])
         else:

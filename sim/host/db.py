@@ -73,7 +73,8 @@ CREATE TABLE IF NOT EXISTS transfers (
     business_date TEXT NOT NULL,
     created_at TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS transfers_card_day ON transfers (pan_ref, business_date, kind);
+CREATE INDEX IF NOT EXISTS transfers_card_day
+    ON transfers (pan_ref, business_date, status, kind, amount);  -- covers the daily-limit sum
 CREATE TABLE IF NOT EXISTS requests (
     terminal_id TEXT NOT NULL,
     stan TEXT NOT NULL,

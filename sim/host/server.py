@@ -14,7 +14,13 @@ import logging
 
 from host_link.codec import describe
 from host_link.codes import response_mti
-from host_link.connection import Connection, MalformedMessage, MessageReceived, ResponseReceived
+from host_link.connection import (
+    Connection,
+    MacFailure,
+    MalformedMessage,
+    MessageReceived,
+    ResponseReceived,
+)
 from sim.host.authoriser import Authoriser
 from terminal.errors import CodecError, FramingError, LocalProtocolError
 
@@ -90,13 +96,17 @@ class HostServer:
             log.error("bad frame from %s, closing its connection: %s", peer, exc)
             return False
         for event in events:
-            if isinstance(event, MalformedMessage):
+            if isinstance(event, MacFailure):
+                log.error("request from %s rejected: %s", peer, event.reason)
+                reply = self._security_violation(event.message)
+            elif isinstance(event, MalformedMessage):
                 reply = self._format_error(event)
                 log.error("malformed message from %s: %s", peer, event.error)
                 if reply is None:
                     return False
             elif isinstance(event, (MessageReceived, ResponseReceived)):
-                log.debug("<- %s from %s", describe(event.message), peer)
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("<- %s from %s", describe(event.message), peer)
                 reply = self.authoriser.handle(event.message)
             if reply is not None:
                 try:
@@ -104,9 +114,23 @@ class HostServer:
                 except (LocalProtocolError, CodecError) as exc:
                     log.error("cannot encode reply to %s: %s", peer, exc)
                     return False
-                log.debug("-> %s", describe(reply))
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug("-> %s", describe(reply))
         await writer.drain()
         return True
+
+    @staticmethod
+    def _security_violation(message: dict[str, str]) -> dict[str, str] | None:
+        """A bad MAC is answered 63 and never acted on."""
+        try:
+            mti = response_mti(message.get("t", ""))
+        except ValueError:
+            return None
+        reply = {"t": mti, "39": "63"}
+        for field in ("7", "11", "41"):
+            if field in message:
+                reply[field] = message[field]
+        return reply
 
     @staticmethod
     def _format_error(event: MalformedMessage) -> dict[str, str] | None:

@@ -63,14 +63,17 @@ def host_process(db_path: Path, seed: Path, log_path: Path | None = None) -> Ite
     if log_path is not None:
         cmd += ["--log", str(log_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # stderr to a file, never an unread pipe: a chatty host would block once it filled
+    errors = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
     handle: HostProcess | None = None
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.startswith("listening on "):
-            err = proc.stderr.read() if proc.stderr else ""
-            raise TerminalError(f"host did not start: {line.strip()} {err.strip()}")
+            proc.wait(timeout=10)
+            errors.seek(0)
+            raise TerminalError(f"host did not start: {line.strip()} {errors.read().strip()}")
         address, _, port = line.split()[-1].rpartition(":")
         handle = HostProcess(proc, address, int(port), db_path)
         yield handle
@@ -80,6 +83,7 @@ def host_process(db_path: Path, seed: Path, log_path: Path | None = None) -> Ite
         elif proc.poll() is None:
             proc.kill()
             proc.wait()
+        errors.close()
 
 
 def seed_cards(seed: Path) -> dict[str, tuple[CardData, str]]:
