@@ -147,6 +147,8 @@ class HostClient:
             while data := await reader.read(65536):
                 for event in self._conn.receive_data(data):
                     self._dispatch(event)
+                if self._conn.broken is not None:
+                    raise self._conn.broken
         except FramingError as exc:
             log.error("host sent a bad frame, dropping the connection: %s", exc)
             error = HostUnavailable(f"bad frame from host: {exc}")

@@ -17,7 +17,7 @@ from host_link.codec import Message, decode, describe, encode
 from host_link.codes import response_mti
 from host_link.framing import DEFAULT_MAX_FRAME, FrameDecoder, frame
 from host_link.spec import SPEC
-from terminal.errors import CodecError, LocalProtocolError
+from terminal.errors import CodecError, FramingError, LocalProtocolError
 
 MatchKey = tuple[str, str, str]
 
@@ -94,6 +94,11 @@ class Connection:
     @property
     def pending(self) -> int:
         return len(self._pending)
+
+    @property
+    def broken(self) -> FramingError | None:
+        """Set once the byte stream can no longer be framed: close the connection."""
+        return self._decoder.error
 
     def send(self, message: Mapping[str, str], *, expect_response: bool = False) -> bytes:
         """Encode and frame ``message``; when ``expect_response``, remember it for matching."""

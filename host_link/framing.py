@@ -31,6 +31,7 @@ class FrameDecoder:
             raise ValueError("max_frame must be 1..65535")
         self.max_frame = max_frame
         self._buffer = bytearray()
+        self.error: FramingError | None = None
 
     @property
     def buffered(self) -> int:
@@ -38,17 +39,29 @@ class FrameDecoder:
         return len(self._buffer)
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add ``data``; return every frame now complete. Raises :class:`FramingError`."""
+        """Add ``data``; return every frame now complete.
+
+        A bad length prefix breaks the stream for good: the frames before it are still
+        returned (and :attr:`error` is set), and this call or the next raises
+        :class:`FramingError`, so no valid message is dropped for a later one's fault.
+        """
+        if self.error is not None:
+            raise self.error
         self._buffer += data
         frames: list[bytes] = []
         while len(self._buffer) >= PREFIX.size:
             (length,) = PREFIX.unpack_from(self._buffer)
+            problem = None
             if length == 0:
-                raise FramingError("zero-length frame")
-            if length > self.max_frame:
-                raise FramingError(
-                    f"length prefix {length} exceeds the {self.max_frame}-byte limit"
-                )
+                problem = "zero-length frame"
+            elif length > self.max_frame:
+                problem = f"length prefix {length} exceeds the {self.max_frame}-byte limit"
+            if problem is not None:
+                self.error = FramingError(problem)
+                self._buffer.clear()
+                if frames:
+                    return frames
+                raise self.error
             end = PREFIX.size + length
             if len(self._buffer) < end:
                 break

@@ -17,7 +17,7 @@ from terminal.clock import Clock, SystemClock
 from terminal.config import TerminalConfig
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
-from terminal.errors import DeviceError
+from terminal.errors import DeviceError, TerminalError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
 from terminal.saf import SafQueue
@@ -119,6 +119,11 @@ class Terminal:
             result = await session.run()
         except DeviceError as exc:
             self._out_of_service(f"device error: {exc}")
+            return None
+        except TerminalError as exc:
+            # A defect or an input no rule foresaw: stop serving rather than guess.
+            log.exception("session failed")
+            self._out_of_service(f"session failed: {exc}")
             return None
         self.check_devices()
         return result

@@ -82,21 +82,29 @@ class Journal:
         self.clock = clock
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
         self._conn.executescript(SCHEMA)
 
-    def record(self, event: str, session: str | None = None, **data: Any) -> int:
-        """Append one event; returns its sequence number."""
+    def record(
+        self, event: str, session: str | None = None, *, durable: bool = False, **data: Any
+    ) -> int:
+        """Append one event; ``durable`` forces it (and all before it) to stable storage."""
         clean = _scrub(data)
-        cursor = self._conn.execute(
-            "INSERT INTO journal (time, session, event, data) VALUES (?,?,?,?)",
-            (
-                self.clock.now().isoformat(timespec="milliseconds"),
-                session,
-                event,
-                json.dumps(clean),
-            ),
+        row = (
+            self.clock.now().isoformat(timespec="milliseconds"),
+            session,
+            event,
+            json.dumps(clean),
         )
+        if durable:
+            self._conn.execute("PRAGMA synchronous=FULL")
+        try:
+            cursor = self._conn.execute(
+                "INSERT INTO journal (time, session, event, data) VALUES (?,?,?,?)", row
+            )
+        finally:
+            if durable:
+                self._conn.execute("PRAGMA synchronous=NORMAL")
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 

@@ -138,7 +138,11 @@ class CustomerSession:
             response = await self._exchange(request)
             code = response["39"]
             if code == "00":
-                self._limits = decode_amounts(response.get("54", ""))
+                try:
+                    self._limits = decode_amounts(response.get("54", ""))
+                except CodecError as exc:
+                    self.log("host_error", error=str(exc))
+                    self._host_unavailable()
                 self.fire("pin_accepted")
                 return
             if code == "55":
@@ -198,6 +202,7 @@ class CustomerSession:
         self.display.show(Screen.PLEASE_WAIT)
         try:
             response = await self.host.request(request)
+            _check_response(response)
         except (HostLinkError, CodecError) as exc:
             # The host may have approved before the link failed: undo whatever it did.
             self.log("host_error", error=str(exc))
@@ -277,8 +282,11 @@ class CustomerSession:
         raise _End("host_unavailable")
 
     async def _exchange(self, request: Message) -> Message:
+        """A request that changes no money (0100): any link failure ends the session."""
         try:
-            return await self.host.request(self.host.stamp(request))
+            response = await self.host.request(self.host.stamp(request))
+            _check_response(response)
+            return response
         except (HostLinkError, CodecError) as exc:
             self.log("host_error", error=str(exc))
             self._host_unavailable()
@@ -323,3 +331,10 @@ class CustomerSession:
         self.display.show(Screen.RECEIPT, receipt=receipt)
         self.log("receipt", text=receipt)
         self.fire("session_ended")
+
+
+def _check_response(response: Message) -> None:
+    """A response without a well-formed response code is no response at all."""
+    code = response.get("39", "")
+    if len(code) != 2 or not code.isalnum():
+        raise CodecError(f"response {response.get('t')} has no valid response code", field="39")

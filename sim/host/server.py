@@ -117,6 +117,9 @@ class HostServer:
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("-> %s", describe(reply))
         await writer.drain()
+        if conn.broken is not None:
+            log.error("bad frame from %s, closing its connection: %s", peer, conn.broken)
+            return False
         return True
 
     @staticmethod

@@ -232,3 +232,45 @@ def test_pin_tries_exceeded_retains_card_and_blocks_next_use(with_rig: Any) -> N
         assert isinstance(row, sqlite3.Row) and row["status"] == "retained"
 
     with_rig(body)
+
+
+@pytest.mark.parametrize("mti", ["0100", "0200"])
+def test_response_without_a_response_code_is_no_response(with_rig: Any, mti: str) -> None:
+    async def body(rig: Rig) -> None:
+        original = rig.host.authoriser.handle
+
+        def mangle(request: Message) -> Message | None:
+            response = original(request)
+            if response is not None and request["t"] == mti:
+                response.pop("39")
+            return response
+
+        rig.host.authoriser.handle = mangle  # type: ignore[method-assign]
+        before = rig.balance(ALICE)
+        result = await rig.play(
+            Scenario("bad", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "host_unavailable")
+        )
+        assert result.outcome == "host_unavailable"
+        assert result.states[-3:] == ["returning_card", "receipt", "idle"]
+        assert rig.balance(ALICE) == before  # a 0200 the host approved is reversed
+        assert rig.terminal.state is State.IDLE
+
+    with_rig(body)
+
+
+def test_malformed_field_54_ends_the_session_cleanly(with_rig: Any) -> None:
+    async def body(rig: Rig) -> None:
+        original = rig.host.authoriser.handle
+
+        def mangle(request: Message) -> Message | None:
+            response = original(request)
+            if response is not None and "54" in response:
+                response["54"] = "garbage"
+            return response
+
+        rig.host.authoriser.handle = mangle  # type: ignore[method-assign]
+        result = await rig.play(Scenario("bad54", "ALICE ARDEN", [Pin("1234")], "host_unavailable"))
+        assert result.outcome == "host_unavailable"
+        assert not rig.reader.card_present
+
+    with_rig(body)

@@ -1,0 +1,331 @@
+"""Emulator of a ZT588-style encrypting PIN pad, for the real :class:`EppPinPad` driver.
+
+Why it exists: CI must run the serial driver's own code (framing, retries, timeouts), so
+the simulation sits on the far side of the wire. Like the in-process
+:class:`~terminal.drivers.pinpad.sim.SimPinPad`, its keyboard is a script of
+``Pin``/``Keys``/``Fkey``/``CANCEL``/``NO_INPUT`` entries (one consumed per entry started
+by the terminal); the clear PIN and the keys live only in name-mangled attributes here,
+and leave as ``*`` bytes and an encrypted ISO 9564 format 0 block.
+
+Time: key presses are sent from :meth:`poll`, one per call, each advancing the injected
+clock by ``key_interval`` (0 by default, so scripted presses are instantaneous); a poll
+with nothing to send advances it by the whole ``wait``, which is how a customer who walks
+away costs the terminal its timeout without anyone sleeping.
+
+Faults for tests: :meth:`garble_next` (bad checksums on responses), :meth:`mute` (ignore
+commands), :meth:`inject_error` (answer the next command with an E0-EF code).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+from terminal.clock import Clock, SystemClock
+from terminal.drivers.pinpad import epp_protocol as proto
+from terminal.drivers.pinpad.sim import CANCEL, DEFAULT_PIN_KEY, NO_INPUT, Entry, Fkey, Keys, Pin
+from terminal.errors import ConfigError, LocalProtocolError
+from terminal.security.pinblock import encrypt_format0
+from terminal.security.tdes import decrypt_block
+
+log = logging.getLogger(__name__)
+
+_OK = 0
+_KEY_HEX_LENGTHS = (32, 48)
+
+
+def _parse_key(value: bytes | str, option: str) -> bytes:
+    """A 16/24-byte key from bytes or hex; errors never echo it."""
+    try:
+        key = bytes.fromhex(value) if isinstance(value, str) else bytes(value)
+    except ValueError:
+        raise ConfigError("sim", f"epp.{option}", "not a hex string") from None
+    if len(key) not in (16, 24):
+        raise ConfigError(
+            "sim", f"epp.{option}", f"TDES key must be 16 or 24 bytes, got {len(key)}"
+        )
+    return key
+
+
+def _odd_parity(key: bytes) -> bool:
+    return all(bin(byte).count("1") % 2 == 1 for byte in key)
+
+
+def _force_odd_parity(key: bytes) -> bytes:
+    return bytes(b ^ 1 if bin(b).count("1") % 2 == 0 else b for b in key)
+
+
+class _Entry:
+    """One entry started by PE or KE: the presses still to come and what was typed."""
+
+    def __init__(self, request: str, pin_mode: bool, minimum: int, maximum: int) -> None:
+        self.request = request
+        self.pin_mode = pin_mode
+        self.minimum, self.maximum = minimum, maximum
+        self.actions: collections.deque[str] = collections.deque()
+        self.untouched = True
+        self.active = True
+        self.typed = ""
+        self.entered = False
+        self.deadline = 0.0
+        self.pan = ""
+        self.slot = 0
+        self.function_keys = False
+
+
+class EppEmulator:
+    """Sans-I/O EPP: ``receive`` answers commands, ``poll`` emits the customer's presses."""
+
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        pin_key: bytes | str | None = DEFAULT_PIN_KEY,
+        tmk: bytes | str | None = None,
+        *,
+        pin_key_slot: int = 1,
+        tmk_slot: int = 0,
+        key_interval: float = 0.0,
+        model: str = "ZT588-SIM",
+        serial_number: str = "SIM00000001",
+        firmware: str = "1.0.0",
+    ) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self.__keys: dict[int, bytes] = {}
+        self.__components: dict[int, list[bytes]] = {}
+        if tmk is not None:
+            self.__keys[tmk_slot] = _parse_key(tmk, "tmk")
+        if pin_key is not None:
+            self.__keys[pin_key_slot] = _parse_key(pin_key, "pin_key")
+        self.__script: collections.deque[Entry] = collections.deque()
+        self.__entry: _Entry | None = None
+        self._info = f"{model}|{serial_number}|{firmware}"
+        self.key_interval = key_interval
+        self._decoder = proto.Decoder()
+        self._garble = self._mute = 0
+        self._errors: collections.deque[int] = collections.deque()
+        self.commands_received = 0  # every decoded command frame, answered or not
+
+    def __repr__(self) -> str:
+        return f"EppEmulator(slots={sorted(self.__keys)}, pending={self.pending()})"
+
+    # -- the scripted customer (same API as SimPinPad) ----------------------------------------
+
+    def script(self, *entries: Entry) -> None:
+        """Append what the customer will do, one entry per PIN or clear entry started."""
+        for entry in entries:
+            if not isinstance(entry, Pin | Keys | Fkey) and entry not in (CANCEL, NO_INPUT):
+                raise TypeError(f"not a PIN pad script entry: {type(entry).__name__}")
+        self.__script.extend(entries)
+
+    def pending(self) -> int:
+        return len(self.__script)
+
+    # -- fault injection ------------------------------------------------------------------------
+
+    def garble_next(self, n: int = 1) -> None:
+        """Corrupt the checksum of the next ``n`` response frames."""
+        self._garble += n
+
+    def mute(self, n: int = 1) -> None:
+        """Swallow the next ``n`` commands without answering."""
+        self._mute += n
+
+    def inject_error(self, code: int) -> None:
+        """Answer the next command with device error ``code`` (0xE0-0xEF)."""
+        if code not in range(0xE0, 0xF0):
+            raise ValueError(f"EPP error codes are 0xE0-0xEF, got 0x{code:02X}")
+        self._errors.append(code)
+
+    # -- Emulator protocol ---------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> bytes:
+        out = bytearray()
+        for event in self._decoder.feed(data):
+            if isinstance(event, proto.BadFrame):
+                out += self._frame(proto.response("ER", proto.CHECKSUM_ERROR))
+            elif isinstance(event, proto.Frame):
+                self.commands_received += 1
+                if self._mute:
+                    self._mute -= 1
+                    continue
+                command = event.command
+                if self._errors:
+                    out += self._frame(proto.response(command, self._errors.popleft()))
+                    continue
+                status, reply = self._handle(command, event.text[2:])
+                out += self._frame(proto.response(command, status, reply))
+        return bytes(out)
+
+    def poll(self, wait: float) -> bytes:
+        entry = self.__entry
+        while entry is not None and entry.active and entry.actions:
+            if self._clock.monotonic() >= entry.deadline:
+                entry.active = False  # the pad's own backstop
+                break
+            entry.untouched = False
+            pressed = self._press(entry, entry.actions.popleft())
+            if pressed is not None:
+                self._clock.advance(self.key_interval)
+                return bytes([pressed])
+        self._clock.advance(wait)
+        return b""
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _frame(self, text: str) -> bytes:
+        frame = proto.encode_frame(text)
+        if self._garble:
+            self._garble -= 1
+            frame = frame[:-1] + (b"0" if frame[-1:] != b"0" else b"1")
+        return frame
+
+    def _press(self, entry: _Entry, action: str) -> int | None:
+        """Apply one key press; the byte the pad reports, or None if it ignores the key."""
+        if action.isdigit():
+            if len(entry.typed) >= entry.maximum:
+                return None
+            entry.typed += action
+            return proto.KEY_CODES["*" if entry.pin_mode else action]
+        if action == "ENTER" and entry.pin_mode and len(entry.typed) < entry.minimum:
+            return None  # too short: the pad keeps waiting
+        entry.active = False
+        entry.entered = action == "ENTER"
+        return proto.KEY_CODES[action]
+
+    def _handle(self, command: str, params: str) -> tuple[int, str]:
+        handlers = {
+            "LC": self._load_component,
+            "LK": self._load_encrypted,
+            "DI": lambda _: (_OK, self._info),
+            "PE": self._start_pin_entry,
+            "KE": self._start_key_entry,
+            "PB": self._pin_block,
+            "KV": self._kcvs,
+            "CE": self._cancel,
+        }
+        handler = handlers.get(command)
+        if handler is None:
+            return proto.UNKNOWN_COMMAND, ""
+        log.debug("epp-sim: %s", command)
+        try:
+            return handler(params)
+        except ValueError:  # a malformed number or hex string in the parameters
+            return proto.BAD_PARAMETER, ""
+
+    def _store(self, slot: int, key: bytes) -> tuple[int, str]:
+        self.__keys[slot] = key
+        return _OK, proto.key_check_value(key)
+
+    def _load_component(self, params: str) -> tuple[int, str]:
+        slot, part, hex_key = int(params[:2]), int(params[2:3]), params[3:]
+        if slot > 15 or len(hex_key) not in _KEY_HEX_LENGTHS:
+            return proto.BAD_PARAMETER, ""
+        component = bytes.fromhex(hex_key)
+        parts = self.__components.get(slot, [])
+        if not 1 <= part <= len(parts) + 1:
+            return proto.BAD_PARAMETER, ""
+        if not _odd_parity(component):
+            return proto.KEY_PARITY, ""
+        parts = [*parts[: part - 1], component]  # reloading part n replaces it: idempotent
+        if len({len(p) for p in parts}) != 1:
+            return proto.BAD_PARAMETER, ""
+        self.__components[slot] = parts
+        key = bytes(len(component))
+        for p in parts:
+            key = bytes(a ^ b for a, b in zip(key, p, strict=True))
+        return self._store(slot, _force_odd_parity(key) if len(parts) > 1 else key)
+
+    def _load_encrypted(self, params: str) -> tuple[int, str]:
+        slot, under, hex_key = int(params[:2]), int(params[2:4]), params[4:]
+        if slot > 15 or under > 15 or slot == under or len(hex_key) not in _KEY_HEX_LENGTHS:
+            return proto.BAD_PARAMETER, ""
+        if under not in self.__keys:
+            return proto.TMK_REQUIRED, ""
+        key = decrypt_block(self.__keys[under], bytes.fromhex(hex_key))
+        if not _odd_parity(key):
+            return proto.KEY_PARITY, ""
+        self.__components.pop(slot, None)
+        return self._store(slot, key)
+
+    def _kcvs(self, _: str) -> tuple[int, str]:
+        return _OK, "".join(
+            f"{s:02d}{proto.key_check_value(k)}" for s, k in sorted(self.__keys.items())
+        )
+
+    def _cancel(self, _: str) -> tuple[int, str]:
+        self.__entry = None  # also forgets a typed PIN
+        return _OK, ""
+
+    def _begin(self, request: str, entry: _Entry, timeout: int) -> tuple[int, str] | None:
+        """Common start of an entry; a response when the start is refused or repeated."""
+        current = self.__entry
+        if current is not None and current.active:
+            if current.request == request and current.untouched:
+                return _OK, ""  # the terminal resent a start we already acted on
+            return proto.BUSY, ""
+        entry.deadline = self._clock.monotonic() + timeout
+        self.__entry = entry
+        return None
+
+    def _start_pin_entry(self, params: str) -> tuple[int, str]:
+        slot, low, high = int(params[:2]), int(params[2:4]), int(params[4:6])
+        timeout, pan = int(params[6:9]), params[9:]
+        if not (4 <= low <= high <= 12 and pan.isdigit() and 12 <= len(pan) <= 19):
+            return proto.BAD_PARAMETER, ""
+        if slot not in self.__keys:
+            return proto.KEY_MISSING, ""
+        entry = _Entry("PE" + params, True, low, high)
+        entry.pan, entry.slot = pan, slot
+        refused = self._begin(entry.request, entry, timeout)
+        if refused is not None:
+            return refused
+        step = self.__script.popleft() if self.__script else NO_INPUT
+        if isinstance(step, Pin):
+            entry.actions.extend([*step._digits, "ENTER"])
+        elif step is CANCEL:
+            entry.actions.append("CANCEL")
+        elif step is not NO_INPUT:
+            self.__entry = None
+            raise LocalProtocolError(
+                f"pinpad script: {step!r} during PIN entry (expected Pin, CANCEL or NO_INPUT)"
+            )
+        return _OK, ""
+
+    def _start_key_entry(self, params: str) -> tuple[int, str]:
+        high, function_keys, timeout = int(params[:2]), params[2:3] == "1", int(params[3:6])
+        entry = _Entry("KE" + params, False, 0, high)
+        entry.function_keys = function_keys
+        refused = self._begin(entry.request, entry, timeout)
+        if refused is not None:
+            return refused
+        step = self.__script.popleft() if self.__script else NO_INPUT
+        if isinstance(step, Keys):
+            entry.actions.extend([*step.digits, "ENTER"])
+        elif isinstance(step, Fkey) and function_keys:
+            entry.actions.append(step.key)
+        elif step is CANCEL:
+            entry.actions.append("CANCEL")
+        elif step is not NO_INPUT:
+            self.__entry = None
+            hint = " with function keys disabled" if isinstance(step, Fkey) else ""
+            raise LocalProtocolError(
+                f"pinpad script: {step!r} during clear entry{hint} "
+                "(expected Keys, Fkey, CANCEL or NO_INPUT)"
+            )
+        return _OK, ""
+
+    def _pin_block(self, params: str) -> tuple[int, str]:
+        block_format = int(params)
+        if block_format != 0:
+            return proto.BAD_FORMAT, ""  # ISO 1/3/4 not loaded in this pad
+        entry = self.__entry
+        if entry is None or not entry.pin_mode:
+            return proto.NO_PIN, ""
+        if not entry.entered:
+            timed_out = self._clock.monotonic() >= entry.deadline
+            return (proto.INPUT_TIMEOUT if timed_out else proto.NO_PIN), ""
+        key = self.__keys.get(entry.slot)
+        if key is None:
+            return proto.KEY_MISSING, ""
+        block = encrypt_format0(entry.typed, entry.pan, key)
+        return _OK, f"0{len(entry.typed):02d}{block.hex().upper()}"

@@ -1,0 +1,277 @@
+"""Serial driver for a ZT588-style encrypting PIN pad (EPP).
+
+Why it is shaped like this: all framing lives in the sans-I/O
+:mod:`~terminal.drivers.pinpad.epp_protocol`; this class only moves bytes between a
+pyserial port (``/dev/ttyUSB0``, a pty, or ``sim://NAME``) and that decoder, and keeps every
+wait on the injected :class:`~terminal.clock.Clock` so a simulated customer who walks away
+costs no real time. The clear PIN never reaches this process: during PIN entry the pad
+reports ``*`` per digit and hands over an encrypted ISO 9564 block. Nothing here logs
+frame text, keys, PINs or blocks; logs carry command codes, lengths and KCVs only.
+
+Robustness: a response with a bad checksum (or a device ``E9``) makes the driver resend the
+command, as does silence; after ``retries`` resends the call fails with a clear
+:class:`DeviceTimeout` or :class:`RemoteProtocolError`. Every command is idempotent on the
+device side (components carry a part number, a repeated start of an untouched entry is
+re-acknowledged, the PIN block stays readable until the next entry) so a resend is safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from typing import Any
+
+import serial
+
+from terminal.clock import Clock, SystemClock
+from terminal.drivers.base import DeviceStatus
+from terminal.drivers.pinpad import epp_protocol as proto
+from terminal.drivers.pinpad.base import (
+    CANCEL,
+    CLEAR,
+    ENTER,
+    FUNCTION_KEYS,
+    EntryOutcome,
+    KeyEntry,
+    PinEntry,
+    PinPad,
+)
+from terminal.drivers.serial_port import open_port
+from terminal.errors import (
+    DeviceTimeout,
+    DeviceUnavailable,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _key_bytes(key_hex: str) -> bytes:
+    """Parse a key given as hex; the error never echoes the key."""
+    try:
+        key = bytes.fromhex(key_hex)
+    except ValueError:
+        raise LocalProtocolError("key is not a hex string") from None
+    if len(key) not in (16, 24):
+        raise LocalProtocolError(f"TDES key must be 16 or 24 bytes, got {len(key)}")
+    return key
+
+
+class EppPinPad(PinPad):
+    """An EPP on a serial line; also offers the key-loading calls of a key ceremony."""
+
+    def __init__(
+        self,
+        url: str,
+        clock: Clock | None = None,
+        baudrate: int = 9600,
+        pin_key_slot: int = 1,
+        response_timeout: float = 2.0,
+        retries: int = 2,
+        pin_block_format: int = 0,
+    ) -> None:
+        super().__init__()
+        if retries < 0 or response_timeout <= 0:
+            raise LocalProtocolError("retries must be >= 0 and response_timeout > 0")
+        self.url = url
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._baudrate = baudrate
+        self._slot = pin_key_slot
+        self._response_timeout = response_timeout
+        self._retries = retries
+        self._format = pin_block_format
+        self._port: Any = None
+        self._decoder = proto.Decoder()
+        self._frames: collections.deque[proto.Frame | proto.BadFrame] = collections.deque()
+        self._keys: collections.deque[str] = collections.deque()
+        self._faulted = False
+
+    def __repr__(self) -> str:
+        return f"EppPinPad(url={self.url!r}, slot={self._slot})"
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def _do_open(self) -> None:
+        self._port = open_port(
+            self.url, self.kind, baudrate=self._baudrate, timeout=self._response_timeout
+        )
+        self._decoder.reset()
+
+    def _do_close(self) -> None:
+        port, self._port = self._port, None
+        if port is not None:
+            try:
+                port.close()
+            except (serial.SerialException, OSError) as exc:  # closing must stay safe
+                log.debug("pinpad: error while closing %s: %s", self.url, exc)
+
+    def _do_status(self) -> DeviceStatus:
+        return DeviceStatus.FAULT if self._faulted else DeviceStatus.OK
+
+    # -- byte pump ------------------------------------------------------------------------------
+
+    def _pump(self, wait: float) -> None:
+        """Read what arrives within ``wait`` s into the key and frame queues."""
+        try:
+            self._port.timeout = max(wait, 0.0)
+            data = self._port.read(self._port.in_waiting or 1)
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceUnavailable(self.kind, f"serial read failed: {exc}") from exc
+        for event in self._decoder.feed(data):
+            if isinstance(event, proto.Key):
+                self._keys.append(event.name)
+            else:
+                self._frames.append(event)
+
+    def _send(self, text: str) -> None:
+        frame = proto.encode_frame(text)
+        log.debug("pinpad: -> %s (%d bytes)", text[:2], len(frame))
+        try:
+            self._port.write(frame)
+        except (serial.SerialException, OSError) as exc:
+            raise DeviceUnavailable(self.kind, f"serial write failed: {exc}") from exc
+
+    def _await_response(self, command: str) -> tuple[int, str] | str:
+        """(status, data) of ``command``'s response, or why a resend is needed."""
+        deadline = self._clock.monotonic() + self._response_timeout
+        while True:
+            while self._frames:
+                event = self._frames.popleft()
+                if isinstance(event, proto.BadFrame):
+                    log.warning("pinpad: bad frame (%s)", event.reason)
+                    return "bad frame"
+                try:
+                    name, status, data = proto.parse_status(event.text)
+                except RemoteProtocolError as exc:
+                    log.warning("pinpad: malformed response (%s)", exc)
+                    return "bad frame"
+                if name == "ER" and status == proto.CHECKSUM_ERROR:
+                    log.warning("pinpad: device saw a bad checksum on %s", command)
+                    return "bad frame"
+                if name in (command, "ER"):
+                    return status, data
+                log.debug("pinpad: ignoring stale %s response", name)
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 1e-9:
+                return "timeout"
+            self._pump(remaining)
+
+    def _transact(self, text: str) -> str:
+        """Send a command, resending on silence or corruption; returns the response data."""
+        self._require_open()
+        command = text[:2]
+        problem = ""
+        for attempt in range(self._retries + 1):
+            if attempt:
+                log.info("pinpad: resending %s (attempt %d, %s)", command, attempt + 1, problem)
+            self._send(text)
+            outcome = self._await_response(command)
+            if isinstance(outcome, tuple):
+                status, data = outcome
+                self._faulted = False
+                if status:
+                    log.warning("pinpad: %s answered error 0x%02X", command, status)
+                    raise proto.fault(status, command)
+                return data
+            problem = outcome
+        self._faulted = True
+        attempts = self._retries + 1
+        if problem == "timeout":
+            raise DeviceTimeout(self.kind, f"no answer to {command} after {attempts} attempts")
+        raise RemoteProtocolError(f"pinpad: no valid answer to {command} after {attempts} attempts")
+
+    def _next_key(self, deadline: float) -> str | None:
+        """The next key press before ``deadline`` (clock time), or None when it passed."""
+        while not self._keys:
+            remaining = deadline - self._clock.monotonic()
+            if remaining <= 1e-9:
+                return None
+            self._pump(remaining)
+            while self._frames:  # nothing is awaited: a late or stray frame
+                log.debug("pinpad: ignoring unsolicited %r", self._frames.popleft())
+        return self._keys.popleft()
+
+    def _end_after_timeout(self, timeout: float) -> None:
+        self._transact(proto.cancel_entry())
+        log.info("pinpad: entry timed out after %.1f s", timeout)
+
+    # -- customer entry -------------------------------------------------------------------------
+
+    def _do_read_pin(self, pan: str, min_digits: int, max_digits: int, timeout: float) -> PinEntry:
+        deadline = self._clock.monotonic() + timeout
+        self._keys.clear()  # presses from before this entry mean nothing now
+        self._transact(proto.start_pin_entry(pan, self._slot, min_digits, max_digits, timeout))
+        stars = 0
+        while True:
+            key = self._next_key(deadline)
+            if key is None:
+                self._end_after_timeout(timeout)
+                return PinEntry(EntryOutcome.TIMEOUT)
+            if key == "*":
+                stars = min(stars + 1, max_digits)
+            elif key == CLEAR:
+                stars = 0
+            elif key == CANCEL:
+                log.info("pinpad: PIN entry cancelled")
+                return PinEntry(EntryOutcome.CANCELLED)
+            elif key == ENTER:
+                break
+            else:  # a pad in PIN mode must never send clear digits; never log which
+                log.warning("pinpad: unexpected key class during PIN entry ignored")
+        data = self._transact(proto.get_pin_block(self._format))
+        block_format, digits, block = proto.parse_pin_block(data)
+        if digits != stars:
+            log.warning("pinpad: pad reports %d digits, %d masked presses seen", digits, stars)
+        log.info("pinpad: PIN entered (%d digits)", digits)
+        return PinEntry(EntryOutcome.ENTERED, block=block, digits=digits, block_format=block_format)
+
+    def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
+        deadline = self._clock.monotonic() + timeout
+        self._keys.clear()
+        self._transact(proto.start_key_entry(max_digits, function_keys, timeout))
+        digits = ""
+        while True:
+            key = self._next_key(deadline)
+            if key is None:
+                self._end_after_timeout(timeout)
+                return KeyEntry(EntryOutcome.TIMEOUT)
+            if key.isdigit():
+                digits = (digits + key)[:max_digits]
+            elif key == CLEAR:
+                digits = ""
+            elif key == CANCEL:
+                return KeyEntry(EntryOutcome.CANCELLED)
+            elif key == ENTER:
+                return KeyEntry(EntryOutcome.ENTERED, digits)
+            elif key in FUNCTION_KEYS and function_keys:
+                return KeyEntry(EntryOutcome.ENTERED, key)
+            else:
+                log.warning("pinpad: key %s ignored during clear entry", key)
+
+    # -- key ceremony and diagnostics ---------------------------------------------------------
+
+    def load_component(self, slot: int, component_hex: str, *, part: int = 1) -> str:
+        """Load clear component ``part`` (1 starts a new key, 2.. XOR in); returns the KCV.
+
+        The KCV is of the key the slot now holds, for the custodians to compare.
+        """
+        text = proto.load_component(slot, part, _key_bytes(component_hex))
+        kcv = proto.parse_kcv(self._transact(text))
+        log.info("pinpad: component %d loaded into slot %02d, KCV %s", part, slot, kcv)
+        return kcv
+
+    def load_encrypted(self, slot: int, under_slot: int, key_hex: str) -> str:
+        """Load a key encrypted under the key in ``under_slot`` (TMK -> PIN key); its KCV."""
+        text = proto.load_encrypted(slot, under_slot, _key_bytes(key_hex))
+        kcv = proto.parse_kcv(self._transact(text))
+        log.info("pinpad: key loaded into slot %02d under %02d, KCV %s", slot, under_slot, kcv)
+        return kcv
+
+    def key_check_values(self) -> dict[int, str]:
+        """KCV of every loaded slot, slot number -> 6 hex digits."""
+        return proto.parse_key_check_values(self._transact(proto.key_check_values()))
+
+    def device_info(self) -> dict[str, str]:
+        """``model``, ``serial`` and ``firmware`` as the pad reports them."""
+        return proto.parse_device_info(self._transact(proto.device_info()))
