@@ -64,26 +64,25 @@ def host_process(db_path: Path, seed: Path, log_path: Path | None = None) -> Ite
         cmd += ["--log", str(log_path)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # stderr to a file, never an unread pipe: a chatty host would block once it filled
-    errors = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-    handle: HostProcess | None = None
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.startswith("listening on "):
-            proc.wait(timeout=10)
-            errors.seek(0)
-            raise TerminalError(f"host did not start: {line.strip()} {errors.read().strip()}")
-        address, _, port = line.split()[-1].rpartition(":")
-        handle = HostProcess(proc, address, int(port), db_path)
-        yield handle
-    finally:
-        if handle is not None:
-            handle.stop()
-        elif proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        errors.close()
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
+        handle: HostProcess | None = None
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("listening on "):
+                proc.wait(timeout=10)
+                errors.seek(0)
+                raise TerminalError(f"host did not start: {line.strip()} {errors.read().strip()}")
+            address, _, port = line.split()[-1].rpartition(":")
+            handle = HostProcess(proc, address, int(port), db_path)
+            yield handle
+        finally:
+            if handle is not None:
+                handle.stop()
+            elif proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def seed_cards(seed: Path) -> dict[str, tuple[CardData, str]]:

@@ -23,6 +23,9 @@ from decimal import Decimal
 
 import pynmea2
 
+from terminal.clock import Clock
+from terminal.drivers.gps.base import Fix
+
 log = logging.getLogger(__name__)
 
 # GPS, multi-constellation, GLONASS, BeiDou (and the NMEA 4.11 Galileo/BeiDou ids).
