@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 
 
 class Mti(enum.StrEnum):
@@ -40,7 +41,13 @@ class NetworkCode(enum.StrEnum):
 
     SIGN_ON = "001"
     SIGN_OFF = "002"
+    KEY_EXCHANGE = "101"
     ECHO = "301"
+
+
+def is_key_exchange(message: Mapping[str, str]) -> bool:
+    """0800/0810 carrying new working keys: MACed under the master key, not the MAC key."""
+    return message.get("t", "")[:2] == "08" and message.get("70") == NetworkCode.KEY_EXCHANGE
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,8 +47,8 @@ SPEC.update(
         "42": _field(0, 15, "Card Acceptor Identification Code"),
         "43": _field(0, 40, "Card Acceptor Name/Location"),
         "49": _field(0, 3, "Currency Code, Transaction"),
-        "52": _field(0, 16, "PIN Data (hex)"),
-        "53": _field(0, 16, "Security Related Control Information"),
+        "52": _field(0, 16, "PIN Data (hex): 8-byte TDES block, ISO 9564 format 0"),
+        "53": _field(2, 48, "Security Related Control Information: DUKPT KSN (hex)"),
         "54": _field(3, 120, "Additional Amounts"),
         "62": _field(3, 999, "Reserved Private: terminal location"),
         "63": _field(3, 999, "Reserved Private: service data"),
@@ -56,12 +56,15 @@ SPEC.update(
         "70": _field(0, 3, "Network Management Information Code"),
         "90": _field(0, 42, "Original Data Elements"),
         "95": _field(0, 42, "Replacement Amounts"),
+        "110": _field(3, 64, "Encryption Data: 16-byte AES PIN block, ISO 9564 format 4 (hex)"),
         "128": _field(0, 16, "Message Authentication Code (hex)"),
     }
 )
 
 # Fields whose content is secret or personal: masked in every log line and repr.
-SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "64", "128"})
+SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "64", "110", "128"})
+# Where a PIN block travels, by its length: format 0 (TDES) in 52, format 4 (AES) in 110.
+PIN_BLOCK_FIELDS = ("52", "110")
 
 # Field 43 is fixed at 40 characters; pyiso8583 wants fixed fields exactly full.
 FIXED_WIDTH = {

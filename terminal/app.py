@@ -17,9 +17,10 @@ from terminal.clock import Clock, SystemClock
 from terminal.config import TerminalConfig
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
-from terminal.errors import DeviceError, TerminalError
+from terminal.errors import CodecError, DeviceError, HostLinkError, SecurityError, TerminalError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
+from terminal.link_security import PinPadAuthenticator, sign_on
 from terminal.saf import SafQueue
 from terminal.session import CustomerSession, SessionResult
 from terminal.ui import Display, RecordingDisplay, Screen
@@ -51,7 +52,9 @@ class Terminal:
             clock=self.clock,
             timeout=config.host.timeout,
             connect_timeout=config.host.connect_timeout,
+            authenticator=PinPadAuthenticator(self.devices.pinpad),
         )
+        self.security_mode: str | None = None  # set by sign-on
         self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
         self.machine = CustomerMachine()
         self._sessions = itertools.count(1)
@@ -82,6 +85,8 @@ class Terminal:
         if bad:
             self._out_of_service(f"devices not ready: {bad}")
             return False
+        if self.security_mode is None:
+            return True  # devices are fine; in service once signed on to the host
         if self.machine.state is State.OUT_OF_SERVICE:
             self.machine.fire("go_in_service")
             self.journal.record("in_service", devices={k: v.value for k, v in status.items()})
@@ -96,9 +101,27 @@ class Terminal:
         self.display.show(Screen.OUT_OF_SERVICE)
         log.error("out of service: %s", reason)
 
+    async def ensure_signed_on(self) -> bool:
+        """Sign on (with key exchange in TDES mode) once; out of service while it fails."""
+        if self.security_mode is not None:
+            return True
+        try:
+            self.security_mode = await sign_on(self.host, self.devices.pinpad)
+        except (HostLinkError, SecurityError, CodecError) as exc:
+            self._out_of_service(f"cannot sign on to the host: {exc}")
+            return False
+        except DeviceError as exc:
+            self._out_of_service(f"PIN pad cannot sign on: {exc}")
+            return False
+        self.journal.record("signed_on", security=self.security_mode)
+        self.check_devices()
+        return True
+
     async def serve_one(self, wait: float | None = 0.0) -> SessionResult | None:
         """Wait up to ``wait`` seconds for a card and run that customer's session."""
         if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
+            return None
+        if not await self.ensure_signed_on():
             return None
         if self.saf.pending:
             await self.saf.drain(self.host)
@@ -125,6 +148,8 @@ class Terminal:
             log.exception("session failed")
             self._out_of_service(f"session failed: {exc}")
             return None
+        if result.outcome == "host_unavailable":
+            self.security_mode = None  # the host may have lost our keys: sign on afresh
         self.check_devices()
         return result
 

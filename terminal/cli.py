@@ -45,7 +45,7 @@ def cmd_host(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sim.scenarios.demo import main as demo_main
 
-    report = demo_main(Path(args.workdir) if args.workdir else None)
+    report = demo_main(Path(args.workdir) if args.workdir else None, security=args.security)
     if args.json:
         print(json.dumps(report, indent=None if args.compact else 2))
     else:
@@ -66,7 +66,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         for problem in report["ledger_problems"]:
             print(f"[BAD] ledger: {problem}")
         print(
-            f"\ncash handed out {report['cash_handed_out'] / 100:.2f};"
+            f"\nterminal {report['terminal_id']} ({report['security']});"
+            f" cash handed out {report['cash_handed_out'] / 100:.2f};"
             f" reconciled: {str(report['reconciled']).lower()};"
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
@@ -123,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON report")
     demo.add_argument("--compact", action="store_true", help="JSON on one line")
     demo.add_argument("--workdir", help="keep the run's files here (default: a temp dir)")
+    demo.add_argument(
+        "--security",
+        choices=("tdes", "aes-dukpt"),
+        default="tdes",
+        help="terminal key set: TDES master/session keys (PIN format 0) or AES DUKPT (format 4)",
+    )
     demo.set_defaults(func=cmd_demo)
 
     run = sub.add_parser("run", help="run the terminal loop")

@@ -99,6 +99,14 @@ class MacError(HostLinkError):
     """A response's MAC was missing or wrong: treated as no response at all."""
 
 
+class SecurityError(TerminalError):
+    """A key, PIN block or MAC problem. Messages never include key or PIN material."""
+
+
+class KeyUnavailable(SecurityError):
+    """No usable key (unknown terminal, no key exchange yet, a KSN for another key)."""
+
+
 class TransitionError(TerminalError):
     """The state machine was asked for a move its table does not allow."""
 

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS saf (
     last_error TEXT
 );
 """
-FORBIDDEN_FIELDS = ("2", "35", "52")
+FORBIDDEN_FIELDS = ("2", "35", "52", "110")
 REPEAT_MTI = {"0400": "0401", "0420": "0421"}
 
 

@@ -24,6 +24,7 @@ from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.errors import CodecError, DeviceError, HostLinkError, TerminalError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
+from terminal.link_security import with_ksn
 from terminal.saf import SafQueue
 from terminal.ui import Display, Screen, money
 
@@ -69,6 +70,7 @@ class CustomerSession:
         self.journal, self.display, self.fsm = journal, display, machine
         self.card: CardData | None = None
         self._pin_block = b""
+        self._pin_ksn = ""
         self._limits: dict[AmountType, int] = {}
         self._approved_request: Message = {}
         self.result = SessionResult(session_id, "in_progress", [])
@@ -131,10 +133,12 @@ class CustomerSession:
             self.display.show(Screen.ENTER_PIN)
             entry = self.devices.pinpad.read_pin(self.card.pan, timeout=self.config.timeouts.pin)
             self._customer_gave_up(entry.outcome, "pin")
-            self._pin_block = entry.block
+            self._pin_block, self._pin_ksn = entry.block, entry.ksn
             self.log("pin_entered", digits=entry.digits)
             self.fire("pin_entered")
-            request = transactions.balance_inquiry(self.config, self.card, self._pin_block)
+            request = transactions.balance_inquiry(
+                self.config, self.card, self._pin_block, self._pin_ksn
+            )
             response = await self._exchange(request)
             code = response["39"]
             if code == "00":
@@ -196,7 +200,7 @@ class CustomerSession:
     async def _authorise(self, amount: int) -> Message:
         assert self.card is not None
         request = self.host.stamp(
-            transactions.withdrawal(self.config, self.card, self._pin_block, amount)
+            transactions.withdrawal(self.config, self.card, self._pin_block, amount, self._pin_ksn)
         )
         self._pin_block = b""  # PCI PIN: not kept past the authorisation request
         self.display.show(Screen.PLEASE_WAIT)
@@ -245,7 +249,10 @@ class CustomerSession:
 
     async def _reverse(self, request: Message, dispensed: int) -> None:
         """Queue the reversal durably, then try to deliver the queue now."""
-        message = self.host.stamp(transactions.reversal(self.config, request, dispensed))
+        message = with_ksn(
+            self.host.stamp(transactions.reversal(self.config, request, dispensed)),
+            self.devices.pinpad,
+        )
         self.saf.enqueue(message)
         self.log(
             "reversal", durable=True, mti=message["t"], stan=message["11"], dispensed=dispensed

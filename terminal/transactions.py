@@ -17,7 +17,7 @@ from terminal.drivers.card_reader.base import CardData
 ENTRY_MODE_CHIP_PIN = "051"
 
 
-def _card_fields(config: TerminalConfig, card: CardData, pin_block: bytes) -> Message:
+def _card_fields(config: TerminalConfig, card: CardData, pin_block: bytes, ksn: str) -> Message:
     fields: Message = {
         "2": card.pan,
         "14": card.expiry,
@@ -26,27 +26,34 @@ def _card_fields(config: TerminalConfig, card: CardData, pin_block: bytes) -> Me
         "42": config.acceptor_id.ljust(15),
         "43": config.location.ljust(40),
         "49": config.currency,
-        "52": pin_block.hex().upper(),
     }
+    # ISO 8583:1987 field 52 is 8 bytes: a 16-byte AES (format 4) block goes in field 110.
+    fields["52" if len(pin_block) == 8 else "110"] = pin_block.hex().upper()
     if card.track2:
         fields["35"] = card.track2
+    if ksn:
+        fields["53"] = ksn  # DUKPT: the key serial number the PIN block was encrypted under
     return fields
 
 
-def balance_inquiry(config: TerminalConfig, card: CardData, pin_block: bytes) -> Message:
+def balance_inquiry(
+    config: TerminalConfig, card: CardData, pin_block: bytes, ksn: str = ""
+) -> Message:
     """0100: verifies the PIN and returns balances and the session's withdrawal limit."""
     return {"t": Mti.AUTH_REQUEST, "3": ProcessingCode.BALANCE_INQUIRY} | _card_fields(
-        config, card, pin_block
+        config, card, pin_block, ksn
     )
 
 
-def withdrawal(config: TerminalConfig, card: CardData, pin_block: bytes, amount: int) -> Message:
+def withdrawal(
+    config: TerminalConfig, card: CardData, pin_block: bytes, amount: int, ksn: str = ""
+) -> Message:
     """0200 cash withdrawal of ``amount`` minor units."""
     return {
         "t": Mti.FINANCIAL_REQUEST,
         "3": ProcessingCode.WITHDRAWAL,
         "4": f"{amount:012d}",
-    } | _card_fields(config, card, pin_block)
+    } | _card_fields(config, card, pin_block, ksn)
 
 
 def original_data(request: Mapping[str, str], acquirer_id: str) -> str:

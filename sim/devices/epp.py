@@ -14,6 +14,11 @@ away costs the terminal its timeout without anyone sleeping.
 
 Faults for tests: :meth:`garble_next` (bad checksums on responses), :meth:`mute` (ignore
 commands), :meth:`inject_error` (answer the next command with an E0-EF code).
+
+A script entry that makes no sense for the entry the terminal starts (``Keys`` during PIN
+entry, an ``Fkey`` with function keys off) raises :class:`LocalProtocolError` from
+:meth:`receive`: in-process (``sim://``) it reaches the test like SimPinPad's; behind a
+:class:`~sim.devices.pty.PtyBridge` it stops the bridge, since the script itself is wrong.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
+from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
 from sim.host.seed import HostKeys, HostSettings
@@ -26,7 +27,7 @@ from terminal.errors import TerminalError
 log = logging.getLogger(__name__)
 
 # Echoed from request to response; never 2, 14, 35, 52 (no card data on the way back).
-ECHOED = ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49", "90")
+ECHOED = ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49", "53", "90")
 Handler = Callable[[Message], tuple[Message, int | None]]
 
 
@@ -42,7 +43,10 @@ class Authoriser:
         self.clock = clock
         self.settings = settings
         self.ledger = Ledger(conn, clock)
-        self.rules = RuleBook(conn, keys, settings, clock)
+        self.key_store = KeyStore(
+            conn, lmk=keys.lmk, bdk_aes=keys.bdk_aes, terminals=keys.terminals
+        )
+        self.rules = RuleBook(conn, keys, self.key_store, settings, clock)
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
         self._handlers: dict[str, Handler] = {
@@ -138,8 +142,27 @@ class Authoriser:
 
     def _network(self, request: Message) -> Message:
         code = request.get("70", "")
+        if code == NetworkCode.KEY_EXCHANGE:
+            return self._key_exchange(request)
         known = {c.value for c in NetworkCode}
         return self._respond(request, "00" if code in known else "12", extra={"70": code})
+
+    def _key_exchange(self, request: Message) -> Message:
+        """New working keys for a TDES terminal, under its TMK, with check values (field 63)."""
+        terminal = request.get("41", "")
+        try:
+            keys = self.key_store.issue_working_keys(terminal, self.clock.now().isoformat())
+        except TerminalError as exc:
+            log.error("key exchange refused for %s: %s", terminal, exc)
+            return self._respond(request, "12", extra={"70": request.get("70", "")})
+        log.info(
+            "working keys issued to %s (TPK KCV %s, TAK KCV %s)",
+            terminal,
+            keys["TPKKCV"],
+            keys["TAKKCV"],
+        )
+        payload = ";".join(f"{k}={v}" for k, v in keys.items())
+        return self._respond(request, "00", extra={"70": request["70"], "63": payload})
 
     # -- responses --
 

@@ -12,12 +12,13 @@ import logging
 import sqlite3
 
 from host_link.codec import Message
+from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import HostKeys, HostSettings
 from terminal.clock import Clock
 from terminal.drivers.card_reader.base import mask_pan
-from terminal.errors import RemoteProtocolError
-from terminal.security.pinblock import recover_pin_format0, verify_ibm3624
+from terminal.errors import KeyUnavailable, RemoteProtocolError
+from terminal.security.pinblock import verify_ibm3624
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,22 @@ def _require(request: Message, *fields: str) -> None:
 
 class RuleBook:
     def __init__(
-        self, conn: sqlite3.Connection, keys: HostKeys, settings: HostSettings, clock: Clock
+        self,
+        conn: sqlite3.Connection,
+        keys: HostKeys,
+        store: KeyStore,
+        settings: HostSettings,
+        clock: Clock,
     ) -> None:
         self.conn, self.keys, self.settings, self.clock = conn, keys, settings, clock
+        self.store = store
 
     def verify_card_and_pin(self, request: Message) -> CardSession:
-        _require(request, "2", "14", "41", "49", "52")
+        _require(request, "2", "14", "41", "49")
+        if not (request.get("52") or request.get("110")):
+            raise Decline("30", "no PIN block (field 52 or 110)")
         pan, terminal = request["2"], request["41"]
-        pin_key = self.keys.terminal_pin_keys.get(terminal)
-        if pin_key is None:
+        if terminal not in self.store.terminals:
             raise Decline("58", f"unknown terminal {terminal}")
         pan_ref = self.keys.pan_ref(pan)
         card = self.conn.execute("SELECT * FROM cards WHERE pan_ref = ?", (pan_ref,)).fetchone()
@@ -81,16 +89,17 @@ class RuleBook:
         year, month = 2000 + int(card["expiry"][:2]), int(card["expiry"][2:])
         if (year, month) < (today.year, today.month):
             raise Decline("54", f"card {card['pan_masked']} expired")
-        self._check_pin(request, pan, pin_key, card)
+        self._check_pin(request, pan, card)
         return self._session(card)
 
-    def _check_pin(self, request: Message, pan: str, pin_key: bytes, card: sqlite3.Row) -> None:
+    def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> None:
         try:
-            block = bytes.fromhex(request["52"])
-            candidate = recover_pin_format0(block, pan, pin_key)
-            good = verify_ibm3624(candidate, pan, self.keys.pvk, card["pin_offset"])
+            candidate = self.store.recover_pin(request, pan)
+        except KeyUnavailable as exc:
+            raise Decline("63", f"no PIN key: {exc}") from None
         except (ValueError, RemoteProtocolError):
-            good = False  # an undecodable block is a wrong PIN, never an error to the customer
+            candidate = ""  # an undecodable block is a wrong PIN, never an error to the customer
+        good = bool(candidate) and verify_ibm3624(candidate, pan, self.keys.pvk, card["pin_offset"])
         if good:
             if card["pin_tries"]:
                 self.conn.execute(

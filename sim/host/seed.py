@@ -14,6 +14,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from terminal.drivers.card_reader.base import mask_pan
 from terminal.errors import ConfigError
@@ -28,13 +29,15 @@ class HostKeys:
 
     pvk: bytes  # PIN verification key, IBM 3624
     pan_key: bytes  # keys the PAN references stored instead of PANs
-    terminal_pin_keys: dict[str, bytes]  # terminal id -> PIN working key
+    lmk: bytes  # local master key: working keys are stored only under it
+    bdk_aes: bytes | None  # AES DUKPT base derivation key
+    terminals: dict[str, TerminalKeys]
 
     def pan_ref(self, pan: str) -> str:
         return hmac.new(self.pan_key, pan.encode(), hashlib.sha256).hexdigest()
 
     def __repr__(self) -> str:
-        return f"HostKeys(terminals={sorted(self.terminal_pin_keys)})"
+        return f"HostKeys(terminals={sorted(self.terminals)})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +86,18 @@ class _Reader:
         return out
 
 
+def _terminal_keys(t: _Reader) -> TerminalKeys:
+    tid = t.get("id", str)
+    if len(tid) != 8:
+        raise ConfigError(t.source, f"{t.prefix}id", "terminal id must be 8 characters")
+    mode = t.get("security", str, TDES)
+    if mode == TDES:
+        return TerminalKeys(tid, mode, tmk=t.hexkey("tmk", (16,)))
+    if mode == AES_DUKPT:
+        return TerminalKeys(tid, mode, initial_key_id=t.hexkey("ik_id", (8,)))
+    raise ConfigError(t.source, f"{t.prefix}security", f"must be one of {SECURITY_MODES}")
+
+
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as f:
@@ -108,11 +123,10 @@ def load_seed(
     keys = HostKeys(
         pvk=host.hexkey("pvk"),
         pan_key=host.hexkey("pan_key", (16, 24, 32)),
-        terminal_pin_keys={t.get("id", str): t.hexkey("pin_key") for t in terminals},
+        lmk=host.hexkey("lmk"),
+        bdk_aes=host.hexkey("bdk_aes", (16,)) if "bdk_aes" in host.table else None,
+        terminals={t.get("id", str): _terminal_keys(t) for t in terminals},
     )
-    for t in terminals:
-        if len(t.get("id", str)) != 8:
-            raise ConfigError(t.source, f"{t.prefix}id", "terminal id must be 8 characters")
     (populated,) = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()
     if populated:
         return keys, settings

@@ -22,7 +22,7 @@ from host_link.connection import (
     ResponseReceived,
 )
 from sim.host.authoriser import Authoriser
-from terminal.errors import CodecError, FramingError, LocalProtocolError
+from terminal.errors import CodecError, FramingError, LocalProtocolError, SecurityError
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class HostServer:
         self._writers.add(writer)
         self.connections += 1
         peer = writer.get_extra_info("peername")
-        conn = Connection()
+        conn = Connection(authenticator=self.authoriser.key_store)
         log.info("terminal connected from %s", peer)
         try:
             while data := await reader.read(65536):
@@ -111,7 +111,7 @@ class HostServer:
             if reply is not None:
                 try:
                     writer.write(conn.send(reply))
-                except (LocalProtocolError, CodecError) as exc:
+                except (LocalProtocolError, CodecError, SecurityError) as exc:
                     log.error("cannot encode reply to %s: %s", peer, exc)
                     return False
                 if log.isEnabledFor(logging.DEBUG):

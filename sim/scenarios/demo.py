@@ -20,6 +20,7 @@ from typing import Any
 from sim.host import db
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
+from sim.scenarios.keys import pinpad_options, terminal_for
 from sim.scenarios.scripts import DEMO, Scenario, apply
 from terminal.app import Terminal
 from terminal.clock import ManualClock
@@ -148,8 +149,7 @@ async def run_sessions(
                 "unused_inputs": leftover,
             }
         )
-        if leftover:
-            pinpad.script()  # nothing to add; the leftover is reported above
+        pinpad.clear_script()  # inputs the session never asked for must not leak into the next
     return results
 
 
@@ -158,6 +158,7 @@ def reconcile(
     closing: dict[str, int],
     sessions: list[dict[str, Any]],
     handed_out: int,
+    terminal_id: str = TERMINAL_ID,
 ) -> tuple[bool, list[dict[str, Any]]]:
     """Every account's balance change must equal minus the cash its cards received."""
     dispensed: dict[str, int] = {}
@@ -167,7 +168,7 @@ def reconcile(
     for account in sorted(closing):
         change = closing[account] - opening.get(account, 0)
         if account.startswith("GL-CASH-"):
-            expected = -handed_out if account == f"GL-CASH-{TERMINAL_ID}" else 0
+            expected = -handed_out if account == f"GL-CASH-{terminal_id}" else 0
         elif account.startswith("GL-"):
             continue
         else:
@@ -187,24 +188,25 @@ def reconcile(
     return ok, rows
 
 
-def demo_terminal(workdir: Path, port: int, seed: Path, clock: ManualClock) -> Terminal:
-    terminals = {t["id"]: t for t in read_toml(seed)["terminals"]}
+def demo_terminal(
+    workdir: Path, port: int, seed: Path, clock: ManualClock, terminal_id: str = TERMINAL_ID
+) -> Terminal:
     config = TerminalConfig(
-        terminal_id=TERMINAL_ID,
+        terminal_id=terminal_id,
         location="Main Street branch",
         journal=workdir / "journal.db",
         host=HostConfig(port=port, timeout=10.0),
     )
     devices = Devices(
         card_reader=SimCardReader(clock),
-        pinpad=SimPinPad(clock, pin_key=terminals[TERMINAL_ID]["pin_key"]),
+        pinpad=SimPinPad(clock, **pinpad_options(seed, terminal_id)),
         dispenser=SimDispenser(clock, cassettes=((2000, 200), (5000, 100))),
     )
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
 
 
 async def run_demo(
-    workdir: Path | None = None, scenarios: Sequence[Scenario] = DEMO
+    workdir: Path | None = None, scenarios: Sequence[Scenario] = DEMO, security: str = "tdes"
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints."""
     with contextlib.ExitStack() as stack:
@@ -216,7 +218,8 @@ async def run_demo(
         )
         opening = ledger_snapshot(host.db_path)
         clock = ManualClock(dt.datetime.now(dt.UTC))
-        terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock)
+        terminal_id = terminal_for(DEMO_SEED, security)
+        terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id)
         if not terminal.start():
             raise TerminalError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         try:
@@ -226,9 +229,13 @@ async def run_demo(
         closing = ledger_snapshot(host.db_path)
         dispenser = terminal.devices.dispenser
         assert isinstance(dispenser, SimDispenser)
-        reconciled, accounts = reconcile(opening, closing, sessions, dispenser.handed_out_amount)
+        reconciled, accounts = reconcile(
+            opening, closing, sessions, dispenser.handed_out_amount, terminal_id
+        )
         problems = ledger_problems(host.db_path)
         return {
+            "terminal_id": terminal_id,
+            "security": terminal.security_mode,
             "sessions": sessions,
             "reconciled": reconciled and not problems,
             "outcomes_as_expected": all(s["ok"] for s in sessions),
@@ -238,5 +245,5 @@ async def run_demo(
         }
 
 
-def main(workdir: Path | None = None) -> dict[str, Any]:
-    return asyncio.run(run_demo(workdir))
+def main(workdir: Path | None = None, security: str = "tdes") -> dict[str, Any]:
+    return asyncio.run(run_demo(workdir, security=security))

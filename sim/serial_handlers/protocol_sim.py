@@ -45,9 +45,9 @@ class Serial(SerialBase):  # type: ignore[misc]
         self.is_open = True
 
     def close(self) -> None:
+        # SerialBase.close() only marks the port closed; nothing to flush to an emulator.
         self.is_open = False
         self._emulator = None
-        super().close()
 
     def _reconfigure_port(self) -> None:
         return None

@@ -1,4 +1,4 @@
-"""ISO 9564 PIN blocks (format 0) and IBM 3624 PIN offsets.
+"""ISO 9564 PIN blocks (format 0 under TDES, format 4 under AES) and IBM 3624 PIN offsets.
 
 Format 0 binds the PIN to the PAN's 12 rightmost digits (excluding the check digit), so
 a block lifted from one card is useless with another. The host never stores a PIN: it
@@ -9,6 +9,9 @@ stores the IBM 3624 *offset*, the digit-wise difference between the customer's P
 from __future__ import annotations
 
 import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from terminal.errors import RemoteProtocolError
 from terminal.security.tdes import decrypt_block, encrypt_block
@@ -67,3 +70,47 @@ def verify_ibm3624(pin: str, pan: str, pvk: bytes, offset: str) -> bool:
     if len(pin) != len(offset):
         return False
     return hmac.compare_digest(ibm3624_offset(pin, pan, pvk), offset)
+
+
+# --- ISO 9564-1 format 4 (AES) ----------------------------------------------------------
+
+
+def _aes_ecb(key: bytes, block: bytes, *, decrypt: bool = False) -> bytes:
+    cipher = Cipher(algorithms.AES(key), modes.ECB())
+    op = cipher.decryptor() if decrypt else cipher.encryptor()
+    return op.update(block) + op.finalize()
+
+
+def _pan_field4(pan: str) -> bytes:
+    if not pan.isdigit() or not 12 <= len(pan) <= 19:
+        raise ValueError("PAN must be 12-19 digits")
+    return bytes.fromhex(f"{len(pan) - 12:X}{pan}".ljust(32, "0"))
+
+
+def encrypt_format4(pin: str, pan: str, key: bytes, random_fill: bytes | None = None) -> bytes:
+    """ISO 9564 format 4 under an AES key: the PIN field is enciphered, XORed with the
+    PAN field and enciphered again; 8 random bytes make equal PINs encrypt differently."""
+    if not pin.isdigit() or not 4 <= len(pin) <= 12:
+        raise ValueError("PIN must be 4-12 digits")
+    fill = random_fill if random_fill is not None else os.urandom(8)
+    if len(fill) != 8:
+        raise ValueError("format 4 random fill is 8 bytes")
+    pin_field = bytes.fromhex(f"4{len(pin):X}{pin}".ljust(16, "A")) + fill
+    intermediate = _aes_ecb(key, pin_field)
+    return _aes_ecb(key, bytes(a ^ b for a, b in zip(intermediate, _pan_field4(pan), strict=True)))
+
+
+def recover_pin_format4(block: bytes, pan: str, key: bytes) -> str:
+    """Decipher a format 4 block (host/HSM side only)."""
+    if len(block) != 16:
+        raise RemoteProtocolError("a format 4 PIN block must be 16 bytes")
+    intermediate = _aes_ecb(key, block, decrypt=True)
+    xored = bytes(a ^ b for a, b in zip(intermediate, _pan_field4(pan), strict=True))
+    text = _aes_ecb(key, xored, decrypt=True)[:8].hex().upper()
+    if text[0] != "4":
+        raise RemoteProtocolError("PIN block is not ISO 9564 format 4")
+    length = int(text[1], 16)
+    pin, pad = text[2 : 2 + length], text[2 + length :]
+    if not 4 <= length <= 12 or not pin.isdigit() or (pad and set(pad) != {"A"}):
+        raise RemoteProtocolError("PIN block does not decode to a valid PIN")
+    return pin

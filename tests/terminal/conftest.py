@@ -77,6 +77,7 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
             clock = ManualClock(dt.datetime.now(dt.UTC))
             terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock)
             assert terminal.start()
+            assert await terminal.ensure_signed_on(), terminal.out_of_service_reason
             try:
                 return await body(Rig(host, terminal, clock, seed_cards(DEMO_SEED)))
             finally:

@@ -247,6 +247,7 @@ class NmeaStream:
             else:  # a new '$' before the line ended: the partial one was noise
                 self.counters.malformed += 1
                 self._line.clear()
+                pos = stop
         return reports
 
     def _parse(self, line: bytes) -> Report | None:

@@ -14,6 +14,9 @@ from abc import abstractmethod
 
 from terminal.drivers.base import Device
 from terminal.errors import LocalProtocolError
+from terminal.security.pinpad_keys import MacKey
+
+__all__ = ["MacKey"]
 
 
 class EntryOutcome(enum.Enum):
@@ -35,6 +38,7 @@ class PinEntry:
     block: bytes = b""
     digits: int = 0
     block_format: int = 0  # ISO 9564 format number
+    ksn: str = ""  # DUKPT key serial number the block was encrypted under (field 53)
 
     def __repr__(self) -> str:
         return f"PinEntry(outcome={self.outcome.value}, digits={self.digits})"
@@ -70,6 +74,36 @@ class PinPad(Device):
         if max_digits < 0:
             raise LocalProtocolError("max_digits must not be negative")
         return self._do_read_keys(max_digits, timeout, function_keys)
+
+    # -- keys and MACs: computed inside the PIN pad, which never gives a key out --
+
+    def mac(self, data: bytes, *, key: MacKey = MacKey.WORKING, ksn: str | None = None) -> bytes:
+        """8-byte MAC of ``data`` under the pad's MAC key (DUKPT: the key for ``ksn``)."""
+        self._require_open()
+        return self._do_mac(data, key, ksn)
+
+    def next_ksn(self) -> str | None:
+        """DUKPT: start a new transaction and return its KSN; None for TDES key sets."""
+        self._require_open()
+        return self._do_next_ksn()
+
+    def install_working_keys(
+        self, pin_key_under_tmk: str, mac_key_under_tmk: str
+    ) -> dict[str, str]:
+        """Key exchange: load a TPK and TAK encrypted under the TMK; returns check values."""
+        self._require_open()
+        return self._do_install_working_keys(pin_key_under_tmk, mac_key_under_tmk)
+
+    @abstractmethod
+    def _do_mac(self, data: bytes, key: MacKey, ksn: str | None) -> bytes: ...
+
+    @abstractmethod
+    def _do_next_ksn(self) -> str | None: ...
+
+    @abstractmethod
+    def _do_install_working_keys(
+        self, pin_key_under_tmk: str, mac_key_under_tmk: str
+    ) -> dict[str, str]: ...
 
     @abstractmethod
     def _do_read_pin(

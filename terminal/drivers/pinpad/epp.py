@@ -38,6 +38,7 @@ from terminal.drivers.pinpad.base import (
 )
 from terminal.drivers.serial_port import open_port
 from terminal.errors import (
+    ConfigError,
     DeviceTimeout,
     DeviceUnavailable,
     LocalProtocolError,
@@ -73,7 +74,9 @@ class EppPinPad(PinPad):
     ) -> None:
         super().__init__()
         if retries < 0 or response_timeout <= 0:
-            raise LocalProtocolError("retries must be >= 0 and response_timeout > 0")
+            raise ConfigError("config", "devices.pinpad", "need retries >= 0, response_timeout > 0")
+        if not 0 <= pin_key_slot <= 15 or pin_block_format not in proto.PIN_FORMATS:
+            raise ConfigError("config", "devices.pinpad", "pin_key_slot 0-15, format 0/1/3/4")
         self.url = url
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._baudrate = baudrate

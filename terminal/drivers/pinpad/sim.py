@@ -34,7 +34,7 @@ from terminal.drivers.pinpad.base import (
     PinPad,
 )
 from terminal.errors import ConfigError, LocalProtocolError
-from terminal.security.pinblock import encrypt_format0
+from terminal.security.pinpad_keys import MacKey, PinPadKeys
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +117,36 @@ class SimPinPad(PinPad):
 
     blocking = False  # in-process state: nothing to wait on
 
-    def __init__(self, clock: Clock | None = None, pin_key: bytes | str = DEFAULT_PIN_KEY) -> None:
+    def __init__(
+        self,
+        clock: Clock | None = None,
+        pin_key: bytes | str | None = DEFAULT_PIN_KEY,
+        *,
+        security: str = "tdes",
+        tmk: bytes | str | None = None,
+        mac_key: bytes | str | None = None,
+        ik: bytes | str | None = None,
+        ik_id: bytes | str | None = None,
+    ) -> None:
+        """``pin_key``/``mac_key`` preload working keys (as after a key exchange);
+        ``tmk`` is the master key of a TDES key set; ``ik``/``ik_id`` an AES DUKPT one."""
         super().__init__()
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self.__key = _parse_key(pin_key)
+        if pin_key in ("", b""):
+            pin_key = None  # TOML has no null: an empty key means "none preloaded"
+        if pin_key is not None:
+            _parse_key(pin_key)  # a readable ConfigError for a bad key, before anything else
+        try:
+            self.__keys = PinPadKeys(
+                security,
+                tmk=tmk,
+                pin_key=pin_key if security == "tdes" else None,
+                mac_key=mac_key,
+                ik=ik,
+                ik_id=ik_id,
+            )
+        except LocalProtocolError as exc:
+            raise ConfigError("config", "devices.pinpad", str(exc)) from None
         self.__script: collections.deque[Entry] = collections.deque()
 
     def __repr__(self) -> str:
@@ -138,6 +164,12 @@ class SimPinPad(PinPad):
     def pending(self) -> int:
         """Scripted entries not yet consumed."""
         return len(self.__script)
+
+    def clear_script(self) -> int:
+        """Forget unconsumed entries (a customer who walked off); returns how many."""
+        count = len(self.__script)
+        self.__script.clear()
+        return count
 
     # -- the terminal's side ----------------------------------------------------------------
 
@@ -170,12 +202,29 @@ class SimPinPad(PinPad):
             self._timed_out(timeout)
             return PinEntry(EntryOutcome.TIMEOUT)
         try:
-            block = encrypt_format0(pin, pan, self.__key)
+            block, block_format, ksn = self.__keys.pin_block(pin, pan)
         except ValueError as exc:
-            # pinblock needs >= 13 PAN digits; the ABC admits 12. Report, never echo the PIN.
-            raise LocalProtocolError(f"pinpad: cannot build a format 0 block: {exc}") from None
+            # Report what was wrong, never echo the PIN.
+            raise LocalProtocolError(f"pinpad: cannot build a PIN block: {exc}") from None
         log.info("pinpad: PIN entered (%d digits)", len(pin))
-        return PinEntry(EntryOutcome.ENTERED, block=block, digits=len(pin), block_format=0)
+        return PinEntry(
+            EntryOutcome.ENTERED, block=block, digits=len(pin), block_format=block_format, ksn=ksn
+        )
+
+    def _do_mac(self, data: bytes, key: MacKey, ksn: str | None) -> bytes:
+        return self.__keys.mac(data, key, ksn)
+
+    def _do_next_ksn(self) -> str | None:
+        return self.__keys.next_ksn()
+
+    def _do_install_working_keys(
+        self, pin_key_under_tmk: str, mac_key_under_tmk: str
+    ) -> dict[str, str]:
+        return self.__keys.install_working_keys(pin_key_under_tmk, mac_key_under_tmk)
+
+    def check_values(self) -> dict[str, str]:
+        """Key check values of the loaded TDES keys (never the keys)."""
+        return self.__keys.check_values()
 
     def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
         entry = self._next()

@@ -1,0 +1,149 @@
+"""The host's key material and its HSM-like operations.
+
+What the host holds per terminal: in ``tdes`` mode the terminal master key (TMK, shared
+with the PIN pad by a key ceremony) and the working keys it issued by key exchange (the
+PIN key TPK and MAC key TAK), stored only as cryptograms under the host's local master
+key (LMK); in ``aes-dukpt`` mode nothing per terminal but the initial key id, since
+every transaction key derives from the base derivation key (BDK) and the message's KSN.
+No clear key ever reaches the database, a log or a message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sqlite3
+from collections.abc import Mapping
+
+from host_link.codes import is_key_exchange
+from terminal.errors import KeyUnavailable
+from terminal.security import dukpt
+from terminal.security.mac import aes_cmac, retail_mac
+from terminal.security.pinblock import recover_pin_format0, recover_pin_format4
+from terminal.security.tdes import decrypt_block, encrypt_block
+
+TDES, AES_DUKPT = "tdes", "aes-dukpt"
+SECURITY_MODES = (TDES, AES_DUKPT)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS terminal_keys (
+    terminal_id TEXT PRIMARY KEY,
+    tpk_under_lmk TEXT NOT NULL,
+    tak_under_lmk TEXT NOT NULL,
+    issued_at TEXT NOT NULL
+);
+"""
+
+
+def kcv(key: bytes) -> str:
+    """Key check value: first 3 bytes of the key encrypting a zero block (TDES)."""
+    return encrypt_block(key, bytes(8))[:3].hex().upper()
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class TerminalKeys:
+    terminal_id: str
+    mode: str
+    tmk: bytes = b""
+    initial_key_id: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"TerminalKeys({self.terminal_id}, {self.mode})"
+
+
+class KeyStore:
+    """Per-terminal keys and the operations that use them."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        lmk: bytes,
+        bdk_aes: bytes | None,
+        terminals: Mapping[str, TerminalKeys],
+    ) -> None:
+        self.conn = conn
+        self._lmk = lmk
+        self._bdk = bdk_aes
+        self.terminals = dict(terminals)
+        conn.executescript(SCHEMA)
+
+    def __repr__(self) -> str:
+        return f"KeyStore(terminals={sorted(self.terminals)})"
+
+    def terminal(self, terminal_id: str) -> TerminalKeys:
+        try:
+            return self.terminals[terminal_id]
+        except KeyError:
+            raise KeyUnavailable(f"unknown terminal {terminal_id}") from None
+
+    # -- key exchange (tdes) --
+
+    def issue_working_keys(self, terminal_id: str, now: str) -> dict[str, str]:
+        """New TPK and TAK for a terminal: stored under the LMK, returned under its TMK."""
+        term = self.terminal(terminal_id)
+        if term.mode != TDES:
+            raise KeyUnavailable(f"terminal {terminal_id} uses {term.mode}: no key exchange")
+        tpk, tak = os.urandom(16), os.urandom(16)
+        self.conn.execute(
+            "INSERT OR REPLACE INTO terminal_keys VALUES (?,?,?,?)",
+            (terminal_id, _wrap(self._lmk, tpk), _wrap(self._lmk, tak), now),
+        )
+        return {
+            "TPK": _wrap(term.tmk, tpk),
+            "TPKKCV": kcv(tpk),
+            "TAK": _wrap(term.tmk, tak),
+            "TAKKCV": kcv(tak),
+        }
+
+    def _working(self, terminal_id: str) -> tuple[bytes, bytes]:
+        row = self.conn.execute(
+            "SELECT tpk_under_lmk, tak_under_lmk FROM terminal_keys WHERE terminal_id = ?",
+            (terminal_id,),
+        ).fetchone()
+        if row is None:
+            raise KeyUnavailable(f"terminal {terminal_id} has no working keys: key exchange first")
+        return _unwrap(self._lmk, row[0]), _unwrap(self._lmk, row[1])
+
+    def _dukpt_key(
+        self, term: TerminalKeys, message: Mapping[str, str], usage: dukpt.KeyUsage
+    ) -> bytes:
+        if self._bdk is None:
+            raise KeyUnavailable("the host has no AES BDK")
+        try:
+            ksn = dukpt.AesKsn.parse(message.get("53", ""))
+        except ValueError as exc:
+            raise KeyUnavailable(f"bad KSN from {term.terminal_id}: {exc}") from None
+        if ksn.initial_key_id != term.initial_key_id:
+            raise KeyUnavailable(f"KSN from {term.terminal_id} names another initial key")
+        initial = dukpt.aes_initial_key(self._bdk, ksn.initial_key_id)
+        return dukpt.aes_working_key(initial, ksn, usage)
+
+    # -- operations --
+
+    def mac(self, message: Mapping[str, str], data: bytes) -> bytes:
+        """MAC ``data`` with the key this message is protected by (the Authenticator API)."""
+        term = self.terminal(message.get("41", ""))
+        if term.mode == TDES:
+            key = term.tmk if is_key_exchange(message) else self._working(term.terminal_id)[1]
+            return retail_mac(key, data)
+        return aes_cmac(self._dukpt_key(term, message, dukpt.KeyUsage.MAC_BOTH), data)[:8]
+
+    sign = mac  # host_link.authentication.Authenticator
+
+    def recover_pin(self, message: Mapping[str, str], pan: str) -> str:
+        """Decrypt the PIN block of ``message`` (inside the 'HSM'; the PIN goes no further)."""
+        term = self.terminal(message.get("41", ""))
+        block = bytes.fromhex(message.get("52") or message.get("110") or "")
+        if term.mode == TDES:
+            return recover_pin_format0(block, pan, self._working(term.terminal_id)[0])
+        key = self._dukpt_key(term, message, dukpt.KeyUsage.PIN_ENCRYPTION)
+        return recover_pin_format4(block, pan, key)
+
+
+def _wrap(kek: bytes, key: bytes) -> str:
+    return encrypt_block(kek, key).hex().upper()
+
+
+def _unwrap(kek: bytes, text: str) -> bytes:
+    return decrypt_block(kek, bytes.fromhex(text))

@@ -1,0 +1,1 @@
+"""Field-engineer diagnostics behind ``atm diag ...``: library functions, no CLI wiring."""
