@@ -62,7 +62,7 @@ SPEC.update(
 )
 
 # Fields whose content is secret or personal: masked in every log line and repr.
-SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "64", "110", "128"})
+SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "63", "64", "110", "128"})
 # Where a PIN block travels, by its length: format 0 (TDES) in 52, format 4 (AES) in 110.
 PIN_BLOCK_FIELDS = ("52", "110")
 

@@ -17,9 +17,12 @@ pytestmark = pytest.mark.e2e
 ATM = [sys.executable, "-m", "terminal.cli"]
 
 
-def test_demo_json_reports_every_expected_outcome_and_reconciles(tmp_path: Path) -> None:
+@pytest.mark.parametrize("security", ["tdes", "aes-dukpt"])
+def test_demo_json_reports_every_expected_outcome_and_reconciles(
+    tmp_path: Path, security: str
+) -> None:
     run = subprocess.run(
-        [*ATM, "demo", "--json", "--workdir", str(tmp_path)],
+        [*ATM, "demo", "--json", "--security", security, "--workdir", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -27,6 +30,7 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(tmp_path: Path)
     )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
+    assert report["security"] == security
     assert report["reconciled"] is True
     assert report["outcomes_as_expected"] is True
     assert report["ledger_problems"] == []
@@ -39,7 +43,7 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(tmp_path: Path)
         assert session["states"][0] == "reading_card" and session["states"][-1] == "idle"
     assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
     changes = {a["account"]: a["change"] for a in report["accounts"]}
-    assert changes["GL-CASH-ATM00001"] == -report["cash_handed_out"]
+    assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]
     # files the run wrote: the journal and the host database hold no full PAN
     for path in tmp_path.iterdir():
         data = path.read_bytes()

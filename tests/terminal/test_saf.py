@@ -13,8 +13,7 @@ from terminal.clock import ManualClock
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.errors import JournalError
 from terminal.saf import SafQueue
-
-from .conftest import Rig
+from tests.conftest import Rig
 
 ALICE = "1000000001"
 

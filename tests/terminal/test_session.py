@@ -13,8 +13,7 @@ from sim.scenarios.scripts import BALANCE, DEMO, WITHDRAW, Scenario
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.fsm.customer import State
 from terminal.ui import RecordingDisplay, Screen
-
-from .conftest import Rig
+from tests.conftest import Rig
 
 ALICE = "1000000001"
 
