@@ -27,15 +27,15 @@ from typing import Any
 
 import pytest
 
-from host_link.client import HostClient
-from host_link.codec import Message, encode
+from host_link.authentication import encode_signed, mac_field
+from host_link.codec import Message, decode, encode
 from host_link.framing import frame
 from sim.host.seed import read_toml
 from sim.scenarios.demo import DEMO_SEED, TERMINAL_ID, HostProcess, host_process
+from sim.scenarios.link import TerminalLink
 from terminal import transactions
 from terminal.config import TerminalConfig
 from terminal.drivers.card_reader.base import CardData
-from terminal.security.pinblock import encrypt_format0
 
 pytestmark = pytest.mark.tshark
 
@@ -133,41 +133,43 @@ def _demo_card(name: str) -> tuple[CardData, str]:
     return CardData(pan=pan, expiry=expiry, track2=f"{pan}={expiry}201", name=name), row["pin"]
 
 
-def _pin_key() -> bytes:
-    terminals = {t["id"]: t for t in read_toml(DEMO_SEED)["terminals"]}
-    return bytes.fromhex(terminals[TERMINAL_ID]["pin_key"])
-
-
 async def _drive(port: int) -> list[Exchange]:
-    """The traffic: PIN checks, withdrawals, a full and a partial reversal, a decline, echo."""
+    """The traffic: key exchange and sign-on, PIN checks, withdrawals, a full and a partial
+    reversal, a decline, echo. Every message carries its MAC, as a terminal sends it."""
     config = TerminalConfig(terminal_id=TERMINAL_ID, location="Main Street branch")
-    key = _pin_key()
-    alice, alice_pin = _demo_card("ALICE ARDEN")
-    bob, bob_pin = _demo_card("BOB BRANDT")
-    alice_block = encrypt_format0(alice_pin, alice.pan, key)
-    bob_block = encrypt_format0(bob_pin, bob.pan, key)
-    wrong_block = encrypt_format0("0000" if bob_pin != "0000" else "1111", bob.pan, key)
-
-    client = HostClient("127.0.0.1", port, terminal_id=TERMINAL_ID, timeout=10.0)
+    link = TerminalLink(DEMO_SEED, TERMINAL_ID, port)
+    client = link.client
+    assert client.authenticator is not None
     exchanges: list[Exchange] = []
 
     async def send(message: Message) -> Message:
         request = client.stamp(message)
         response = await client.request(request)
-        exchanges.append((request, response))
+        # what went on the wire: the request with its MAC field filled in
+        exchanges.append((decode(encode_signed(request, client.authenticator)), response))
         return request
 
+    def block(pin: str, pan: str) -> bytes:
+        return bytes.fromhex(link.pin_fields(pin, pan)["52"])
+
+    alice, alice_pin = _demo_card("ALICE ARDEN")
+    bob, bob_pin = _demo_card("BOB BRANDT")
     try:
+        await send({"t": "0800", "70": "101"})  # key exchange under the TMK
+        keys = dict(item.split("=", 1) for item in exchanges[-1][1]["63"].split(";"))
+        link.pinpad.install_working_keys(keys["TPK"], keys["TAK"])
+        await send({"t": "0800", "70": "001"})  # sign-on, MACed with the new TAK
+        alice_block = block(alice_pin, alice.pan)
         await send(transactions.balance_inquiry(config, alice, alice_block))
-        await send(transactions.balance_inquiry(config, bob, wrong_block))
+        await send(transactions.balance_inquiry(config, bob, block("0000", bob.pan)))
         full = await send(transactions.withdrawal(config, alice, alice_block, 10_000))
         await send(transactions.reversal(config, full, dispensed=0))
         partial = await send(transactions.withdrawal(config, alice, alice_block, 5_000))
         await send(transactions.reversal(config, partial, dispensed=2_000))
-        await send(transactions.withdrawal(config, bob, bob_block, 10_000))
+        await send(transactions.withdrawal(config, bob, block(bob_pin, bob.pan), 10_000))
         await send({"t": "0800", "70": "301"})
     finally:
-        await client.close()
+        await link.close()
     return exchanges
 
 
@@ -240,6 +242,8 @@ def test_wireshark_dissector_reads_our_messages(tmp_path: Path, host: HostProces
     # what the host answered, as the client decoded it (the scenario did what we meant)
     codes = [(req["t"], resp["t"], resp["39"]) for req, resp in exchanges]
     assert codes == [
+        ("0800", "0810", "00"),
+        ("0800", "0810", "00"),
         ("0100", "0110", "00"),
         ("0100", "0110", "55"),
         ("0200", "0210", "00"),
@@ -287,23 +291,29 @@ def test_wireshark_dissector_reads_our_messages(tmp_path: Path, host: HostProces
 
     by_mti = {req["t"]: (req, resp) for req, resp in exchanges}
     # binary PIN block as 16 hex characters; card data never comes back
-    first_0200 = _only(pdus, "0200", exchanges[2][0]["11"])
-    assert first_0200["iso8583.bit52"] == exchanges[2][0]["52"]
+    first_0200 = _only(pdus, "0200", exchanges[4][0]["11"])
+    assert first_0200["iso8583.bit52"] == exchanges[4][0]["52"]
     assert len(first_0200["iso8583.bit52"]) == 16
     card_data = ("iso8583.bit2", "iso8583.bit35", "iso8583.bit52")
     assert not any(k in p for p in pdus if p["src"] == host.port for k in card_data)
     # field 54 balances and the approval's RRN / auth code on the 0210
-    approved = _only(pdus, "0210", exchanges[2][1]["11"])
+    approved = _only(pdus, "0210", exchanges[4][1]["11"])
     assert approved["iso8583.bit39"] == "00"
     assert len(approved["iso8583.bit54"]) % 20 == 0 and approved["iso8583.bit54"]
     assert len(approved["iso8583.bit37"]) == 12 and len(approved["iso8583.bit38"]) == 6
     # reversals carry the original's data elements (90), the partial one field 95
     reversal, _ = by_mti["0400"]
     assert _only(pdus, "0400", reversal["11"])["iso8583.bit90"] == (
-        f"0200{exchanges[2][0]['11']}{exchanges[2][0]['7']}" + "100001".rjust(11, "0") + "0" * 11
+        f"0200{exchanges[4][0]['11']}{exchanges[4][0]['7']}" + "100001".rjust(11, "0") + "0" * 11
     )
     advice, _ = by_mti["0420"]
     assert _only(pdus, "0420", advice["11"])["iso8583.bit95"] == "000000002000" + "0" * 30
     # network management: field 70 in the secondary bitmap
-    echo, _ = by_mti["0800"]
+    echo = exchanges[-1][0]
     assert _only(pdus, "0810", echo["11"])["iso8583.bit70"] == "301"
+    # every message carries a MAC as its last field: 64, or 128 with a secondary bitmap
+    for request, response in exchanges:
+        for message in (request, response):
+            assert (
+                "128" if any(int(k) > 64 for k in message if k.isdigit() and k != "128") else "64"
+            ) in message
