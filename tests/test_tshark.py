@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from host_link.authentication import encode_signed, mac_field
+from host_link.authentication import encode_signed
 from host_link.codec import Message, decode, encode
 from host_link.framing import frame
 from sim.host.seed import read_toml

@@ -4,8 +4,17 @@ Why it exists: CI must run the serial driver's own code (framing, retries, timeo
 the simulation sits on the far side of the wire. Like the in-process
 :class:`~terminal.drivers.pinpad.sim.SimPinPad`, its keyboard is a script of
 ``Pin``/``Keys``/``Fkey``/``CANCEL``/``NO_INPUT`` entries (one consumed per entry started
-by the terminal); the clear PIN and the keys live only in name-mangled attributes here,
-and leave as ``*`` bytes and an encrypted ISO 9564 format 0 block.
+by the terminal); the clear PIN lives only in name-mangled attributes here and leaves as
+``*`` bytes and an encrypted ISO 9564 block.
+
+Keys: the same :class:`~terminal.security.pinpad_keys.PinPadKeys` as SimPinPad holds them
+(same options: ``security``, ``tmk``, ``pin_key``, ``mac_key``, ``ik``, ``ik_id``), so both
+simulations give the same blocks, MACs, KCVs and KSNs. Slots are how the wire names its
+keys: ``tmk_slot`` (0) is the TMK, ``pin_key_slot`` (1) the TPK, ``mac_key_slot`` (2) the
+TAK. ``LC`` builds the TMK from components (only that slot); ``LK`` loads the TPK or the
+TAK encrypted under it, ``WK`` both at once. In aes-dukpt mode those answer ``EB``, ``PE``
+ignores the slot (the DUKPT register is the PIN key) and a PIN block is computed once per
+entry, so a resent ``PB`` neither burns a counter nor changes the answer.
 
 Time: key presses are sent from :meth:`poll`, one per call, each advancing the injected
 clock by ``key_interval`` (0 by default, so scripted presses are instantaneous); a poll
@@ -28,15 +37,17 @@ import logging
 
 from terminal.clock import Clock, SystemClock
 from terminal.drivers.pinpad import epp_protocol as proto
+from terminal.drivers.pinpad.base import MacKey
 from terminal.drivers.pinpad.sim import CANCEL, DEFAULT_PIN_KEY, NO_INPUT, Entry, Fkey, Keys, Pin
-from terminal.errors import ConfigError, LocalProtocolError
-from terminal.security.pinblock import encrypt_format0
-from terminal.security.tdes import decrypt_block
+from terminal.errors import ConfigError, KeyUnavailable, LocalProtocolError
+from terminal.security.dukpt import AesKsn
+from terminal.security.pinpad_keys import AES_DUKPT, TDES, PinPadKeys
 
 log = logging.getLogger(__name__)
 
 _OK = 0
 _KEY_HEX_LENGTHS = (32, 48)
+_HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
 
 
 def _parse_key(value: bytes | str, option: str) -> bytes:
@@ -50,6 +61,13 @@ def _parse_key(value: bytes | str, option: str) -> bytes:
             "sim", f"epp.{option}", f"TDES key must be 16 or 24 bytes, got {len(key)}"
         )
     return key
+
+
+def _unhex(text: str) -> bytes:
+    """Strict hex (``bytes.fromhex`` would accept spaces); ValueError answers ``E6``."""
+    if len(text) % 2 or not set(text) <= _HEX_DIGITS:
+        raise ValueError("not a hex string")
+    return bytes.fromhex(text)
 
 
 def _odd_parity(key: bytes) -> bool:
@@ -76,6 +94,16 @@ class _Entry:
         self.pan = ""
         self.slot = 0
         self.function_keys = False
+        self.answer = ""  # the PB answer, computed once
+
+
+class _MacSession:
+    """A chunked MAC (``MI``/``MU``/``MF``): key choice, KSN, data so far, last chunk."""
+
+    def __init__(self, key: MacKey, ksn: str) -> None:
+        self.key, self.ksn = key, ksn
+        self.data = bytearray()
+        self.seq = 0
 
 
 class EppEmulator:
@@ -87,20 +115,44 @@ class EppEmulator:
         pin_key: bytes | str | None = DEFAULT_PIN_KEY,
         tmk: bytes | str | None = None,
         *,
+        security: str = TDES,
+        mac_key: bytes | str | None = None,
+        ik: bytes | str | None = None,
+        ik_id: bytes | str | None = None,
         pin_key_slot: int = 1,
         tmk_slot: int = 0,
+        mac_key_slot: int = 2,
         key_interval: float = 0.0,
         model: str = "ZT588-SIM",
         serial_number: str = "SIM00000001",
         firmware: str = "1.0.0",
     ) -> None:
+        """Key options as SimPinPad's: ``pin_key``/``mac_key`` preload working keys (as
+        after a key exchange; ``pin_key`` is ignored in aes-dukpt mode), ``tmk`` the master
+        key, ``ik``/``ik_id`` an AES DUKPT initial key and its id."""
         self._clock: Clock = clock if clock is not None else SystemClock()
-        self.__keys: dict[int, bytes] = {}
-        self.__components: dict[int, list[bytes]] = {}
-        if tmk is not None:
-            self.__keys[tmk_slot] = _parse_key(tmk, "tmk")
-        if pin_key is not None:
-            self.__keys[pin_key_slot] = _parse_key(pin_key, "pin_key")
+        slots = {"TMK": tmk_slot, "TPK": pin_key_slot, "TAK": mac_key_slot}
+        if len(set(slots.values())) != 3 or not all(0 <= n <= 15 for n in slots.values()):
+            raise ConfigError("sim", "epp.slots", "key slots must be distinct, 0-15")
+        self._slots = slots
+        for option, value in (("tmk", tmk), ("pin_key", pin_key)):
+            if value is not None:
+                _parse_key(value, option)  # a readable error naming the option
+        try:
+            self.__keys = PinPadKeys(
+                security,
+                tmk=tmk,
+                pin_key=pin_key if security == TDES else None,
+                mac_key=mac_key,
+                ik=ik,
+                ik_id=ik_id,
+            )
+        except LocalProtocolError as exc:
+            raise ConfigError("sim", "epp", str(exc)) from None
+        # The key's id is public (it opens every KSN); kept to report the current KSN.
+        self._key_id = bytes.fromhex(ik_id) if isinstance(ik_id, str) else bytes(ik_id or b"")
+        self.__components: list[bytes] = []
+        self.__mac: _MacSession | None = None
         self.__script: collections.deque[Entry] = collections.deque()
         self.__entry: _Entry | None = None
         self._info = f"{model}|{serial_number}|{firmware}"
@@ -111,7 +163,18 @@ class EppEmulator:
         self.commands_received = 0  # every decoded command frame, answered or not
 
     def __repr__(self) -> str:
-        return f"EppEmulator(slots={sorted(self.__keys)}, pending={self.pending()})"
+        return (
+            f"EppEmulator({self.security}, slots={sorted(self._loaded())}, "
+            f"pending={self.pending()})"
+        )
+
+    @property
+    def security(self) -> str:
+        return self.__keys.security
+
+    def _loaded(self) -> dict[int, str]:
+        """Slot -> KCV of every loaded TDES key."""
+        return {self._slots[name]: kcv for name, kcv in self.__keys.check_values().items()}
 
     # -- the scripted customer (same API as SimPinPad) ----------------------------------------
 
@@ -207,6 +270,13 @@ class EppEmulator:
             "PB": self._pin_block,
             "KV": self._kcvs,
             "CE": self._cancel,
+            "SM": self._security_mode,
+            "MA": self._mac_single,
+            "MI": self._mac_init,
+            "MU": self._mac_update,
+            "MF": self._mac_final,
+            "NK": self._next_ksn,
+            "WK": self._working_keys,
         }
         handler = handlers.get(command)
         if handler is None:
@@ -217,16 +287,18 @@ class EppEmulator:
         except ValueError:  # a malformed number or hex string in the parameters
             return proto.BAD_PARAMETER, ""
 
-    def _store(self, slot: int, key: bytes) -> tuple[int, str]:
-        self.__keys[slot] = key
-        return _OK, proto.key_check_value(key)
+    # -- key loading ---------------------------------------------------------------------------
 
     def _load_component(self, params: str) -> tuple[int, str]:
         slot, part, hex_key = int(params[:2]), int(params[2:3]), params[3:]
         if slot > 15 or len(hex_key) not in _KEY_HEX_LENGTHS:
             return proto.BAD_PARAMETER, ""
-        component = bytes.fromhex(hex_key)
-        parts = self.__components.get(slot, [])
+        if self.security != TDES:
+            return proto.WRONG_MODE, ""
+        if slot != self._slots["TMK"]:
+            return proto.BAD_PARAMETER, ""  # components build the master key only
+        component = _unhex(hex_key)
+        parts = self.__components
         if not 1 <= part <= len(parts) + 1:
             return proto.BAD_PARAMETER, ""
         if not _odd_parity(component):
@@ -234,28 +306,106 @@ class EppEmulator:
         parts = [*parts[: part - 1], component]  # reloading part n replaces it: idempotent
         if len({len(p) for p in parts}) != 1:
             return proto.BAD_PARAMETER, ""
-        self.__components[slot] = parts
+        self.__components = parts
         key = bytes(len(component))
         for p in parts:
             key = bytes(a ^ b for a, b in zip(key, p, strict=True))
-        return self._store(slot, _force_odd_parity(key) if len(parts) > 1 else key)
+        self.__keys.load_master_key(_force_odd_parity(key) if len(parts) > 1 else key)
+        return _OK, self.__keys.check_values()["TMK"]
 
     def _load_encrypted(self, params: str) -> tuple[int, str]:
         slot, under, hex_key = int(params[:2]), int(params[2:4]), params[4:]
         if slot > 15 or under > 15 or slot == under or len(hex_key) not in _KEY_HEX_LENGTHS:
             return proto.BAD_PARAMETER, ""
-        if under not in self.__keys:
+        if self.security != TDES:
+            return proto.WRONG_MODE, ""
+        names = {n: s for s, n in self._slots.items() if s != "TMK"}
+        if slot not in names:
+            return proto.BAD_PARAMETER, ""  # only the TPK and TAK slots take working keys
+        if under != self._slots["TMK"] or "TMK" not in self.__keys.check_values():
             return proto.TMK_REQUIRED, ""
-        key = decrypt_block(self.__keys[under], bytes.fromhex(hex_key))
-        if not _odd_parity(key):
-            return proto.KEY_PARITY, ""
-        self.__components.pop(slot, None)
-        return self._store(slot, key)
+        try:
+            self.__keys.load_working_key(names[slot], _unhex(hex_key))
+        except LocalProtocolError:  # a TAK must be 16 bytes
+            return proto.BAD_PARAMETER, ""
+        return _OK, self.__keys.check_values()[names[slot]]
+
+    def _working_keys(self, params: str) -> tuple[int, str]:
+        if len(params) != 64:
+            return proto.BAD_PARAMETER, ""
+        if self.security != TDES:
+            return proto.WRONG_MODE, ""
+        tpk, tak = _unhex(params[:32]), _unhex(params[32:])
+        try:
+            kcvs = self.__keys.install_working_keys(tpk.hex(), tak.hex())
+        except KeyUnavailable:
+            return proto.TMK_REQUIRED, ""
+        return _OK, kcvs["TPKKCV"] + kcvs["TAKKCV"]
 
     def _kcvs(self, _: str) -> tuple[int, str]:
-        return _OK, "".join(
-            f"{s:02d}{proto.key_check_value(k)}" for s, k in sorted(self.__keys.items())
-        )
+        return _OK, "".join(f"{s:02d}{kcv}" for s, kcv in sorted(self._loaded().items()))
+
+    def _security_mode(self, _: str) -> tuple[int, str]:
+        if self.security != AES_DUKPT:
+            return _OK, self.security
+        return _OK, f"{AES_DUKPT}|{AesKsn(self._key_id, self.__keys.counter).hex()}"
+
+    # -- MACs and DUKPT ------------------------------------------------------------------------
+
+    @staticmethod
+    def _mac_head(params: str) -> tuple[MacKey, str, str]:
+        """(key, KSN, rest) from ``key(1) ksn_len(2) ksn``; ValueError when malformed."""
+        keys = {code: key for key, code in proto.MAC_KEYS.items()}
+        length = int(params[1:3])
+        if params[:1] not in keys or length not in (0, proto.KSN_HEX):
+            raise ValueError("bad MAC key selector or KSN length")
+        ksn = params[3 : 3 + length]
+        if len(ksn) != length:
+            raise ValueError("KSN cut short")
+        _unhex(ksn)
+        return keys[params[:1]], ksn.upper(), params[3 + length :]
+
+    def _mac(self, data: bytes, key: MacKey, ksn: str) -> tuple[int, str]:
+        if len(data) > proto.MAX_MAC_DATA:
+            return proto.BAD_PARAMETER, ""
+        try:
+            mac = self.__keys.mac(data, key, ksn or None)
+        except KeyUnavailable:
+            unknown = self.security == AES_DUKPT and ksn
+            return (proto.KSN_UNKNOWN if unknown else proto.KEY_MISSING), ""
+        return _OK, mac.hex().upper()
+
+    def _mac_single(self, params: str) -> tuple[int, str]:
+        key, ksn, data = self._mac_head(params)
+        return self._mac(_unhex(data), key, ksn)
+
+    def _mac_init(self, params: str) -> tuple[int, str]:
+        key, ksn, rest = self._mac_head(params)
+        if rest:
+            return proto.BAD_PARAMETER, ""
+        self.__mac = _MacSession(key, ksn)
+        return _OK, ""
+
+    def _mac_update(self, params: str) -> tuple[int, str]:
+        session, seq, chunk = self.__mac, int(params[:3]), _unhex(params[3:])
+        if session is None:
+            return proto.BAD_PARAMETER, ""
+        if seq == session.seq and seq:
+            return _OK, ""  # the terminal resent the chunk we applied last
+        if seq != session.seq + 1 or len(session.data) + len(chunk) > proto.MAX_MAC_DATA:
+            return proto.BAD_PARAMETER, ""
+        session.data += chunk
+        session.seq = seq
+        return _OK, ""
+
+    def _mac_final(self, params: str) -> tuple[int, str]:
+        session = self.__mac
+        if session is None or params:
+            return proto.BAD_PARAMETER, ""
+        return self._mac(bytes(session.data), session.key, session.ksn)
+
+    def _next_ksn(self, _: str) -> tuple[int, str]:
+        return _OK, self.__keys.next_ksn() or ""
 
     def _cancel(self, _: str) -> tuple[int, str]:
         self.__entry = None  # also forgets a typed PIN
@@ -277,8 +427,8 @@ class EppEmulator:
         timeout, pan = int(params[6:9]), params[9:]
         if not (4 <= low <= high <= 12 and pan.isdigit() and 12 <= len(pan) <= 19):
             return proto.BAD_PARAMETER, ""
-        if slot not in self.__keys:
-            return proto.KEY_MISSING, ""
+        if self.security == TDES and (slot != self._slots["TPK"] or slot not in self._loaded()):
+            return proto.KEY_MISSING, ""  # no TPK there (the TMK and TAK never encrypt PINs)
         entry = _Entry("PE" + params, True, low, high)
         entry.pan, entry.slot = pan, slot
         refused = self._begin(entry.request, entry, timeout)
@@ -320,17 +470,19 @@ class EppEmulator:
         return _OK, ""
 
     def _pin_block(self, params: str) -> tuple[int, str]:
-        block_format = int(params)
-        if block_format != 0:
-            return proto.BAD_FORMAT, ""  # ISO 1/3/4 not loaded in this pad
+        native = proto.NATIVE_FORMAT[self.security]
+        if params and int(params) != native:
+            return proto.BAD_FORMAT, ""  # one format per security mode: 0 or 4
         entry = self.__entry
         if entry is None or not entry.pin_mode:
             return proto.NO_PIN, ""
         if not entry.entered:
             timed_out = self._clock.monotonic() >= entry.deadline
             return (proto.INPUT_TIMEOUT if timed_out else proto.NO_PIN), ""
-        key = self.__keys.get(entry.slot)
-        if key is None:
-            return proto.KEY_MISSING, ""
-        block = encrypt_format0(entry.typed, entry.pan, key)
-        return _OK, f"0{len(entry.typed):02d}{block.hex().upper()}"
+        if not entry.answer:  # encrypt once per entry: a resend gets the same block and KSN
+            try:
+                block, block_format, ksn = self.__keys.pin_block(entry.typed, entry.pan)
+            except KeyUnavailable:
+                return proto.KEY_MISSING, ""
+            entry.answer = f"{block_format}{len(entry.typed):02d}{block.hex().upper()}{ksn}"
+        return _OK, entry.answer

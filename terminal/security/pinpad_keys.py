@@ -105,6 +105,36 @@ class PinPadKeys:
         self.__tpk, self.__tak = tpk, tak
         return {"TPKKCV": check_value(tpk), "TAKKCV": check_value(tak)}
 
+    def load_master_key(self, key: bytes) -> None:
+        """Install a TMK the pad assembled itself from clear components (key ceremony).
+
+        Why: an EPP XORs the custodians' components inside the pad; the result must
+        become this store's TMK so key exchange and MACs under the TMK use it.
+        Working keys already loaded stay until the next key exchange replaces them.
+        """
+        if self.security != TDES:
+            raise LocalProtocolError("a master key is loaded only in tdes mode")
+        self.__tmk = _hex_key(key, (16, 24), "TMK")
+
+    def load_working_key(self, name: str, key_under_tmk: bytes) -> None:
+        """Install one working key, ``"TPK"`` or ``"TAK"``, sent encrypted under the TMK.
+
+        Why: an EPP's load-encrypted command replaces one key at a time, whereas
+        :meth:`install_working_keys` is the host's key exchange of both at once.
+        """
+        if self.security != TDES:
+            raise LocalProtocolError("working keys are loaded only in tdes mode")
+        if name not in ("TPK", "TAK"):
+            raise LocalProtocolError(f"unknown working key {name!r} (TPK or TAK)")
+        if self.__tmk is None:
+            raise KeyUnavailable("no terminal master key loaded: run the key ceremony")
+        sizes = (16, 24) if name == "TPK" else (16,)
+        key = decrypt_block(self.__tmk, _hex_key(key_under_tmk, sizes, name) or b"")
+        if name == "TPK":
+            self.__tpk = key
+        else:
+            self.__tak = key
+
     def check_values(self) -> dict[str, str]:
         out = {}
         for name, key in (("TMK", self.__tmk), ("TPK", self.__tpk), ("TAK", self.__tak)):

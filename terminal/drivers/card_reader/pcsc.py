@@ -339,8 +339,11 @@ class PcscCardReader(CardReader):
     def _do_read_card(self) -> CardData:
         if self._stuck is not None and not self._stuck.done.is_set():
             raise CardUnreadable(KIND, f"card still not answering {self._stuck.step}; remove it")
-        if not self._new_card(self._current()):
+        state = self._current()
+        if not _present(state):
             raise CardUnreadable(KIND, "no card in the reader")
+        if not self._new_card(state):
+            raise CardUnreadable(KIND, "the card in the reader was retained; remove it first")
         job = _ReadJob(self._reader or "", self._aids)
         job.start()
         deadline = self._clock.monotonic() + self._read_timeout

@@ -16,15 +16,21 @@ notes are inside. The driver therefore starts from the configured ``counts`` (en
 replenishment) and subtracts what each DISPENSE reports as picked (exit + reject counts).
 Persisting them across restarts is the terminal's job (see :meth:`replenish`).
 
+A cassette whose TYPE says "removed" is left out of :meth:`cassettes` (so no mix uses it)
+and makes the status DEGRADED; its count is kept for when it comes back.
+
 The line is 9600 baud 8E1 by default; ``parity`` is an option because a Linux pty (the
-``atm sim devices`` bridge) refuses to set parity bits at all, so pty runs use ``"N"``.
+simulator's :class:`~sim.devices.pty.PtyBridge`) refuses parity settings (EINVAL), so pty
+runs use ``"N"``.
 
 Presenting: the LCDM has no shutter; notes wait at the exit until the customer pulls them.
 ``present()`` checks (STATUS) that notes are at the exit, asks LAST_STATUS what the last
 dispense put there, then polls STATUS until the exit sensor clears or ``take_timeout``
 passes. ``retract()`` sends PURGE, which sweeps what is left at the exit into the reject
-tray, and returns how many notes it moved. SENSOR_DIAG is not used for polling: on the
-real device it test-dispenses five notes into the reject tray.
+tray, and returns how many notes it moved (the manual warns that a note already held in
+the exit mouth may be pushed out instead: field tests on real hardware should confirm
+this model). SENSOR_DIAG is not used for polling: on the real device it test-dispenses
+five notes into the reject tray.
 """
 
 from __future__ import annotations
@@ -238,8 +244,11 @@ class LcdmDispenser(Dispenser):
             report = p.StatusReport(False, False, (p.PositionSensors(),) * p.POSITIONS)
         else:
             report = p.decode_status(response.params)
-        if response.error != self._reported_error:
-            log.warning("dispenser: status reports %s", p.device_fault(response.error or 0))
+        if response.error != self._reported_error:  # log changes, not every poll
+            if response.error:
+                log.warning("dispenser: status reports %s", p.device_fault(response.error))
+            else:
+                log.info("dispenser: status clear again")
             self._reported_error = response.error
         self._fresh = (response.error, report)
         return self._fresh

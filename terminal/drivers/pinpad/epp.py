@@ -12,7 +12,17 @@ Robustness: a response with a bad checksum (or a device ``E9``) makes the driver
 command, as does silence; after ``retries`` resends the call fails with a clear
 :class:`DeviceTimeout` or :class:`RemoteProtocolError`. Every command is idempotent on the
 device side (components carry a part number, a repeated start of an untouched entry is
-re-acknowledged, the PIN block stays readable until the next entry) so a resend is safe.
+re-acknowledged, the PIN block stays readable until the next entry, MAC chunks are
+numbered) so a resend is safe; ``NK`` is the exception, and a resent one merely skips a
+DUKPT counter value.
+
+Keys: the pad computes MACs, derives DUKPT keys and unwraps the host's working keys; this
+driver sends data and wrapped keys and gets MACs, KSNs and check values back. It needs no
+``security`` option: the pad knows its mode, a bare ``PB`` answers in the pad's own block
+format (0 under TDES, 4 plus the KSN under AES DUKPT) and :meth:`EppPinPad.security_mode`
+asks. Pad errors meaning "no usable key" raise :class:`~terminal.errors.KeyUnavailable`
+(as :class:`~terminal.drivers.pinpad.epp_protocol.KeyFault`, still a ``DeviceFault``
+with the code), so callers handle both PIN pad backends alike.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ from terminal.drivers.pinpad.base import (
     FUNCTION_KEYS,
     EntryOutcome,
     KeyEntry,
+    MacKey,
     PinEntry,
     PinPad,
 )
@@ -48,14 +59,15 @@ from terminal.errors import (
 log = logging.getLogger(__name__)
 
 
-def _key_bytes(key_hex: str) -> bytes:
+def _key_bytes(key_hex: str, sizes: tuple[int, ...] = (16, 24)) -> bytes:
     """Parse a key given as hex; the error never echoes the key."""
     try:
         key = bytes.fromhex(key_hex)
     except ValueError:
         raise LocalProtocolError("key is not a hex string") from None
-    if len(key) not in (16, 24):
-        raise LocalProtocolError(f"TDES key must be 16 or 24 bytes, got {len(key)}")
+    if len(key) not in sizes:
+        wanted = " or ".join(map(str, sizes))
+        raise LocalProtocolError(f"TDES key must be {wanted} bytes, got {len(key)}")
     return key
 
 
@@ -70,12 +82,14 @@ class EppPinPad(PinPad):
         pin_key_slot: int = 1,
         response_timeout: float = 2.0,
         retries: int = 2,
-        pin_block_format: int = 0,
+        pin_block_format: int | None = None,
     ) -> None:
+        """``pin_block_format`` None (the default) takes the pad's own format for its
+        security mode; a number insists on that ISO format (the pad answers E5 if not)."""
         super().__init__()
         if retries < 0 or response_timeout <= 0:
             raise ConfigError("config", "devices.pinpad", "need retries >= 0, response_timeout > 0")
-        if not 0 <= pin_key_slot <= 15 or pin_block_format not in proto.PIN_FORMATS:
+        if not 0 <= pin_key_slot <= 15 or pin_block_format not in (None, *proto.PIN_FORMATS):
             raise ConfigError("config", "devices.pinpad", "pin_key_slot 0-15, format 0/1/3/4")
         self.url = url
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -223,11 +237,13 @@ class EppPinPad(PinPad):
             else:  # a pad in PIN mode must never send clear digits; never log which
                 log.warning("pinpad: unexpected key class during PIN entry ignored")
         data = self._transact(proto.get_pin_block(self._format))
-        block_format, digits, block = proto.parse_pin_block(data)
+        block_format, digits, block, ksn = proto.parse_pin_block(data)
         if digits != stars:
             log.warning("pinpad: pad reports %d digits, %d masked presses seen", digits, stars)
-        log.info("pinpad: PIN entered (%d digits)", digits)
-        return PinEntry(EntryOutcome.ENTERED, block=block, digits=digits, block_format=block_format)
+        log.info("pinpad: PIN entered (%d digits, format %d)", digits, block_format)
+        return PinEntry(
+            EntryOutcome.ENTERED, block=block, digits=digits, block_format=block_format, ksn=ksn
+        )
 
     def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
         deadline = self._clock.monotonic() + timeout
@@ -251,6 +267,40 @@ class EppPinPad(PinPad):
                 return KeyEntry(EntryOutcome.ENTERED, key)
             else:
                 log.warning("pinpad: key %s ignored during clear entry", key)
+
+    # -- MACs, DUKPT and key exchange: computed in the pad ------------------------------------
+
+    def _do_mac(self, data: bytes, key: MacKey, ksn: str | None) -> bytes:
+        commands = proto.mac_commands(data, key, ksn)
+        answer = ""
+        for text in commands:
+            answer = self._transact(text)
+        log.debug("pinpad: MAC of %d bytes in %d frame(s)", len(data), len(commands))
+        return proto.parse_mac(answer)
+
+    def _do_next_ksn(self) -> str | None:
+        return proto.parse_next_ksn(self._transact(proto.next_ksn()))
+
+    def _do_install_working_keys(
+        self, pin_key_under_tmk: str, mac_key_under_tmk: str
+    ) -> dict[str, str]:
+        text = proto.install_working_keys(
+            _key_bytes(pin_key_under_tmk, (16,)), _key_bytes(mac_key_under_tmk, (16,))
+        )
+        kcvs = proto.parse_working_key_kcvs(self._transact(text))
+        log.info("pinpad: working keys installed, TPK KCV %s, TAK KCV %s", *kcvs.values())
+        return kcvs
+
+    def security_mode(self) -> str:
+        """``tdes`` or ``aes-dukpt``, as the pad reports it."""
+        self._require_open()
+        return proto.parse_security_mode(self._transact(proto.security_mode()))[0]
+
+    def current_ksn(self) -> str | None:
+        """The KSN of the pad's latest DUKPT transaction, without starting a new one;
+        None for a TDES pad. Identifies the key (its id) and how far its counter went."""
+        self._require_open()
+        return proto.parse_security_mode(self._transact(proto.security_mode()))[1]
 
     # -- key ceremony and diagnostics ---------------------------------------------------------
 

@@ -13,6 +13,20 @@ Text of a command is ``CMD`` (two letters) + parameters; a response is ``CMD`` +
 status digits (``00`` = OK, ``E0``-``EF`` = :data:`ERRORS`) + data. A frame the device could
 not decode is answered ``ER`` + ``E9`` so the terminal resends it. Frames may carry key
 material or PIN blocks, so :class:`Frame`'s repr shows only the command and the length.
+
+Security modes (``SM``). A pad is either ``tdes`` (a TMK from the key ceremony, a TPK and
+TAK from the host's key exchange ``WK``; PIN blocks ISO format 0; MACs ISO 9797-1
+algorithm 3) or ``aes-dukpt`` (an AES DUKPT initial key; PIN blocks ISO format 4 with the
+transaction's KSN; MACs AES-CMAC cut to 8 bytes under the key of the message's KSN). The
+terminal need not be told which: ``PB`` without a format answers in the pad's own one.
+
+MACs over long messages. A frame carries at most 999 characters, so ``MA`` takes about
+485 bytes of data (hex doubles it). Longer data goes ``MI`` (key, KSN), ``MU`` chunks
+numbered from 001 (:data:`MAC_CHUNK` bytes each), then ``MF`` for the MAC, at most
+:data:`MAX_MAC_DATA` bytes in all; :func:`mac_commands` picks the form. Resends stay
+safe: a chunk repeating the last applied number is re-acknowledged, not appended twice,
+and ``MF`` can be asked again until the next ``MI``. ``NK`` is the one command a resend
+repeats: a lost answer costs a skipped DUKPT counter, never a reused KSN.
 """
 
 from __future__ import annotations
@@ -20,8 +34,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from terminal.drivers.pinpad.base import CANCEL, CLEAR, ENTER, FUNCTION_KEYS
-from terminal.errors import DeviceFault, LocalProtocolError, RemoteProtocolError
+from terminal.drivers.pinpad.base import CANCEL, CLEAR, ENTER, FUNCTION_KEYS, MacKey
+from terminal.errors import DeviceFault, KeyUnavailable, LocalProtocolError, RemoteProtocolError
+from terminal.security.pinpad_keys import AES_DUKPT, TDES
 from terminal.security.tdes import encrypt_block
 
 STX, ETX = 0x02, 0x03
@@ -46,17 +61,31 @@ COMMANDS: Mapping[str, str] = {
     "DI": "device info -> model|serial|firmware",
     "PE": "start PIN entry: slot(2) min(2) max(2) timeout_s(3) pan(12-19)",
     "KE": "start clear entry: max(2) function_keys(1) timeout_s(3)",
-    "PB": "get PIN block: format(1) -> format(1) digits(2) block(16 hex)",
+    "PB": "get PIN block: [format(1)] -> format(1) digits(2) block(16|32 hex) [ksn(24 hex)]",
     "KV": "key check values -> (slot(2) kcv(6))*",
     "CE": "cancel entry",
+    "SM": "security mode -> 'tdes' | 'aes-dukpt|' ksn(24 hex, current, not advanced)",
+    "MA": "MAC in one frame: key(1 M|W) ksn_len(2 00|24) ksn data(hex) -> mac(16 hex)",
+    "MI": "start a chunked MAC: key(1 M|W) ksn_len(2 00|24) ksn",
+    "MU": "MAC data chunk: seq(3, from 001) data(hex)",
+    "MF": "finish the chunked MAC -> mac(16 hex); repeatable until the next MI",
+    "NK": "next DUKPT KSN -> ksn(24 hex), or no data when the pad is not DUKPT",
+    "WK": "install working keys under the TMK: tpk(32 hex) tak(32 hex) -> kcv(6) kcv(6)",
     "ER": "(response only) the request frame could not be decoded",
 }
 PIN_FORMATS: Mapping[int, str] = {0: "ISO 9564 format 0", 1: "ISO 1", 3: "ISO 3", 4: "ISO 4"}
+SECURITY_MODES = (TDES, AES_DUKPT)
+NATIVE_FORMAT: Mapping[str, int] = {TDES: 0, AES_DUKPT: 4}  # what a bare ``PB`` answers
+MAC_KEYS: Mapping[MacKey, str] = {MacKey.MASTER: "M", MacKey.WORKING: "W"}
+KSN_HEX = 24  # AES DUKPT KSN: 8-byte initial key id + 4-byte counter
+MAX_MAC_DATA = 8192  # the pad's MAC buffer; ISO 8583 requests are far shorter
+MAC_CHUNK = (MAX_TEXT - len("MU001")) // 2  # bytes of data per MU frame (497)
 
 # -- device error codes -> DeviceFault(code) -----------------------------------------------
 UNKNOWN_COMMAND, TMK_REQUIRED, KEY_PARITY, INPUT_TIMEOUT = 0xE0, 0xE1, 0xE2, 0xE3
 NO_PIN, BAD_FORMAT, BAD_PARAMETER, KEY_MISSING = 0xE4, 0xE5, 0xE6, 0xE7
-BUSY, CHECKSUM_ERROR, DEVICE_FAILURE = 0xE8, 0xE9, 0xEF
+BUSY, CHECKSUM_ERROR, KSN_UNKNOWN, WRONG_MODE = 0xE8, 0xE9, 0xEA, 0xEB
+DEVICE_FAILURE = 0xEF
 ERRORS: Mapping[int, str] = {
     UNKNOWN_COMMAND: "unknown command",
     TMK_REQUIRED: "master key (TMK) required: the 'under' slot is empty",
@@ -68,8 +97,26 @@ ERRORS: Mapping[int, str] = {
     KEY_MISSING: "no key in the requested slot",
     BUSY: "an entry is already active",
     CHECKSUM_ERROR: "device received a frame with a bad checksum",
+    KSN_UNKNOWN: "KSN does not belong to this pad's DUKPT key",
+    WRONG_MODE: "not available in the pad's security mode",
     DEVICE_FAILURE: "device failure (tamper or self-test)",
 }
+# Codes meaning "no usable key": raised as KeyFault, a KeyUnavailable like the sim pad's.
+KEY_ERRORS = frozenset({TMK_REQUIRED, KEY_MISSING, KSN_UNKNOWN})
+
+
+class KeyFault(DeviceFault, KeyUnavailable):
+    """The pad has no usable key for the request (E1, E7, EA).
+
+    Why both bases: callers of any :class:`~terminal.drivers.pinpad.base.PinPad` catch
+    :class:`KeyUnavailable` (what the in-process pad raises), while EPP code and field
+    diagnostics still get the device's ``code``.
+    """
+
+
+class ModeFault(DeviceFault, LocalProtocolError):
+    """The request does not exist in the pad's security mode (EB): the terminal's mistake,
+    a :class:`LocalProtocolError` as from the in-process pad, with the device's ``code``."""
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -130,6 +177,7 @@ def _printable(byte: int) -> bool:
 
 
 _HEX = frozenset(b"0123456789ABCDEFabcdef")
+_HEX_TEXT = frozenset("0123456789ABCDEFabcdef")
 
 
 class Decoder:
@@ -254,7 +302,10 @@ def start_key_entry(max_digits: int, function_keys: bool, timeout: float) -> str
     return f"KE{max_digits:02d}{int(function_keys)}{_timeout_s(timeout)}"
 
 
-def get_pin_block(block_format: int) -> str:
+def get_pin_block(block_format: int | None = None) -> str:
+    """``PB`` + the format; None asks for the pad's own (0 for tdes, 4 for aes-dukpt)."""
+    if block_format is None:
+        return "PB"
     if block_format not in PIN_FORMATS:
         raise LocalProtocolError(f"unknown PIN block format {block_format}")
     return f"PB{block_format}"
@@ -268,6 +319,44 @@ def cancel_entry() -> str:
     return "CE"
 
 
+def security_mode() -> str:
+    return "SM"
+
+
+def next_ksn() -> str:
+    return "NK"
+
+
+def _ksn_field(ksn: str | None) -> str:
+    """``00`` for no KSN, else ``24`` + the KSN; a malformed KSN is refused, not sent."""
+    if not ksn:
+        return "00"
+    if len(ksn) != KSN_HEX or not set(ksn) <= _HEX_TEXT:
+        raise LocalProtocolError(f"a DUKPT KSN is {KSN_HEX} hex digits")
+    return f"{KSN_HEX}{ksn.upper()}"
+
+
+def mac_commands(data: bytes, key: MacKey = MacKey.WORKING, ksn: str | None = None) -> list[str]:
+    """The command texts that MAC ``data``: one ``MA`` if it fits a frame, else
+    ``MI``, ``MU`` x n, ``MF``. The answer to the last one carries the MAC."""
+    if len(data) > MAX_MAC_DATA:
+        raise LocalProtocolError(f"MAC data of {len(data)} bytes exceeds {MAX_MAC_DATA}")
+    head = f"{MAC_KEYS[key]}{_ksn_field(ksn)}"
+    single = f"MA{head}{data.hex().upper()}"
+    if len(single) <= MAX_TEXT:
+        return [single]
+    chunks = [data[i : i + MAC_CHUNK] for i in range(0, len(data), MAC_CHUNK)]
+    updates = [f"MU{n:03d}{chunk.hex().upper()}" for n, chunk in enumerate(chunks, start=1)]
+    return [f"MI{head}", *updates, "MF"]
+
+
+def install_working_keys(pin_key_under_tmk: bytes, mac_key_under_tmk: bytes) -> str:
+    """``WK``: the host's TPK and TAK, each 16 bytes encrypted under the TMK."""
+    if len(pin_key_under_tmk) != 16 or len(mac_key_under_tmk) != 16:
+        raise LocalProtocolError("working keys are 16-byte TDES keys under the TMK")
+    return f"WK{pin_key_under_tmk.hex().upper()}{mac_key_under_tmk.hex().upper()}"
+
+
 def response(command: str, status: int = 0, data: str = "") -> str:
     """Response text (device side): command, status as 2 hex digits, data."""
     return f"{command}{status:02X}{data}"
@@ -279,7 +368,12 @@ def response(command: str, status: int = 0, data: str = "") -> str:
 def fault(code: int, command: str = "") -> DeviceFault:
     """The :class:`DeviceFault` for a device error code, naming the command it answered."""
     what = ERRORS.get(code, "unlisted device error")
-    return DeviceFault(DEVICE, f"{command + ': ' if command else ''}{what}", code)
+    message = f"{command + ': ' if command else ''}{what}"
+    if code in KEY_ERRORS:
+        return KeyFault(DEVICE, message, code)
+    if code == WRONG_MODE:
+        return ModeFault(DEVICE, message, code)
+    return DeviceFault(DEVICE, message, code)
 
 
 def parse_status(text: str) -> tuple[str, int, str]:
@@ -296,7 +390,7 @@ def parse_status(text: str) -> tuple[str, int, str]:
 
 
 def _hex(data: str, size: int, what: str) -> bytes:
-    if len(data) != size * 2 or not set(data) <= set("0123456789ABCDEFabcdef"):
+    if len(data) != size * 2 or not set(data) <= _HEX_TEXT:
         raise RemoteProtocolError(f"EPP {what}: expected {size} bytes as hex")
     return bytes.fromhex(data)
 
@@ -312,11 +406,44 @@ def parse_device_info(data: str) -> dict[str, str]:
     return dict(zip(("model", "serial", "firmware"), fields, strict=True))
 
 
-def parse_pin_block(data: str) -> tuple[int, int, bytes]:
-    """(format, digits, block) from a ``PB`` response."""
-    if len(data) != 19 or not data[:3].isdigit():
+def parse_pin_block(data: str) -> tuple[int, int, bytes, str]:
+    """(format, digits, block, KSN or "") from a ``PB`` response.
+
+    The block is 16 bytes in format 4 (AES), 8 otherwise; a DUKPT pad appends the KSN.
+    """
+    if len(data) < 3 or not data[:3].isdigit() or int(data[0]) not in PIN_FORMATS:
         raise RemoteProtocolError("EPP PIN block response malformed")
-    return int(data[0]), int(data[1:3]), _hex(data[3:], 8, "PIN block")
+    block_format, digits = int(data[0]), int(data[1:3])
+    size = 16 if block_format == 4 else 8
+    block = _hex(data[3 : 3 + size * 2], size, "PIN block")
+    ksn = data[3 + size * 2 :]
+    if ksn:
+        _hex(ksn, KSN_HEX // 2, "PIN block KSN")
+    return block_format, digits, block, ksn.upper()
+
+
+def parse_security_mode(data: str) -> tuple[str, str | None]:
+    """(mode, current KSN) from an ``SM`` response; the KSN only for aes-dukpt."""
+    mode, _, ksn = data.partition("|")
+    if mode not in SECURITY_MODES or bool(ksn) != (mode == AES_DUKPT):
+        raise RemoteProtocolError("EPP security mode response malformed")
+    return mode, (_hex(ksn, KSN_HEX // 2, "KSN").hex().upper() if ksn else None)
+
+
+def parse_mac(data: str) -> bytes:
+    return _hex(data, 8, "MAC")
+
+
+def parse_next_ksn(data: str) -> str | None:
+    """The new KSN of an ``NK`` response; None when the pad is not DUKPT."""
+    return _hex(data, KSN_HEX // 2, "KSN").hex().upper() if data else None
+
+
+def parse_working_key_kcvs(data: str) -> dict[str, str]:
+    """``WK`` response -> ``{"TPKKCV": ..., "TAKKCV": ...}``."""
+    if len(data) != 12:
+        raise RemoteProtocolError("EPP working key response: expected two 6-digit KCVs")
+    return {"TPKKCV": parse_kcv(data[:6]), "TAKKCV": parse_kcv(data[6:])}
 
 
 def parse_key_check_values(data: str) -> dict[int, str]:
