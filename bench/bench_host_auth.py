@@ -47,10 +47,10 @@ from _common import (
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
 from sim.scenarios.demo import host_process
+from sim.scenarios.link import TerminalLink
 from terminal import transactions
 from terminal.config import TerminalConfig
 from terminal.drivers.card_reader.base import CardData
-from terminal.security.pinblock import encrypt_format0
 
 KINDS = {"0200": "withdrawal", "0100": "balance_inquiry"}
 AMOUNT = 2000  # minor units per withdrawal
@@ -84,14 +84,14 @@ class Level:
         }
 
 
-def templates(kind: str, tid: str, pin_key: bytes, cards: Sequence[int]) -> list[Message]:
-    """Unstamped requests from terminal ``tid``, one per card, PIN blocks under its key."""
-    config = TerminalConfig(terminal_id=tid, location="Benchmark")
+def templates(kind: str, link: TerminalLink, cards: Sequence[int]) -> list[Message]:
+    """Unstamped requests from ``link``'s terminal, one per card, PIN blocks from its pad."""
+    config = TerminalConfig(terminal_id=link.client.terminal_id, location="Benchmark")
     out = []
     for i in cards:
         pan = bench_pan(i)
         card = CardData(pan=pan, expiry="3012", track2=f"{pan}=3012201")
-        block = encrypt_format0(bench_pin(i), pan, pin_key)
+        block = bytes.fromhex(link.pin_fields(bench_pin(i), pan)["52"])
         if kind == "0200":
             out.append(transactions.withdrawal(config, card, block, AMOUNT))
         else:
@@ -105,19 +105,17 @@ async def run_level(
     args: argparse.Namespace,
     port: int,
     host_pid: int,
-    keys: dict[str, bytes],
+    seed: Path,
     stans: dict[str, StanSequence],
 ) -> Level:
     tids = [bench_terminal_id(i) for i in range(n)]
-    clients = [
-        HostClient("127.0.0.1", port, terminal_id=tid, stan=stans[tid], timeout=30.0)
-        for tid in tids
-    ]
-    await asyncio.gather(*(c.connect() for c in clients))
+    links = [TerminalLink(seed, tid, port, stan=stans[tid], timeout=30.0) for tid in tids]
+    await asyncio.gather(*(link.sign_on() for link in links))  # key exchange + sign-on
+    clients = [link.client for link in links]
     # client i uses cards i, i+n, i+2n, ...: the load per card does not depend on n
     messages = [
-        templates(kind, tid, keys[tid], range(i % args.cards, args.cards, n) or [i % args.cards])
-        for i, tid in enumerate(tids)
+        templates(kind, link, range(i % args.cards, args.cards, n) or [i % args.cards])
+        for i, link in enumerate(links)
     ]
     latencies: list[float] = []
     codes: dict[str, int] = {}
@@ -160,7 +158,7 @@ async def run_level(
         await sampler
     finally:
         sampler.cancel()
-        await asyncio.gather(*(c.close() for c in clients))
+        await asyncio.gather(*(link.close() for link in links))
     start_cpu, end_cpu = cpu.get("start"), cpu.get("end")
     host_cpu = None if start_cpu is None or end_cpu is None else end_cpu - start_cpu
     client_cpu = (cpu.get("client_end") or 0.0) - (cpu.get("client_start") or 0.0)
@@ -170,14 +168,14 @@ async def run_level(
 async def run_host_bench(args: argparse.Namespace, workdir: Path) -> list[Level]:
     terminals = [bench_terminal_id(i) for i in range(max(args.clients))]
     seed = workdir / "bench-seed.toml"
-    keys = {tid: bytes.fromhex(k) for tid, k in write_seed(seed, args.cards, terminals).items()}
+    write_seed(seed, args.cards, terminals)
     stans = {tid: StanSequence() for tid in terminals}  # kept across levels: no STAN reuse
     levels = []
     with host_process(workdir / "host.db", seed, workdir / "host.log") as host:
         progress(f"host pid {host.process.pid} on {host.address}:{host.port}")
         for kind in args.kinds:
             for n in args.clients:
-                level = await run_level(kind, n, args, host.port, host.process.pid, keys, stans)
+                level = await run_level(kind, n, args, host.port, host.process.pid, seed, stans)
                 s = level.summary()
                 progress(
                     f"{kind} {KINDS[kind]} N={n}: {s['rps']:.0f} req/s, p50 {s['p50_us']:.0f} us,"

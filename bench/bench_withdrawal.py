@@ -45,7 +45,6 @@ from _common import (
     write_seed,
 )
 
-from sim.host.seed import read_toml
 from sim.scenarios.demo import (
     TERMINAL_ID,
     host_process,
@@ -53,6 +52,7 @@ from sim.scenarios.demo import (
     ledger_snapshot,
     seed_cards,
 )
+from sim.scenarios.keys import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Scenario, apply
 from terminal.app import Terminal
 from terminal.clock import ManualClock
@@ -69,7 +69,6 @@ NOTE = 2000  # the dispenser's single denomination, minor units
 
 def bench_terminal(workdir: Path, port: int, seed: Path, clock: ManualClock) -> Terminal:
     """Like ``sim.scenarios.demo.demo_terminal``, with a dispenser that never runs dry."""
-    terminals = {t["id"]: t for t in read_toml(seed)["terminals"]}
     config = TerminalConfig(
         terminal_id=TERMINAL_ID,
         location="Main Street branch",
@@ -78,7 +77,7 @@ def bench_terminal(workdir: Path, port: int, seed: Path, clock: ManualClock) -> 
     )
     devices = Devices(
         card_reader=SimCardReader(clock),
-        pinpad=SimPinPad(clock, pin_key=terminals[TERMINAL_ID]["pin_key"]),
+        pinpad=SimPinPad(clock, **pinpad_options(seed, TERMINAL_ID)),
         dispenser=SimDispenser(clock, cassettes=((NOTE, 10_000_000),)),
     )
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
@@ -121,7 +120,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
         opening = ledger_snapshot(host.db_path)
         clock = ManualClock(dt.datetime.now(dt.UTC))
         terminal = bench_terminal(workdir, host.port, seed, clock)
-        if not terminal.start():
+        if not terminal.start() or not await terminal.ensure_signed_on():
             raise SystemExit(f"terminal did not go in service: {terminal.out_of_service_reason}")
         devices = terminal.devices
         reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
