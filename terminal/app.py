@@ -55,6 +55,7 @@ class Terminal:
             authenticator=PinPadAuthenticator(self.devices.pinpad),
         )
         self.security_mode: str | None = None  # set by sign-on
+        self.cash_available = True
         self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
         self.machine = CustomerMachine()
         self._sessions = itertools.count(1)
@@ -75,13 +76,25 @@ class Terminal:
         return self.check_devices()
 
     def check_devices(self) -> bool:
-        """Re-check device health; move in or out of service accordingly."""
+        """Re-check device health; move in or out of service accordingly.
+
+        Card reader and PIN pad are essential. Without a working dispenser the terminal
+        offers balance inquiries only (or goes out of service, by config), and offers cash
+        again as soon as the dispenser reports healthy: no restart needed.
+        """
         status = self.devices.status()
-        bad = {
-            k: v.value
-            for k, v in status.items()
-            if k in ESSENTIAL and v in (DeviceStatus.FAULT, DeviceStatus.OFFLINE)
-        }
+        down = (DeviceStatus.FAULT, DeviceStatus.OFFLINE)
+        cash = status.get("dispenser") not in down
+        if cash != self.cash_available:
+            self.cash_available = cash
+            self.journal.record("cash_service", available=cash, dispenser=status["dispenser"].value)
+            log.warning("cash withdrawal %s", "available again" if cash else "unavailable")
+        essential = (
+            ESSENTIAL
+            if self.config.without_dispenser == "out_of_service"
+            else ("card_reader", "pinpad")
+        )
+        bad = {k: v.value for k, v in status.items() if k in essential and v in down}
         if bad:
             self._out_of_service(f"devices not ready: {bad}")
             return False
@@ -138,6 +151,7 @@ class Terminal:
                 self.display,
                 self.machine,
                 self.saf,
+                cash_available=self.cash_available,
             )
             result = await session.run()
         except DeviceError as exc:

@@ -46,6 +46,12 @@ class DeviceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class SiteLocation:
+    lat: float
+    lon: float
+
+
+@dataclasses.dataclass(frozen=True)
 class TerminalConfig:
     terminal_id: str
     acceptor_id: str = "ATMACCEPTOR0001"
@@ -53,7 +59,8 @@ class TerminalConfig:
     currency: str = "840"
     acquirer_id: str = "100001"
     journal: Path = Path("var/journal.db")
-    max_pin_entries: int = 3
+    site: SiteLocation | None = None  # where the terminal stands, when GPS has no fix
+    without_dispenser: str = "balance_only"  # or "out_of_service"
     host: HostConfig = HostConfig()
     timeouts: Timeouts = Timeouts()
     devices: Mapping[str, DeviceConfig] = dataclasses.field(default_factory=dict)
@@ -139,14 +146,36 @@ def parse_config(
         currency=currency,
         acquirer_id=_typed(source, "terminal.acquirer_id", term.get("acquirer_id", "100001"), str),
         journal=journal,
-        max_pin_entries=_typed(
-            source, "terminal.max_pin_entries", term.get("max_pin_entries", 3), int
+        site=_site(source, term),
+        without_dispenser=_choice(
+            source,
+            "terminal.without_dispenser",
+            term.get("without_dispenser", "balance_only"),
+            ("balance_only", "out_of_service"),
         ),
         host=_section(source, data, "host", HostConfig),
         timeouts=_section(source, data, "timeouts", Timeouts),
         devices=devices,
         source=source,
     )
+
+
+def _site(source: str, term: Mapping[str, Any]) -> SiteLocation | None:
+    if "site_lat" not in term and "site_lon" not in term:
+        return None
+    lat = _typed(source, "terminal.site_lat", term.get("site_lat"), float)
+    lon = _typed(source, "terminal.site_lon", term.get("site_lon"), float)
+    if not (-90 <= lat <= 90):
+        raise ConfigError(source, "terminal.site_lat", "must be between -90 and 90")
+    if not (-180 <= lon <= 180):
+        raise ConfigError(source, "terminal.site_lon", "must be between -180 and 180")
+    return SiteLocation(lat, lon)
+
+
+def _choice(source: str, key: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ConfigError(source, key, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
 
 
 def load_config(path: Path) -> TerminalConfig:

@@ -25,6 +25,7 @@ from terminal.errors import CodecError, DeviceError, HostLinkError, TerminalErro
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
 from terminal.link_security import with_ksn
+from terminal.location import current_location
 from terminal.saf import SafQueue
 from terminal.ui import Display, Screen, money
 
@@ -63,9 +64,12 @@ class CustomerSession:
         display: Display,
         machine: CustomerMachine,
         saf: SafQueue,
+        *,
+        cash_available: bool = True,
     ) -> None:
         self.id = session_id
         self.saf = saf
+        self.cash_available = cash_available
         self.config, self.devices, self.host = config, devices, host
         self.journal, self.display, self.fsm = journal, display, machine
         self.card: CardData | None = None
@@ -138,7 +142,7 @@ class CustomerSession:
             self.fire("pin_entered")
             request = transactions.balance_inquiry(
                 self.config, self.card, self._pin_block, self._pin_ksn
-            )
+            ) | {"62": self._location()}
             response = await self._exchange(request)
             code = response["39"]
             if code == "00":
@@ -158,10 +162,15 @@ class CustomerSession:
     def _menu(self) -> str:
         limit = money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
         while True:
-            self.display.show(Screen.MENU, limit=limit)
+            if self.cash_available:
+                self.display.show(Screen.MENU, limit=limit)
+            else:
+                self.display.show(Screen.MENU_BALANCE_ONLY)
             entry = self.devices.pinpad.read_keys(max_digits=0, timeout=self.config.timeouts.menu)
             self._customer_gave_up(entry.outcome, "menu")
             choice = MENU_KEYS.get(entry.keys)
+            if choice == "withdrawal" and not self.cash_available:
+                continue
             if choice is not None:
                 self.log("menu", choice=choice)
                 self.fire(f"{choice}_chosen")
@@ -201,6 +210,7 @@ class CustomerSession:
         assert self.card is not None
         request = self.host.stamp(
             transactions.withdrawal(self.config, self.card, self._pin_block, amount, self._pin_ksn)
+            | {"62": self._location()}
         )
         self._pin_block = b""  # PCI PIN: not kept past the authorisation request
         self.display.show(Screen.PLEASE_WAIT)
@@ -261,6 +271,10 @@ class CustomerSession:
             self.log("reversal_acknowledged", stan=message["11"])
         else:
             self.log("reversal_queued", stan=message["11"], pending=self.saf.pending)
+
+    def _location(self) -> str:
+        """Field 62: GPS fix, else the configured site, else 'none' (see terminal.location)."""
+        return current_location(self.devices.gps, self.config.site).field62()
 
     def _customer_gave_up(self, outcome: EntryOutcome, where: str) -> None:
         if outcome is EntryOutcome.ENTERED:

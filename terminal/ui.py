@@ -19,6 +19,7 @@ class Screen(enum.Enum):
     ENTER_PIN = "Please enter your PIN and press ENTER."
     WRONG_PIN = "Incorrect PIN. Please try again."
     MENU = "F1 Cash withdrawal   F2 Balance   (up to {limit} available)"
+    MENU_BALANCE_ONLY = "F2 Balance   (cash withdrawal is not available at this machine now)"
     ENTER_AMOUNT = "Enter the amount in whole units (up to {limit}) and press ENTER."
     CANNOT_DISPENSE = "This amount cannot be dispensed. Notes available: {notes}."
     PLEASE_WAIT = "Please wait..."

@@ -10,6 +10,8 @@ import pytest
 
 from host_link.codec import Message
 from sim.scenarios.scripts import BALANCE, DEMO, WITHDRAW, Scenario
+from terminal.config import SiteLocation
+from terminal.drivers.gps.sim import SimGps
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.fsm.customer import State
 from terminal.ui import RecordingDisplay, Screen
@@ -176,7 +178,7 @@ def test_host_down_returns_card(with_rig: Any) -> None:
     with_rig(body)
 
 
-def test_pick_failure_reverses_and_goes_out_of_service(with_rig: Any) -> None:
+def test_pick_failure_reverses_and_offers_balance_only_until_repaired(with_rig: Any) -> None:
     async def body(rig: Rig) -> None:
         before = rig.balance(ALICE)
         rig.dispenser.inject_pick_failure()
@@ -185,10 +187,69 @@ def test_pick_failure_reverses_and_goes_out_of_service(with_rig: Any) -> None:
         )
         assert result.outcome == "dispense_failed"
         assert rig.balance(ALICE) == before
+        assert rig.terminal.state is State.IDLE and not rig.terminal.cash_available
+        # a customer now sees the balance-only menu; F1 does nothing, F2 works
+        scenario = Scenario(
+            "b", "ALICE ARDEN", [Pin("1234"), WITHDRAW, BALANCE, Keys("")], "balance_shown"
+        )
+        assert (await rig.play(scenario)).outcome == "balance_shown"
+        display = rig.terminal.display
+        assert isinstance(display, RecordingDisplay)
+        assert any(s is Screen.MENU_BALANCE_ONLY for s, _ in display.shown)
+        # the field engineer clears the fault: cash is offered again, no restart
+        rig.dispenser.reset()
+        assert rig.terminal.check_devices() and rig.terminal.cash_available
+        assert (await rig.play(DEMO[0])).outcome == "dispensed"
+
+    with_rig(body)
+
+
+def test_without_dispenser_out_of_service_by_config(with_rig: Any) -> None:
+    async def body(rig: Rig) -> None:
+        rig.terminal.config = dataclasses.replace(
+            rig.terminal.config, without_dispenser="out_of_service"
+        )
+        rig.dispenser.inject_pick_failure()
+        await rig.play(
+            Scenario("pick", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "dispense_failed")
+        )
         assert rig.terminal.state is State.OUT_OF_SERVICE
         rig.dispenser.reset()
         assert rig.terminal.check_devices()
         assert rig.terminal.state is State.IDLE
+
+    with_rig(body)
+
+
+def test_every_request_carries_the_location(with_rig: Any) -> None:
+    async def body(rig: Rig) -> None:
+        seen: list[Message] = []
+        original = rig.host.authoriser.handle
+
+        def spy(request: Message) -> Message | None:
+            seen.append(dict(request))
+            return original(request)
+
+        rig.host.authoriser.handle = spy  # type: ignore[method-assign]
+        await rig.play(DEMO[0])
+        financial = [m for m in seen if m["t"] in ("0100", "0200")]
+        assert financial and all(m["62"] == "SRC=none" for m in financial)
+        rig.terminal.config = dataclasses.replace(
+            rig.terminal.config, site=SiteLocation(52.52, 13.405)
+        )
+        seen.clear()
+        await rig.play(DEMO[1])
+        assert seen[0]["62"] == "SRC=site;LAT=52.520000;LON=13.405000"
+        gps = SimGps(rig.clock, lat=48.1, lon=11.5, satellites=9, hdop=0.8)
+        gps.open()
+        rig.terminal.devices.gps = gps
+        seen.clear()
+        await rig.play(DEMO[1])
+        assert seen[0]["62"] == "SRC=gps;LAT=48.100000;LON=11.500000;AGE=0;Q=1;SAT=9;HDOP=0.8"
+        gps.lose_fix()  # no fix: back to the site location
+        seen.clear()
+        await rig.play(DEMO[1])
+        assert seen[0]["62"].startswith("SRC=site;")
 
     with_rig(body)
 

@@ -293,13 +293,11 @@ class EppPinPad(PinPad):
 
     def security_mode(self) -> str:
         """``tdes`` or ``aes-dukpt``, as the pad reports it."""
-        self._require_open()
         return proto.parse_security_mode(self._transact(proto.security_mode()))[0]
 
     def current_ksn(self) -> str | None:
         """The KSN of the pad's latest DUKPT transaction, without starting a new one;
         None for a TDES pad. Identifies the key (its id) and how far its counter went."""
-        self._require_open()
         return proto.parse_security_mode(self._transact(proto.security_mode()))[1]
 
     # -- key ceremony and diagnostics ---------------------------------------------------------
