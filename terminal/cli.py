@@ -45,7 +45,9 @@ def cmd_host(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from sim.scenarios.demo import main as demo_main
 
-    report = demo_main(Path(args.workdir) if args.workdir else None, security=args.security)
+    report = demo_main(
+        Path(args.workdir) if args.workdir else None, security=args.security, devices=args.devices
+    )
     if args.json:
         print(json.dumps(report, indent=None if args.compact else 2))
     else:
@@ -124,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON report")
     demo.add_argument("--compact", action="store_true", help="JSON on one line")
     demo.add_argument("--workdir", help="keep the run's files here (default: a temp dir)")
+    demo.add_argument(
+        "--devices",
+        choices=("sim", "pty"),
+        default="sim",
+        help="in-process simulated devices, or dispenser/PIN pad/GPS emulators on real ptys",
+    )
     demo.add_argument(
         "--security",
         choices=("tdes", "aes-dukpt"),

@@ -97,3 +97,20 @@ def test_fsm_diagram_command(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert (tmp_path / "fsm.mmd").read_text().startswith("stateDiagram-v2")
     assert "<svg" in (tmp_path / "fsm.svg").read_text()
+
+
+@pytest.mark.serial_pty
+def test_demo_over_ptys(tmp_path: Path) -> None:
+    """Dispenser (LCDM), PIN pad (EPP) and GPS (NMEA) emulators behind real ptys."""
+    run = subprocess.run(
+        [*ATM, "demo", "--json", "--devices", "pty", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["devices"] == "pty"
+    assert report["reconciled"] and report["outcomes_as_expected"]
+    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)

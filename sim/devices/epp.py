@@ -188,6 +188,12 @@ class EppEmulator:
     def pending(self) -> int:
         return len(self.__script)
 
+    def clear_script(self) -> int:
+        """Forget unconsumed entries (a customer who walked off); returns how many."""
+        count = len(self.__script)
+        self.__script.clear()
+        return count
+
     # -- fault injection ------------------------------------------------------------------------
 
     def garble_next(self, n: int = 1) -> None:

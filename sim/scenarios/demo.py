@@ -17,18 +17,23 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
 from sim.scenarios.keys import pinpad_options, terminal_for
-from sim.scenarios.scripts import DEMO, Scenario, apply
+from sim.scenarios.scripts import DEMO, Customer, Scenario, apply
 from terminal.app import Terminal
-from terminal.clock import ManualClock
-from terminal.config import HostConfig, TerminalConfig
+from terminal.clock import ManualClock, SystemClock
+from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
 from terminal.devices import Devices
+from terminal.drivers.base import create_device
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
+from terminal.drivers.dispenser.base import Dispenser
 from terminal.drivers.dispenser.sim import SimDispenser
+from terminal.drivers.gps.base import Gps
+from terminal.drivers.pinpad.base import PinPad
 from terminal.drivers.pinpad.sim import SimPinPad
 from terminal.errors import TerminalError
 from terminal.ui import RecordingDisplay
@@ -115,21 +120,20 @@ def ledger_problems(db_path: Path) -> list[str]:
 
 
 async def run_sessions(
-    terminal: Terminal, scenarios: Sequence[Scenario], cards: dict[str, tuple[CardData, str]]
+    terminal: Terminal,
+    customer: Customer,
+    scenarios: Sequence[Scenario],
+    cards: dict[str, tuple[CardData, str]],
 ) -> list[dict[str, Any]]:
-    devices = terminal.devices
-    reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
-    assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
-    assert isinstance(dispenser, SimDispenser)
     results = []
     for scenario in scenarios:
         card, account = cards[scenario.card]
-        apply(scenario, reader, pinpad, dispenser, card)
-        before = dispenser.handed_out_amount
+        apply(scenario, customer, card)
+        before = customer.dispenser.handed_out_amount
         result = await terminal.serve_one()
-        handed = dispenser.handed_out_amount - before
+        handed = customer.dispenser.handed_out_amount - before
         outcome = result.outcome if result else f"no session ({terminal.out_of_service_reason})"
-        leftover = pinpad.pending()
+        leftover = customer.pinpad.clear_script()  # never leak into the next session
         ok = (
             outcome == scenario.expected
             and handed == scenario.expected_dispensed
@@ -149,7 +153,6 @@ async def run_sessions(
                 "unused_inputs": leftover,
             }
         )
-        pinpad.clear_script()  # inputs the session never asked for must not leak into the next
     return results
 
 
@@ -188,25 +191,73 @@ def reconcile(
     return ok, rows
 
 
-def demo_terminal(
-    workdir: Path, port: int, seed: Path, clock: ManualClock, terminal_id: str = TERMINAL_ID
-) -> Terminal:
-    config = TerminalConfig(
+def _config(workdir: Path, port: int, terminal_id: str, timeouts: Timeouts) -> TerminalConfig:
+    return TerminalConfig(
         terminal_id=terminal_id,
         location="Main Street branch",
         journal=workdir / "journal.db",
+        site=SiteLocation(52.52, 13.405),
         host=HostConfig(port=port, timeout=10.0),
+        timeouts=timeouts,
     )
+
+
+def demo_terminal(
+    workdir: Path, port: int, seed: Path, clock: ManualClock, terminal_id: str = TERMINAL_ID
+) -> Terminal:
+    """A terminal on in-process simulated devices and a manual clock."""
     devices = Devices(
         card_reader=SimCardReader(clock),
         pinpad=SimPinPad(clock, **pinpad_options(seed, terminal_id)),
         dispenser=SimDispenser(clock, cassettes=((2000, 200), (5000, 100))),
     )
+    config = _config(workdir, port, terminal_id, Timeouts())
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
 
 
+def sim_customer(terminal: Terminal) -> Customer:
+    devices = terminal.devices
+    assert isinstance(devices.card_reader, SimCardReader)
+    assert isinstance(devices.pinpad, SimPinPad) and isinstance(devices.dispenser, SimDispenser)
+    return Customer(devices.card_reader, devices.pinpad, devices.dispenser)
+
+
+# Over real ptys the clock is real: customer timeouts are short so the demo stays quick.
+PTY_TIMEOUTS = Timeouts(pin=2.0, menu=2.0, amount=2.0, balance=2.0, take_cash=2.0, take_card=2.0)
+
+
+@contextlib.contextmanager
+def pty_terminal(
+    workdir: Path, port: int, seed: Path, terminal_id: str
+) -> Iterator[tuple[Terminal, Customer]]:
+    """A terminal whose dispenser, PIN pad and GPS are emulators behind real ptys."""
+    clock = SystemClock()
+    with emulators_on_ptys(seed, terminal_id, clock=clock) as emulated:
+        sections = emulated.device_config()
+        built = {
+            kind: create_device(
+                kind,
+                section["backend"],
+                clock=clock,
+                **{k: v for k, v in section.items() if k != "backend"},
+            )
+            for kind, section in sections.items()
+        }
+        reader = SimCardReader(clock)
+        dispenser, pinpad, gps = built["dispenser"], built["pinpad"], built["gps"]
+        assert isinstance(dispenser, Dispenser) and isinstance(pinpad, PinPad)
+        assert isinstance(gps, Gps)
+        devices = Devices(card_reader=reader, pinpad=pinpad, dispenser=dispenser, gps=gps)
+        config = _config(workdir, port, terminal_id, PTY_TIMEOUTS)
+        terminal = Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
+        yield terminal, Customer(reader, emulated.pinpad, emulated.dispenser)
+
+
 async def run_demo(
-    workdir: Path | None = None, scenarios: Sequence[Scenario] = DEMO, security: str = "tdes"
+    workdir: Path | None = None,
+    scenarios: Sequence[Scenario] = DEMO,
+    security: str = "tdes",
+    devices: str = "sim",
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints."""
     with contextlib.ExitStack() as stack:
@@ -217,33 +268,39 @@ async def run_demo(
             host_process(workdir / "host.db", DEMO_SEED, workdir / "host.log")
         )
         opening = ledger_snapshot(host.db_path)
-        clock = ManualClock(dt.datetime.now(dt.UTC))
         terminal_id = terminal_for(DEMO_SEED, security)
-        terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id)
+        if devices == "pty":
+            terminal, customer = stack.enter_context(
+                pty_terminal(workdir, host.port, DEMO_SEED, terminal_id)
+            )
+        else:
+            clock = ManualClock(dt.datetime.now(dt.UTC))
+            terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id)
+            customer = sim_customer(terminal)
         if not terminal.start():
             raise TerminalError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         try:
-            sessions = await run_sessions(terminal, scenarios, seed_cards(DEMO_SEED))
+            sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
-        dispenser = terminal.devices.dispenser
-        assert isinstance(dispenser, SimDispenser)
-        reconciled, accounts = reconcile(
-            opening, closing, sessions, dispenser.handed_out_amount, terminal_id
-        )
+        handed_out = customer.dispenser.handed_out_amount
+        reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id)
         problems = ledger_problems(host.db_path)
         return {
             "terminal_id": terminal_id,
             "security": terminal.security_mode,
+            "devices": devices,
             "sessions": sessions,
             "reconciled": reconciled and not problems,
             "outcomes_as_expected": all(s["ok"] for s in sessions),
             "ledger_problems": problems,
-            "cash_handed_out": dispenser.handed_out_amount,
+            "cash_handed_out": handed_out,
             "accounts": accounts,
         }
 
 
-def main(workdir: Path | None = None, security: str = "tdes") -> dict[str, Any]:
-    return asyncio.run(run_demo(workdir, security=security))
+def main(
+    workdir: Path | None = None, security: str = "tdes", devices: str = "sim"
+) -> dict[str, Any]:
+    return asyncio.run(run_demo(workdir, security=security, devices=devices))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from typing import Protocol
 
 from terminal.drivers.card_reader.base import CardData
-from terminal.drivers.card_reader.sim import SimCardReader
-from terminal.drivers.dispenser.sim import SimDispenser
-from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, Signal, SimPinPad
+from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, Signal
 
 Entry = Pin | Keys | Fkey | Signal
 WITHDRAW, BALANCE, CONTINUE = Fkey("F1"), Fkey("F2"), Keys("")
@@ -82,21 +81,46 @@ DEMO: tuple[Scenario, ...] = (
 )
 
 
-def apply(
-    scenario: Scenario,
-    reader: SimCardReader,
-    pinpad: SimPinPad,
-    dispenser: SimDispenser,
-    card: CardData,
-) -> None:
+class CardCustomer(Protocol):
+    def insert(self, card: CardData | None = None, *, unreadable: str | None = None) -> None: ...
+
+    def script_take_card(self, taken: bool) -> None: ...
+
+
+class PinPadCustomer(Protocol):
+    def script(self, *entries: Entry) -> None: ...
+
+    def pending(self) -> int: ...
+
+    def clear_script(self) -> int: ...
+
+
+class DispenserCustomer(Protocol):
+    def script_take_cash(self, taken: bool) -> None: ...
+
+    @property
+    def handed_out_amount(self) -> int: ...
+
+
+@dataclasses.dataclass
+class Customer:
+    """The far side of each device, where a scripted customer acts: the in-process sim
+    devices themselves, or the emulators behind ptys (same scripting methods)."""
+
+    reader: CardCustomer
+    pinpad: PinPadCustomer
+    dispenser: DispenserCustomer
+
+
+def apply(scenario: Scenario, customer: Customer, card: CardData) -> None:
     """Load the customer's actions into the devices and insert the card.
 
     Taking cash and card is the devices' default, so only a refusal is scripted: a
     scripted "take" that the session never reaches would leak into the next session.
     """
-    pinpad.script(*scenario.entries)
+    customer.pinpad.script(*scenario.entries)
     if not scenario.take_cash:
-        dispenser.script_take_cash(False)
+        customer.dispenser.script_take_cash(False)
     if not scenario.take_card:
-        reader.script_take_card(False)
-    reader.insert(None if scenario.unreadable else card, unreadable=scenario.unreadable)
+        customer.reader.script_take_card(False)
+    customer.reader.insert(None if scenario.unreadable else card, unreadable=scenario.unreadable)

@@ -107,6 +107,11 @@ class EppPinPad(PinPad):
     def __repr__(self) -> str:
         return f"EppPinPad(url={self.url!r}, slot={self._slot})"
 
+    @property
+    def pin_key_slot(self) -> int:
+        """The slot named in PIN entry commands (the TPK's, in tdes mode)."""
+        return self._slot
+
     # -- life cycle ---------------------------------------------------------------------------
 
     def _do_open(self) -> None:

@@ -1,0 +1,102 @@
+"""Start the device emulators on real pseudo-terminals: ``atm sim devices``.
+
+Each emulator runs behind a :class:`~sim.devices.pty.PtyBridge`; the terminal opens the
+printed ``/dev/pts/N`` paths exactly as it would open ``/dev/ttyUSB0`` on a kiosk. The
+PIN pad emulator is injected with the terminal's keys from the host seed (the launcher
+plays the key-loading facility).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from sim.devices.epp import EppEmulator
+from sim.devices.gps import GpsEmulator
+from sim.devices.lcdm import LcdmEmulator
+from sim.devices.pty import PtyBridge
+from sim.scenarios.keys import pinpad_options
+from terminal.clock import Clock, SystemClock
+
+DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 200), (5000, 100))
+
+
+@dataclasses.dataclass
+class EmulatedDevices:
+    dispenser: LcdmEmulator
+    pinpad: EppEmulator
+    gps: GpsEmulator
+    bridges: dict[str, PtyBridge]
+    cassettes: Sequence[tuple[int, int]]
+
+    @property
+    def paths(self) -> dict[str, str]:
+        return {name: bridge.path for name, bridge in self.bridges.items()}
+
+    def device_config(self) -> dict[str, dict[str, Any]]:
+        """``[devices.*]`` sections pointing a terminal at these ptys."""
+        return {
+            "dispenser": {
+                "backend": "lcdm",
+                "url": self.bridges["dispenser"].path,
+                "denominations": [d for d, _ in self.cassettes],
+                "counts": [n for _, n in self.cassettes],
+                "parity": "N",  # Linux ptys refuse parity settings; a real LCDM wants 8E1
+                "poll_interval": 0.05,
+            },
+            "pinpad": {"backend": "epp", "url": self.bridges["pinpad"].path},
+            "gps": {"backend": "nmea", "url": self.bridges["gps"].path},
+        }
+
+
+@contextlib.contextmanager
+def emulators_on_ptys(
+    seed: Path,
+    terminal_id: str,
+    *,
+    clock: Clock | None = None,
+    cassettes: Sequence[tuple[int, int]] = DEFAULT_CASSETTES,
+    position: tuple[float, float] = (52.5200, 13.4050),
+) -> Iterator[EmulatedDevices]:
+    """Run dispenser, EPP and GPS emulators on ptys until the block exits."""
+    clock = clock or SystemClock()
+    keys = {k: v for k, v in pinpad_options(seed, terminal_id).items() if v is not None}
+    devices = EmulatedDevices(
+        dispenser=LcdmEmulator(cassettes, clock, seconds_per_note=0.0),
+        pinpad=EppEmulator(clock, **keys),
+        gps=GpsEmulator(clock, lat=position[0], lon=position[1], interval=0.5),
+        bridges={},
+        cassettes=cassettes,
+    )
+    with contextlib.ExitStack() as stack:
+        for name in ("dispenser", "pinpad", "gps"):
+            bridge = stack.enter_context(PtyBridge(getattr(devices, name), name))
+            devices.bridges[name] = bridge
+        yield devices
+
+
+def kiosk_toml(devices: EmulatedDevices, terminal_id: str, host_port: int = 8583) -> str:
+    """A terminal config (TOML) using the emulated devices."""
+    lines = [
+        "[terminal]",
+        f'id = "{terminal_id}"',
+        'location = "Main Street branch"',
+        "site_lat = 52.52",
+        "site_lon = 13.405",
+        "",
+        "[host]",
+        'address = "127.0.0.1"',
+        f"port = {host_port}",
+        "",
+    ]
+    for kind, section in devices.device_config().items():
+        lines.append(f"[devices.{kind}]")
+        for key, value in section.items():
+            rendered = f'"{value}"' if isinstance(value, str) else str(value)
+            lines.append(f"{key} = {rendered}")
+        lines.append("")
+    lines += ["[devices.card_reader]", 'backend = "sim"', ""]
+    return "\n".join(lines)
