@@ -235,6 +235,44 @@ class LcdmDispenser(Dispenser):
         log.info("dispenser: purged %d note(s) into the reject tray", swept)
         return swept
 
+    # -- field-engineer diagnostics ----------------------------------------------------------
+
+    def test_dispense(self, quantities: Mapping[int, int]) -> dict[int, dict[str, int]]:
+        """TEST_DISPENSE: pick notes straight into the reject tray, none to the customer.
+
+        Returns, per cassette, the notes picked and rejected; counts are kept in step.
+        """
+        self._require_open()
+        wanted = [0] * p.POSITIONS
+        for index, n in quantities.items():
+            if index not in self._denominations or not 0 <= n <= 10:
+                raise LocalProtocolError(f"dispenser: bad test dispense {index} x {n}")
+            wanted[index - 1] = n
+        response = self._exchange(p.Command.TEST_DISPENSE, p.encode_dispense(wanted))
+        counts = p.decode_counts(response.params)
+        out = {}
+        for index in self._denominations:
+            c = counts[index - 1]
+            self._counts[index] = max(0, self._counts[index] - c.picked)
+            out[index] = {"picked": c.picked, "rejected": c.rejected, "to_exit": c.exit}
+        if response.error:
+            raise p.device_fault(response.error, p.Command.TEST_DISPENSE)
+        return out
+
+    def sensor_report(self) -> dict[str, object]:
+        """The STATUS sensors as plain data: exit, reject tray, each cassette position."""
+        self._require_open()
+        error, report = self._status()
+        return {
+            "latched_error": p.describe_error(error) if error else None,
+            "notes_at_exit": report.exit_blocked,
+            "reject_tray_missing": report.reject_tray_missing,
+            "positions": [
+                {"position": i, "cassette_present": s.present, "near_end": s.near_end}
+                for i, s in enumerate(report.positions, start=1)
+            ],
+        }
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _status(self) -> tuple[int, p.StatusReport]:

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from terminal.cli.diag import add_diag_parser
 from terminal.errors import TerminalError
 
 log = logging.getLogger("atm")
@@ -100,9 +101,31 @@ def cmd_fsm(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from terminal.interactive import run_interactive
+    from terminal.cli.interactive import run_interactive
 
     return asyncio.run(run_interactive(Path(args.config), sim=args.sim))
+
+
+DEMO_SEED_PATH = Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"
+
+
+def cmd_sim_devices(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from sim.devices.launcher import emulators_on_ptys, kiosk_toml
+
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with emulators_on_ptys(Path(args.seed), args.terminal) as emulated:
+        for name, path in emulated.paths.items():
+            print(f"{name}: {path}", flush=True)
+        if args.config_out:
+            Path(args.config_out).write_text(kiosk_toml(emulated, args.terminal, args.host_port))
+            print(f"config: {args.config_out}", flush=True)
+        stop.wait(args.seconds)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -114,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--db", default="var/host.db", help="SQLite database file")
     host.add_argument(
         "--seed",
-        default=str(Path(__file__).resolve().parent.parent / "sim" / "data" / "demo-seed.toml"),
+        default=str(Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"),
         help="TOML seed: keys, terminals, people, accounts, cards",
     )
     host.add_argument("--host", default="127.0.0.1")
@@ -143,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the terminal loop")
     run.add_argument(
         "--config",
-        default=str(Path(__file__).resolve().parent.parent / "sim" / "data" / "sim-terminal.toml"),
+        default=str(Path(__file__).resolve().parents[2] / "sim" / "data" / "sim-terminal.toml"),
     )
     run.add_argument("--sim", action="store_true", help="customer actions typed at a prompt")
     run.set_defaults(func=cmd_run)
@@ -155,6 +178,18 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("-n", "--lines", type=int, default=20)
     tail.add_argument("--json", action="store_true")
     tail.set_defaults(func=cmd_journal)
+
+    add_diag_parser(sub)
+
+    simp = sub.add_parser("sim", help="simulators")
+    ssub = simp.add_subparsers(dest="sim_command", required=True)
+    devices = ssub.add_parser("devices", help="dispenser, PIN pad and GPS emulators on ptys")
+    devices.add_argument("--seed", default=str(DEMO_SEED_PATH), help="host seed (for PIN pad keys)")
+    devices.add_argument("--terminal", default="ATM00001", help="whose keys the PIN pad holds")
+    devices.add_argument("--host-port", type=int, default=8583)
+    devices.add_argument("--config-out", help="write a terminal config using these devices")
+    devices.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    devices.set_defaults(func=cmd_sim_devices)
 
     fsm = sub.add_parser("fsm", help="state machine tools")
     fsm.add_argument(
@@ -174,6 +209,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        return 0
 
 
 if __name__ == "__main__":

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 from pathlib import Path
 
 from terminal.app import Terminal
 from terminal.clock import SystemClock
-from terminal.config import load_config
+from terminal.config import TerminalConfig, load_config
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser
@@ -57,11 +58,29 @@ def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, boo
     return entries, take_cash, take_card
 
 
+async def run_kiosk(config: TerminalConfig) -> int:
+    """The unattended loop on the configured devices until SIGINT/SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    terminal = Terminal(
+        config,
+        clock=SystemClock(),
+        display=CallbackDisplay(lambda t: print(f"[screen] {t}", flush=True)),
+    )
+    terminal.start()
+    try:
+        await terminal.run(stop)
+    finally:
+        await terminal.close()
+    return 0
+
+
 async def run_interactive(config_path: Path, *, sim: bool) -> int:
     config = load_config(config_path)
     if not sim:
-        print("only --sim is available until real device drivers are configured")
-        return 2
+        return await run_kiosk(config)
     terminal = Terminal(
         config, clock=SystemClock(), display=CallbackDisplay(lambda t: print(f"  [screen] {t}"))
     )

@@ -1,0 +1,142 @@
+"""``atm diag ...``: field-engineer diagnostics, each device through the terminal's config.
+
+Human output by default, ``--json`` for tools. A device that cannot be reached is a
+finding, printed as such, not a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from terminal.errors import ConfigError, TerminalError
+
+DEFAULT_CONFIG = str(Path(__file__).resolve().parents[2] / "sim" / "data" / "sim-terminal.toml")
+
+
+def _emit(data: Any, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(data, indent=2, default=str))
+        return
+    for key, value in data.items():
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            print(f"{key}:")
+            for row in value:
+                print("  " + "  ".join(f"{k}={v}" for k, v in row.items()))
+        else:
+            print(f"{key}: {value}")
+
+
+def _open(config_path: str, kind: str) -> Any:
+    from terminal.clock import SystemClock
+    from terminal.config import load_config
+    from terminal.drivers.base import create_device
+
+    config = load_config(Path(config_path))
+    section = config.devices.get(kind)
+    if section is None:
+        raise ConfigError(config.source, f"devices.{kind}", "not configured")
+    return create_device(kind, section.backend, clock=SystemClock(), **dict(section.options))
+
+
+def cmd_dispenser(args: argparse.Namespace) -> int:
+    from terminal.diag.dispenser import report
+
+    with _open(args.config, "dispenser") as device:
+        _emit(report(device, test=args.test), args.json)
+    return 0
+
+
+def cmd_pinpad(args: argparse.Namespace) -> int:
+    from terminal.diag.pinpad import device_report, load_master_key
+    from terminal.drivers.pinpad.epp import EppPinPad
+
+    with _open(args.config, "pinpad") as device:
+        if args.pinpad_command == "keys-load":
+            if not isinstance(device, EppPinPad):
+                raise ConfigError(args.config, "devices.pinpad.backend", "key loading needs an EPP")
+            result = load_master_key(device, args.component, expected_kcv=args.kcv)
+            _emit(result, args.json)
+            return 0 if result.get("kcv_matches", True) else 1
+        _emit(device_report(device), args.json)
+    return 0
+
+
+def cmd_gps(args: argparse.Namespace) -> int:
+    from terminal.diag.gps import diagnose, replay_fixes, replay_json_lines
+
+    if args.replay:
+        if args.json:
+            for line in replay_json_lines(args.replay):
+                print(line)
+        else:
+            for fix in replay_fixes(args.replay):
+                print("  ".join(f"{k}={v}" for k, v in fix.items()))
+        return 0
+    from terminal.config import load_config
+
+    _emit(diagnose(load_config(Path(args.config))), args.json)
+    return 0
+
+
+def cmd_card_reader(args: argparse.Namespace) -> int:
+    from terminal.diag.card_reader import card_reader_report, format_report
+
+    result = card_reader_report(args.reader)
+    print(json.dumps(result, indent=2) if args.json else format_report(result))
+    return 0 if result.get("error") is None else 1
+
+
+def cmd_saf(args: argparse.Namespace) -> int:
+    from terminal.diag.saf import report
+
+    _emit(report(Path(args.journal), requeue=args.retry), args.json)
+    return 0
+
+
+def add_diag_parser(sub: Any) -> None:
+    diag = sub.add_parser("diag", help="field-engineer diagnostics")
+    dsub = diag.add_subparsers(dest="diag_command", required=True)
+
+    def device(name: str, help_text: str) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = dsub.add_parser(name, help=help_text)
+        p.add_argument("--config", default=DEFAULT_CONFIG, help="the terminal's TOML config")
+        p.add_argument("--json", action="store_true")
+        return p
+
+    disp = device("dispenser", "cassette counts, sensors; --test dispenses to the reject bin")
+    disp.add_argument("--test", action="store_true", help="one note per cassette to the reject bin")
+    disp.set_defaults(func=cmd_dispenser)
+
+    pad = device("pinpad", "device info and key check values (never keys)")
+    pad.set_defaults(func=cmd_pinpad, pinpad_command="report")
+    psub = pad.add_subparsers(dest="pinpad_command")
+    keys = psub.add_parser("keys-load", help="key ceremony: load the TMK from components")
+    keys.add_argument("--component", action="append", required=True, help="hex, one per custodian")
+    keys.add_argument("--kcv", help="the expected check value of the combined key")
+    keys.add_argument("--config", default=DEFAULT_CONFIG)
+    keys.add_argument("--json", action="store_true")
+    keys.set_defaults(func=cmd_pinpad)
+
+    gps = device("gps", "the current fix; --replay FILE reads an NMEA log")
+    gps.add_argument("--replay", help="NMEA log file: one line (or JSON object) per fix")
+    gps.set_defaults(func=cmd_gps)
+
+    card = dsub.add_parser("card-reader", help="PC/SC readers, ATR and masked PAN of a card")
+    card.add_argument("--reader", default="Virtual PCD", help="reader name pattern")
+    card.add_argument("--json", action="store_true")
+    card.set_defaults(func=cmd_card_reader)
+
+    saf = dsub.add_parser("saf", help="store-and-forward queue and exception queue")
+    saf.add_argument("--journal", default="var/journal.db", help="the terminal's journal path")
+    saf.add_argument("--retry", action="store_true", help="requeue the exception queue")
+    saf.add_argument("--json", action="store_true")
+    saf.set_defaults(func=cmd_saf)
+
+
+def main_error(exc: TerminalError) -> int:
+    print(f"atm diag: error: {exc}", file=sys.stderr)
+    return 2

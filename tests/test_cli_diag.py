@@ -1,0 +1,119 @@
+"""Field-engineer diagnostics as a user runs them: `atm sim devices` on real ptys in one
+process, `atm diag ...` against them in others."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from terminal.security.pinpad_keys import check_value
+
+ATM = [sys.executable, "-m", "terminal.cli"]
+pytestmark = pytest.mark.serial_pty
+
+
+@pytest.fixture
+def kiosk(tmp_path: Path) -> Iterator[Path]:
+    config = tmp_path / "kiosk.toml"
+    proc = subprocess.Popen(
+        [*ATM, "sim", "devices", "--config-out", str(config), "--seconds", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not config.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline, "atm sim devices did not write its config"
+            time.sleep(0.05)
+        yield config
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _diag(*args: str) -> dict[str, object]:
+    run = subprocess.run(
+        [*ATM, "diag", *args, "--json"], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert run.returncode == 0, run.stderr
+    return dict(json.loads(run.stdout))
+
+
+def test_dispenser_test_dispense_goes_to_the_reject_bin(kiosk: Path) -> None:
+    report = _diag("dispenser", "--config", str(kiosk), "--test")
+    assert report["backend"] == "LcdmDispenser" and report["status"] == "ok"
+    before = {c["cassette"]: c["count"] for c in report["cassettes"]}  # type: ignore[union-attr]
+    after = {c["cassette"]: c["count"] for c in report["cassettes_after_test"]}  # type: ignore[union-attr]
+    assert all(after[i] == before[i] - 1 for i in before)
+    test = report["test_dispense"]
+    assert all(v["rejected"] == 1 and v["to_exit"] == 0 for v in test.values())  # type: ignore[union-attr]
+
+
+def test_pinpad_shows_check_values_never_keys(kiosk: Path) -> None:
+    report = _diag("pinpad", "--config", str(kiosk))
+    assert report["security"] == "tdes"
+    tmk = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")
+    assert check_value(tmk) in json.dumps(report)
+    assert "89ABCDEF01234567" not in json.dumps(report).upper()
+
+
+def test_gps_current_fix(kiosk: Path) -> None:
+    report = _diag("gps", "--config", str(kiosk))
+    fix = report["fix"]
+    assert isinstance(fix, dict) and fix["fix"] is True
+    assert abs(fix["lat"] - 52.52) < 1e-6 and abs(fix["lon"] - 13.405) < 1e-6
+
+
+def test_gps_replay_prints_one_object_per_fix() -> None:
+    sample = Path(__file__).parent / "data" / "nmea" / "sample.nmea"
+    run = subprocess.run(
+        [*ATM, "diag", "gps", "--replay", str(sample), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    fixes = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(fixes) >= 5
+    assert set(fixes[0]) == {"time", "lat", "lon", "alt", "fix", "quality", "satellites", "hdop"}
+    assert any(f["fix"] is False for f in fixes)
+
+
+def test_saf_report(tmp_path: Path) -> None:
+    from terminal.clock import ManualClock
+    from terminal.saf import SafQueue
+
+    journal = tmp_path / "journal.db"
+    SafQueue(tmp_path / "journal-saf.db", ManualClock()).enqueue(
+        {"t": "0400", "11": "000009", "90": "0" * 42}
+    )
+    report = _diag("saf", "--journal", str(journal))
+    assert [e["stan"] for e in report["pending"]] == ["000009"]  # type: ignore[index]
+    assert report["exception_queue"] == []
+
+
+def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(
+        '[terminal]\nid = "ATM00001"\n[devices.dispenser]\nbackend = "lcdm"\n'
+        'url = "/dev/nonexistent-tty"\ndenominations = [2000]\ncounts = [10]\n'
+    )
+        '[terminal]\nid = "ATM00001"\n[devices.dispenser]\nbackend = "lcdm"\nurl = "/dev/nonexistent-tty"\ndenominations = [2000]\ncounts = [10]\n'
+    )
+    run = subprocess.run(
+        [*ATM, "diag", "dispenser", "--config", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 2
+    assert "/dev/nonexistent-tty" in run.stderr and "dispenser" in run.stderr
