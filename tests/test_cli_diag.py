@@ -106,8 +106,6 @@ def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
         '[terminal]\nid = "ATM00001"\n[devices.dispenser]\nbackend = "lcdm"\n'
         'url = "/dev/nonexistent-tty"\ndenominations = [2000]\ncounts = [10]\n'
     )
-        '[terminal]\nid = "ATM00001"\n[devices.dispenser]\nbackend = "lcdm"\nurl = "/dev/nonexistent-tty"\ndenominations = [2000]\ncounts = [10]\n'
-    )
     run = subprocess.run(
         [*ATM, "diag", "dispenser", "--config", str(bad)],
         capture_output=True,
