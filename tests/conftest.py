@@ -15,7 +15,7 @@ import pytest
 from sim.host.app import build_host
 from sim.host.server import HostServer
 from sim.scenarios.demo import DEMO_SEED, demo_terminal, seed_cards
-from sim.scenarios.scripts import Scenario, apply
+from sim.scenarios.scripts import Customer, Scenario, apply
 from terminal.app import Terminal
 from terminal.clock import ManualClock
 from terminal.drivers.card_reader.base import CardData
@@ -54,7 +54,7 @@ class Rig:
 
     async def play(self, scenario: Scenario) -> SessionResult:
         card, _ = self.cards[scenario.card]
-        apply(scenario, self.reader, self.pinpad, self.dispenser, card)
+        apply(scenario, Customer(self.reader, self.pinpad, self.dispenser), card)
         result = await self.terminal.serve_one()
         assert result is not None, self.terminal.out_of_service_reason
         return result

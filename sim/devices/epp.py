@@ -325,16 +325,16 @@ class EppEmulator:
             return proto.BAD_PARAMETER, ""
         if self.security != TDES:
             return proto.WRONG_MODE, ""
-        names = {n: s for s, n in self._slots.items() if s != "TMK"}
-        if slot not in names:
+        roles = {number: name for name, number in self._slots.items() if name != "TMK"}
+        if slot not in roles:
             return proto.BAD_PARAMETER, ""  # only the TPK and TAK slots take working keys
         if under != self._slots["TMK"] or "TMK" not in self.__keys.check_values():
             return proto.TMK_REQUIRED, ""
         try:
-            self.__keys.load_working_key(names[slot], _unhex(hex_key))
+            self.__keys.load_working_key(roles[slot], _unhex(hex_key))
         except LocalProtocolError:  # a TAK must be 16 bytes
             return proto.BAD_PARAMETER, ""
-        return _OK, self.__keys.check_values()[names[slot]]
+        return _OK, self.__keys.check_values()[roles[slot]]
 
     def _working_keys(self, params: str) -> tuple[int, str]:
         if len(params) != 64:

@@ -221,8 +221,10 @@ def _reap(proc: subprocess.Popen[Any], what: str, grace: float = 3.0) -> None:
 class PcscEnv:
     """pcscd + vpcd readers + virtual cards in a private network namespace."""
 
-    def __init__(self, readers: tuple[str, ...] = READERS, ready_timeout: float = 15.0) -> None:
-        self.readers, self.ready_timeout = readers, ready_timeout
+    def __init__(
+        self, readers: tuple[str, ...] = READERS, ready_timeout: float = 15.0, debug: bool = False
+    ) -> None:
+        self.readers, self.ready_timeout, self.debug = readers, ready_timeout, debug
         self.workdir: Path | None = None
         self.holder: subprocess.Popen[bytes] | None = None
         self.pcscd: subprocess.Popen[bytes] | None = None
@@ -330,7 +332,7 @@ class PcscEnv:
         self._refuse_foreign_pcscd()
         conf = str(self.workdir / "reader.conf.d")
         self.pcscd = self.spawn(
-            ["pcscd", "--foreground", "--config", conf],
+            ["pcscd", "--foreground", "--config", conf, *(["--debug"] if self.debug else [])],
             stdout=self._log("pcscd.log"),
             stderr=subprocess.STDOUT,
         )

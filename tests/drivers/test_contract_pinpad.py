@@ -1,25 +1,69 @@
-"""PIN pad contract: encrypted PIN blocks, the PIN never in clear outside the pad, keys."""
+"""PIN pad contract: encrypted PIN blocks, the PIN never in clear outside the pad, keys.
+
+The key tests hold every backend to the host's reference arithmetic (``terminal.security``):
+in tdes mode MACs are ISO 9797-1 alg. 3 under the TAK (the TMK for key exchange) and a
+key exchange installs what the host wrapped under the TMK; in aes-dukpt mode PIN blocks
+are format 4 under the KSN's PIN key and MACs AES-CMAC under its MAC key. "No usable key"
+is :class:`KeyUnavailable` everywhere; asking a pad for another mode's operation is a
+:class:`LocalProtocolError`.
+"""
 
 from __future__ import annotations
 
+import itertools
 import logging
 from typing import Any
 
 import pytest
 
+from sim.devices.emulator import register
+from sim.devices.epp import EppEmulator
 from terminal.clock import ManualClock
-from terminal.drivers.pinpad.base import EntryOutcome, KeyEntry, PinEntry, PinPad
+from terminal.drivers.pinpad import epp_protocol as proto
+from terminal.drivers.pinpad.base import EntryOutcome, KeyEntry, MacKey, PinEntry, PinPad
+from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, SimPinPad
-from terminal.errors import ConfigError, LocalProtocolError
-from terminal.security.pinblock import clear_format0, recover_pin_format0
+from terminal.errors import (
+    ConfigError,
+    DeviceFault,
+    KeyUnavailable,
+    LocalProtocolError,
+    RemoteProtocolError,
+)
+from terminal.security.dukpt import AesKsn, KeyUsage, aes_initial_key, aes_working_key
+from terminal.security.mac import aes_cmac, retail_mac
+from terminal.security.pinblock import clear_format0, recover_pin_format0, recover_pin_format4
+from terminal.security.pinpad_keys import check_value
+from terminal.security.tdes import encrypt_block
 
 from .conftest import TEST_PIN_KEY
+from .rigs_epp import build_epp
 
 PAN = "4012345678909"
 OTHER_PAN = "5413330089604111"
 SECRET = "97531"  # digits unlikely to appear by chance in reprs, logs or timestamps
 
 Rig = tuple[PinPad, Any]
+
+# tdes key set: the TMK of the key ceremony, the TAK of the last key exchange.
+TMK = bytes.fromhex("C1D0F8FB4958670DBA40AB1F3752EF0D")
+TAK = bytes.fromhex("2315208C9110AD402315208C9110AD40")
+NEW_TPK = bytes.fromhex("0E3ABFC8F7A1B3C40E3ABFC8F7A1B3C4")  # issued by a key exchange
+NEW_TAK = bytes.fromhex("5B4C6D7E8F9A0B1C2D3E4F5061728394")
+TDES_KEYS: dict[str, Any] = {"tmk": TMK, "mac_key": TAK}
+# aes-dukpt key set: the X9.24-3 test BDK's initial key for one pad.
+BDK = bytes.fromhex("FEDCBA9876543210F1F1F1F1F1F1F1F1")
+IK_ID = bytes.fromhex("1234567890123456")
+IK = aes_initial_key(BDK, IK_ID)
+AES_KEYS: dict[str, Any] = {"security": "aes-dukpt", "ik": IK, "ik_id": IK_ID}
+
+MESSAGE = b"0200\x72\x3c\x44\x81\x28\xe0\x90\x00 an ISO 8583 request" * 3
+LONG = bytes(range(256)) * 7  # 1792 bytes: several EPP frames (chunked MAC)
+
+
+def _wrapped(key: bytes) -> str:
+    """``key`` as the host sends it in a key exchange: encrypted under the TMK, hex."""
+    return encrypt_block(TMK, key).hex().upper()
 
 
 def test_pin_block_decrypts_to_the_scripted_pin(pinpad_rig: Rig) -> None:
@@ -166,6 +210,305 @@ def test_pending_counts_scripted_entries(pinpad_rig: Rig) -> None:
 def test_pin_entry_repr_shows_outcome_and_length_only() -> None:
     entry = PinEntry(EntryOutcome.ENTERED, block=bytes.fromhex("1B9C1845EB993A7A"), digits=4)
     assert repr(entry) == "PinEntry(outcome=entered, digits=4)"
+
+
+# -- tdes: MACs and key exchange ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [b"", MESSAGE, LONG], ids=["empty", "message", "long"])
+def test_tdes_mac_with_the_working_key_is_the_retail_mac(pinpad_factory: Any, data: bytes) -> None:
+    pad, _ = pinpad_factory(**TDES_KEYS)
+    assert pad.mac(data) == retail_mac(TAK, data)
+    assert pad.mac(data, key=MacKey.WORKING) == retail_mac(TAK, data)
+
+
+def test_tdes_master_mac_uses_the_tmk(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory(**TDES_KEYS)
+    master = pad.mac(MESSAGE, key=MacKey.MASTER)
+    assert master == retail_mac(TMK, MESSAGE)
+    assert master != pad.mac(MESSAGE)
+
+
+def test_tdes_pad_has_no_ksn(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(**TDES_KEYS)
+    assert pad.next_ksn() is None
+    customer.script(Pin(SECRET))
+    entry = pad.read_pin(PAN)
+    assert (entry.block_format, entry.ksn) == (0, "")
+
+
+def test_mac_without_its_key_is_key_unavailable(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory()  # a PIN key only: no TMK, no TAK
+    with pytest.raises(KeyUnavailable):
+        pad.mac(MESSAGE)
+    with pytest.raises(KeyUnavailable):
+        pad.mac(LONG, key=MacKey.MASTER)
+
+
+def test_key_exchange_installs_the_keys_wrapped_under_the_tmk(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(tmk=TMK, pin_key=None)
+    kcvs = pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK).lower())
+    assert kcvs == {"TPKKCV": check_value(NEW_TPK), "TAKKCV": check_value(NEW_TAK)}
+    customer.script(Pin(SECRET))
+    entry = pad.read_pin(PAN)
+    assert recover_pin_format0(entry.block, PAN, NEW_TPK) == SECRET
+    assert pad.mac(MESSAGE) == retail_mac(NEW_TAK, MESSAGE)
+    assert pad.mac(MESSAGE, key=MacKey.MASTER) == retail_mac(TMK, MESSAGE)  # TMK unchanged
+
+
+def test_key_exchange_replaces_preloaded_working_keys(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(**TDES_KEYS)
+    pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK))
+    customer.script(Pin(SECRET))
+    assert recover_pin_format0(pad.read_pin(PAN).block, PAN, NEW_TPK) == SECRET
+    assert pad.mac(MESSAGE) == retail_mac(NEW_TAK, MESSAGE)
+
+
+def test_key_exchange_needs_the_tmk(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory()
+    with pytest.raises(KeyUnavailable):
+        pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK))
+
+
+def test_key_exchange_refuses_malformed_keys_without_echoing_them(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory(**TDES_KEYS)
+    for tpk, tak in ((_wrapped(NEW_TPK)[:30], _wrapped(NEW_TAK)), ("secret-not-hex", "00" * 16)):
+        with pytest.raises(LocalProtocolError) as info:
+            pad.install_working_keys(tpk, tak)
+        assert tpk not in str(info.value) and "secret" not in str(info.value)
+    assert pad.mac(MESSAGE) == retail_mac(TAK, MESSAGE)  # nothing was replaced
+
+
+# -- aes-dukpt: format 4 PIN blocks, KSNs, CMACs ----------------------------------------
+
+
+def _counter(ksn: str | None) -> int:
+    assert ksn is not None
+    parsed = AesKsn.parse(ksn)
+    assert parsed.initial_key_id == IK_ID
+    return parsed.counter
+
+
+def test_dukpt_pin_blocks_are_format4_under_each_transaction_key(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(**AES_KEYS)
+    customer.script(Pin(SECRET), CANCEL, Pin(SECRET))
+    first = pad.read_pin(PAN)
+    assert pad.read_pin(PAN).outcome is EntryOutcome.CANCELLED  # costs no counter
+    second = pad.read_pin(OTHER_PAN)
+    assert (_counter(first.ksn), _counter(second.ksn)) == (1, 2)
+    for entry, pan in ((first, PAN), (second, OTHER_PAN)):
+        assert (entry.block_format, entry.digits, len(entry.block)) == (4, 5, 16)
+        key = aes_working_key(IK, AesKsn.parse(entry.ksn), KeyUsage.PIN_ENCRYPTION)
+        assert recover_pin_format4(entry.block, pan, key) == SECRET
+        assert entry.ksn not in repr(entry) and entry.block.hex() not in repr(entry).lower()
+
+
+def test_dukpt_next_ksn_increments_and_shares_the_counter_with_pins(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(**AES_KEYS)
+    assert [_counter(pad.next_ksn()) for _ in range(3)] == [1, 2, 3]
+    customer.script(Pin(SECRET))
+    assert _counter(pad.read_pin(PAN).ksn) == 4
+    assert _counter(pad.next_ksn()) == 5
+
+
+@pytest.mark.parametrize("data", [MESSAGE, LONG], ids=["message", "long"])
+def test_dukpt_mac_is_the_cmac_under_the_ksns_mac_key(pinpad_factory: Any, data: bytes) -> None:
+    pad, _ = pinpad_factory(**AES_KEYS)
+    first, ksn = pad.next_ksn(), pad.next_ksn()
+    assert ksn is not None and first is not None
+    key = aes_working_key(IK, AesKsn.parse(ksn), KeyUsage.MAC_BOTH)
+    assert pad.mac(data, ksn=ksn) == aes_cmac(key, data)[:8]
+    assert pad.mac(data, ksn=ksn.lower()) == aes_cmac(key, data)[:8]
+    assert pad.mac(data, ksn=first) != pad.mac(data, ksn=ksn)  # an earlier KSN is still ours
+    assert _counter(pad.next_ksn()) == 3  # MACs never advance the counter
+
+
+def test_dukpt_mac_with_a_foreign_future_or_no_ksn_is_key_unavailable(
+    pinpad_factory: Any,
+) -> None:
+    pad, _ = pinpad_factory(**AES_KEYS)
+    pad.next_ksn()
+    foreign = AesKsn(bytes.fromhex("FFEEDDCCBBAA9988"), 1).hex()
+    future = AesKsn(IK_ID, 99).hex()
+    for ksn in (foreign, future, None):
+        with pytest.raises(KeyUnavailable):
+            pad.mac(MESSAGE, ksn=ksn)
+
+
+def test_dukpt_pad_refuses_a_tdes_key_exchange(pinpad_factory: Any) -> None:
+    pad, customer = pinpad_factory(**AES_KEYS)
+    with pytest.raises(LocalProtocolError):
+        pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK))
+    customer.script(Pin(SECRET))
+    assert pad.read_pin(PAN).block_format == 4  # still a working DUKPT pad
+
+
+@pytest.mark.parametrize("keys", [TDES_KEYS, AES_KEYS], ids=["tdes", "aes-dukpt"])
+def test_no_key_pin_or_block_in_logs(
+    pinpad_factory: Any, keys: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    pad, customer = pinpad_factory(**keys)
+    customer.script(Pin(SECRET))
+    with caplog.at_level(logging.DEBUG):
+        entry = pad.read_pin(PAN)
+        if entry.ksn:
+            mac = pad.mac(LONG, ksn=entry.ksn)
+        else:
+            mac = pad.mac(LONG)
+            pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK))
+    assert caplog.records
+    text = caplog.text.upper()
+    secrets = [SECRET, entry.block.hex(), mac.hex(), _wrapped(NEW_TPK), _wrapped(NEW_TAK)]
+    secrets += [k.hex() for k in (TMK, TAK, NEW_TPK, NEW_TAK, IK, TEST_PIN_KEY)]
+    for secret in secrets:
+        assert secret.upper() not in text
+
+
+# -- epp backend specifics: the wire under the contract ---------------------------------
+
+_names = itertools.count(1)
+
+
+class _LoseAnswer:
+    """Line noise: garbles the pad's answer to the first command starting with ``prefix``
+    (after the pad acted on it), so the driver must resend a command already applied."""
+
+    def __init__(self, emulator: EppEmulator, prefix: bytes) -> None:
+        self.emulator, self.prefix, self.hit = emulator, prefix, False
+
+    def receive(self, data: bytes) -> bytes:
+        answer = self.emulator.receive(data)
+        if not self.hit and data[4 : 4 + len(self.prefix)] == self.prefix:
+            self.hit = True
+            return answer[:-1] + (b"0" if answer[-1:] != b"0" else b"1")
+        return answer
+
+    def poll(self, wait: float) -> bytes:
+        return self.emulator.poll(wait)
+
+
+def _lossy(clock: ManualClock, prefix: bytes, **keys: Any) -> tuple[EppPinPad, EppEmulator]:
+    emulator = EppEmulator(clock, **keys)
+    url = register(f"epp-lossy-{next(_names)}", _LoseAnswer(emulator, prefix))
+    return EppPinPad(url, clock=clock), emulator
+
+
+def test_epp_resent_mac_chunk_is_not_applied_twice(clock: ManualClock) -> None:
+    pad, emulator = _lossy(clock, b"MU002", **TDES_KEYS)
+    with pad:
+        assert pad.mac(LONG) == retail_mac(TAK, LONG)
+    assert emulator.commands_received == len(proto.mac_commands(LONG)) + 1
+
+
+def test_epp_resent_dukpt_pin_block_keeps_its_ksn(clock: ManualClock) -> None:
+    pad, emulator = _lossy(clock, b"PB", **AES_KEYS)
+    with pad:
+        emulator.script(Pin(SECRET))
+        entry = pad.read_pin(PAN)
+        assert _counter(entry.ksn) == 1
+        key = aes_working_key(IK, AesKsn.parse(entry.ksn), KeyUsage.PIN_ENCRYPTION)
+        assert recover_pin_format4(entry.block, PAN, key) == SECRET
+        assert _counter(pad.next_ksn()) == 2
+
+
+def test_epp_security_mode_and_current_ksn(clock: ManualClock) -> None:
+    tdes, _ = build_epp(clock, **TDES_KEYS)
+    aes, _ = build_epp(clock, **AES_KEYS)
+    with tdes, aes:
+        assert (tdes.security_mode(), tdes.current_ksn()) == ("tdes", None)
+        assert aes.security_mode() == "aes-dukpt"
+        assert _counter(aes.current_ksn()) == 0
+        assert _counter(aes.next_ksn()) == 1
+        assert _counter(aes.current_ksn()) == 1  # reading it starts no transaction
+
+
+def test_epp_key_errors_are_key_unavailable_device_faults(clock: ManualClock) -> None:
+    pad, _ = build_epp(clock, **AES_KEYS)
+    with pad:
+        with pytest.raises(DeviceFault) as info:
+            pad.mac(MESSAGE, ksn=AesKsn(IK_ID, 7).hex())
+        assert info.value.code == proto.KSN_UNKNOWN and isinstance(info.value, KeyUnavailable)
+        with pytest.raises(DeviceFault) as info:
+            pad.mac(MESSAGE)
+        assert info.value.code == proto.KEY_MISSING
+        with pytest.raises(DeviceFault) as info:
+            pad.install_working_keys(_wrapped(NEW_TPK), _wrapped(NEW_TAK))
+        assert info.value.code == proto.WRONG_MODE and isinstance(info.value, LocalProtocolError)
+        with pytest.raises(LocalProtocolError):
+            pad.mac(MESSAGE, ksn="not a ksn")  # refused before it is sent
+
+
+def test_epp_mac_commands_fit_the_frame() -> None:
+    (single,) = proto.mac_commands(MESSAGE, MacKey.MASTER)
+    assert single == "MAM00" + MESSAGE.hex().upper()
+    ksn = AesKsn(IK_ID, 5).hex()
+    assert proto.mac_commands(b"\x01", ksn=ksn.lower()) == [f"MAW24{ksn}01"]
+    chunked = proto.mac_commands(LONG, ksn=ksn)
+    assert chunked[0] == f"MIW24{ksn}" and chunked[-1] == "MF"
+    assert [c[:5] for c in chunked[1:-1]] == ["MU001", "MU002", "MU003", "MU004"]
+    assert all(len(c) <= proto.MAX_TEXT for c in chunked)
+    assert bytes.fromhex("".join(c[5:] for c in chunked[1:-1])) == LONG
+    with pytest.raises(LocalProtocolError):
+        proto.mac_commands(bytes(proto.MAX_MAC_DATA + 1))
+    with pytest.raises(LocalProtocolError):
+        proto.mac_commands(b"", ksn="12")
+
+
+def test_epp_new_responses_parse_strictly() -> None:
+    ksn = AesKsn(IK_ID, 3).hex()
+    block4 = "4" + "05" + "AB" * 16 + ksn
+    assert proto.parse_pin_block(block4) == (4, 5, bytes([0xAB]) * 16, ksn)
+    assert proto.parse_pin_block("004" + "CD" * 8) == (0, 4, bytes([0xCD]) * 8, "")
+    assert proto.parse_security_mode("aes-dukpt|" + ksn) == ("aes-dukpt", ksn)
+    assert proto.parse_next_ksn("") is None
+    for bad in ("4" + "05" + "AB" * 8, block4 + "0", "2041234567890ABCDEF", ""):
+        with pytest.raises(RemoteProtocolError):
+            proto.parse_pin_block(bad)
+    for bad in ("aes-dukpt", "tdes|" + ksn, "des"):
+        with pytest.raises(RemoteProtocolError):
+            proto.parse_security_mode(bad)
+    with pytest.raises(RemoteProtocolError):
+        proto.parse_working_key_kcvs("08D7B4")
+
+
+def test_epp_emulator_refuses_out_of_mode_and_out_of_order(clock: ManualClock) -> None:
+    tdes, aes, decoder = (
+        EppEmulator(clock, tmk=TMK),
+        EppEmulator(clock, **AES_KEYS),
+        proto.Decoder(),
+    )
+
+    def ask(pad: EppEmulator, text: str) -> str:
+        (frame,) = decoder.feed(pad.receive(proto.encode_frame(text)))
+        assert isinstance(frame, proto.Frame)
+        return frame.text
+
+    assert ask(tdes, "NK") == "NK00"
+    assert ask(tdes, "SM") == "SM00tdes"
+    assert ask(tdes, "MU001AB") == "MUE6"  # no MI first
+    assert ask(tdes, "MF") == "MFE6"
+    assert ask(tdes, "MIW00") == "MI00"
+    assert ask(tdes, "MU002AB") == "MUE6"  # chunks are numbered from 001, in order
+    assert ask(tdes, "MU001A B") == "MUE6"  # strict hex
+    assert ask(tdes, "MAX00") == "MAE6"  # no such key selector
+    assert ask(tdes, "LC011" + TMK.hex()) == "LCE6"  # components build only the TMK
+    assert ask(tdes, "PB4") == "PBE5"
+    assert ask(aes, "LC001" + TMK.hex()) == "LCEB"
+    assert ask(aes, "LK0100" + TMK.hex()) == "LKEB"
+    assert ask(aes, "WK" + "00" * 32) == "WKEB"
+    assert ask(aes, "PB0") == "PBE5"
+
+
+def test_epp_emulator_key_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError):
+        EppEmulator(security="aes-dukpt")  # no initial key
+    with pytest.raises(ConfigError):
+        EppEmulator(security="3des")
+    with pytest.raises(ConfigError):
+        EppEmulator(tmk_slot=1)  # the PIN key's slot
+    with pytest.raises(ConfigError) as info:
+        EppEmulator(mac_key="00112233")
+    assert "00112233" not in str(info.value)
 
 
 # -- sim backend specifics ---------------------------------------------------------------
