@@ -233,13 +233,16 @@ def test_every_request_carries_the_location(with_rig: Any) -> None:
         rig.host.authoriser.handle = spy  # type: ignore[method-assign]
         await rig.play(DEMO[0])
         financial = [m for m in seen if m["t"] in ("0100", "0200")]
-        assert financial and all(m["62"] == "SRC=none" for m in financial)
+        assert financial and all(
+            m["62"] == "SRC=site;LAT=52.520000;LON=13.405000" for m in financial
+        )
+        rig.terminal.config = dataclasses.replace(rig.terminal.config, site=None)
+        seen.clear()
+        await rig.play(DEMO[1])
+        assert seen[0]["62"] == "SRC=none"  # a mobile terminal: the host asks the carrier
         rig.terminal.config = dataclasses.replace(
             rig.terminal.config, site=SiteLocation(52.52, 13.405)
         )
-        seen.clear()
-        await rig.play(DEMO[1])
-        assert seen[0]["62"] == "SRC=site;LAT=52.520000;LON=13.405000"
         gps = SimGps(rig.clock, lat=48.1, lon=11.5, satellites=9, hdop=0.8)
         gps.open()
         rig.terminal.devices.gps = gps
