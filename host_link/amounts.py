@@ -30,7 +30,7 @@ def decode_amounts(text: str) -> dict[AmountType, int]:
     for i in range(0, len(text), 20):
         block = text[i : i + 20]
         sign, digits = block[7], block[8:]
-        if sign not in "CD" or not digits.isdigit():
+        if sign not in "CD" or not (digits.isascii() and digits.isdigit()):
             raise CodecError(f"field 54 block {i // 20} is malformed", field="54", position=i)
         try:
             kind = AmountType(block[2:4])

@@ -74,14 +74,19 @@ class HostClient:
         self._writer: asyncio.StreamWriter | None = None
         self._read_task: asyncio.Task[None] | None = None
         self._waiters: dict[tuple[str, str, str], asyncio.Future[Message]] = {}
+        self._connect_lock = asyncio.Lock()
 
     @property
     def connected(self) -> bool:
         return self._writer is not None and not self._writer.is_closing()
 
     async def connect(self) -> None:
-        if self.connected:
-            return
+        async with self._connect_lock:  # concurrent first requests share one connection
+            if self.connected:
+                return
+            await self._open()
+
+    async def _open(self) -> None:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(self.host, self.port), self.connect_timeout
@@ -111,7 +116,8 @@ class HostClient:
         stamped = dict(message)
         now = self.clock.now()
         stamped.setdefault("7", transmission_time(self.clock))
-        stamped.setdefault("11", self.stan.next())
+        if "11" not in stamped:  # a repeat keeps its STAN; only new messages draw one
+            stamped["11"] = self.stan.next()
         stamped.setdefault("12", now.strftime("%H%M%S"))
         stamped.setdefault("13", now.strftime("%m%d"))
         stamped.setdefault("41", self.terminal_id)

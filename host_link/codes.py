@@ -72,6 +72,7 @@ _CODES = [
     ResponseCode("55", "Incorrect PIN", customer_text="Incorrect PIN. Please try again."),
     ResponseCode("57", "Transaction not permitted to cardholder"),
     ResponseCode("58", "Transaction not permitted to terminal"),
+    ResponseCode("63", "Security violation (MAC or key)"),
     ResponseCode(
         "61", "Exceeds withdrawal amount limit", customer_text="The amount exceeds your limit."
     ),

@@ -15,12 +15,14 @@ import logging
 from host_link.client import HostClient
 from terminal.clock import Clock, SystemClock
 from terminal.config import TerminalConfig
+from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
 from terminal.errors import CodecError, DeviceError, HostLinkError, SecurityError, TerminalError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
-from terminal.link_security import PinPadAuthenticator, sign_on
+from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
+from terminal.recovery import recover
 from terminal.saf import SafQueue
 from terminal.session import CustomerSession, SessionResult
 from terminal.ui import Display, RecordingDisplay, Screen
@@ -45,6 +47,8 @@ class Terminal:
         self.devices = devices or build_devices(config, self.clock)
         self.display = display or RecordingDisplay()
         self.journal = journal or Journal(config.journal, self.clock)
+        self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
+        self.stan = DurableStan(config.journal.with_name(config.journal.stem + "-counters.db"))
         self.host = HostClient(
             config.host.address,
             config.host.port,
@@ -53,12 +57,14 @@ class Terminal:
             timeout=config.host.timeout,
             connect_timeout=config.host.connect_timeout,
             authenticator=PinPadAuthenticator(self.devices.pinpad),
+            stan=self.stan,
         )
         self.security_mode: str | None = None  # set by sign-on
         self.cash_available = True
-        self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
         self.machine = CustomerMachine()
-        self._sessions = itertools.count(1)
+        last, _ = self.journal.last_session()
+        first = int(last.rsplit("-", 1)[1]) + 1 if last and last.rsplit("-", 1)[1].isdigit() else 1
+        self._sessions = itertools.count(first)
         self.out_of_service_reason = "starting"
 
     @property
@@ -73,7 +79,26 @@ class Terminal:
             self._out_of_service(f"device failed to open: {exc}")
             return False
         self.journal.record("terminal_start", terminal=self.config.terminal_id)
+        if not self._recover():
+            return False
         return self.check_devices()
+
+    def _recover(self) -> bool:
+        """Settle a session a crash interrupted, before anyone else is served."""
+        try:
+            result = recover(
+                self.journal,
+                self.saf,
+                self.devices.dispenser,
+                self.config,
+                lambda m: with_ksn(self.host.stamp(m), self.devices.pinpad),
+            )
+        except DeviceError as exc:
+            self._out_of_service(f"crash recovery needs the dispenser: {exc}")
+            return False
+        if result.action != "clean":
+            log.warning("recovery of %s: %s", result.session, result.action)
+        return True
 
     def check_devices(self) -> bool:
         """Re-check device health; move in or out of service accordingly.
@@ -179,6 +204,7 @@ class Terminal:
     async def close(self) -> None:
         await self.host.close()
         self.saf.close()
+        self.stan.close()
         self.devices.close()
         self.journal.record("terminal_stop")
         self.journal.close()

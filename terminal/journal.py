@@ -117,6 +117,15 @@ class Journal:
         rows = self._conn.execute(query + " ORDER BY seq DESC LIMIT ?", (*args, count)).fetchall()
         return [Entry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
 
+    def last_session(self) -> tuple[str | None, list[Entry]]:
+        """The most recent session id and all its entries (for crash recovery)."""
+        row = self._conn.execute(
+            "SELECT session FROM journal WHERE session IS NOT NULL ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if row is None:
+            return None, []
+        return row[0], self.tail(100_000, session=row[0])
+
     def close(self) -> None:
         self._conn.close()
 

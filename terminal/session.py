@@ -213,6 +213,8 @@ class CustomerSession:
             | {"62": self._location()}
         )
         self._pin_block = b""  # PCI PIN: not kept past the authorisation request
+        # Durable before it leaves: after a crash, recovery knows a reversal may be owed.
+        self.log("authorisation_request", durable=True, request=_original(request))
         self.display.show(Screen.PLEASE_WAIT)
         try:
             response = await self.host.request(request)
@@ -232,7 +234,9 @@ class CustomerSession:
 
     async def _dispense(self, amount: int, response: Message) -> None:
         dispenser = self.devices.dispenser
+        self.log("dispensing", durable=True, amount=amount)
         result = dispenser.dispense(amount)
+        self.log("stacked", durable=True, amount=result.amount)
         if not result.complete:
             self.log("dispense_fault", durable=True, stacked=result.amount, error=str(result.fault))
             if result.amount == 0:
@@ -359,3 +363,11 @@ def _check_response(response: Message) -> None:
     code = response.get("39", "")
     if len(code) != 2 or not code.isalnum():
         raise CodecError(f"response {response.get('t')} has no valid response code", field="39")
+
+
+# The fields of a request that a reversal or advice needs (field 90 and amounts): no card data.
+ORIGINAL_FIELDS = ("t", "3", "4", "7", "11", "32", "49")
+
+
+def _original(request: Message) -> dict[str, str]:
+    return {k: request[k] for k in ORIGINAL_FIELDS if k in request}

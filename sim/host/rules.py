@@ -50,6 +50,11 @@ class CardSession:
         return max(0, min(self.available, self.daily_limit - self.withdrawn_today))
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts characters int() refuses."""
+    return text.isascii() and text.isdigit()
+
+
 def _require(request: Message, *fields: str) -> None:
     for field in fields:
         if not request.get(field):
@@ -145,18 +150,26 @@ class RuleBook:
         return self._session(card)
 
     def _withdrawn_today(self, pan_ref: str) -> int:
+        """Today's withdrawals less what was reversed of them (whenever the reversal came).
+
+        A reversal counts against the day of the withdrawal it undoes, so reversing
+        yesterday's cash never raises today's limit.
+        """
         today = self.clock.now().date().isoformat()
         row = self.conn.execute(
-            "SELECT COALESCE(SUM(CASE kind WHEN 'withdrawal' THEN amount ELSE -amount END), 0)"
-            " FROM transfers WHERE pan_ref = ? AND business_date = ? AND status = 'posted'"
-            " AND kind IN ('withdrawal', 'reversal')",
-            (pan_ref, today),
+            "SELECT COALESCE(SUM(w.amount), 0) - COALESCE(("
+            "  SELECT SUM(r.amount) FROM transfers r JOIN transfers o ON r.reverses_id = o.id"
+            "  WHERE o.pan_ref = ? AND o.business_date = ? AND o.kind = 'withdrawal'"
+            "  AND r.status = 'posted'), 0)"
+            " FROM transfers w WHERE w.pan_ref = ? AND w.business_date = ?"
+            " AND w.status = 'posted' AND w.kind = 'withdrawal'",
+            (pan_ref, today, pan_ref, today),
         ).fetchone()
         return int(row[0])
 
     def check_withdrawal(self, request: Message, session: CardSession) -> int:
         _require(request, "4")
-        if not request["4"].isdigit() or int(request["4"]) <= 0:
+        if not _digits(request["4"]) or int(request["4"]) <= 0:
             raise Decline("13", "amount must be a positive number of minor units")
         amount = int(request["4"])
         if request["49"] != session.currency:
@@ -171,7 +184,7 @@ class RuleBook:
         """Undo all (or, with field 95, the undispensed part) of an approved withdrawal."""
         _require(request, "4", "90")
         original = request["90"]
-        if len(original) != 42 or not original[:20].isdigit():
+        if len(original) != 42 or not _digits(original[:20]):
             raise Decline("30", "field 90 malformed")
         stan, when = original[4:10], original[10:20]
         row = self.conn.execute(
@@ -189,7 +202,7 @@ class RuleBook:
             return None
         dispensed = 0
         if request.get("95"):
-            if not request["95"][:12].isdigit():
+            if not _digits(request["95"][:12]):
                 raise Decline("30", "field 95 malformed")
             dispensed = int(request["95"][:12])
         refund = row["amount"] - dispensed

@@ -139,8 +139,9 @@ def _populate(
     conn: sqlite3.Connection, root: _Reader, keys: HostKeys, settings: HostSettings, ledger: Ledger
 ) -> None:
     ledger.open_account(OPENING_ACCOUNT, kind="gl", normal="debit", currency=settings.currency)
+    seen: dict[str, set[str]] = {"terminals": set(), "persons": set(), "accounts": set()}
     for t in root.items("terminals"):
-        tid = t.get("id", str)
+        tid = _unique(t, "id", seen["terminals"])
         cash = f"GL-CASH-{tid}"
         ledger.open_account(cash, kind="gl", normal="debit", currency=settings.currency)
         conn.execute(
@@ -160,10 +161,10 @@ def _populate(
     for p in root.items("persons"):
         conn.execute(
             "INSERT INTO persons (id, name, phone) VALUES (?,?,?)",
-            (p.get("id", str), p.get("name", str), p.get("phone", str, None)),
+            (_unique(p, "id", seen["persons"]), p.get("name", str), p.get("phone", str, None)),
         )
     for a in root.items("accounts"):
-        number = a.get("number", str)
+        number = _unique(a, "number", seen["accounts"])
         ledger.open_account(
             number,
             kind="customer",
@@ -171,19 +172,51 @@ def _populate(
             currency=a.get("currency", str, settings.currency),
             safety_amount=a.get("safety_amount", int, None),
         )
-        for owner in a.get("owners", list):
-            _insert(conn, a, "owners", "INSERT INTO ownership VALUES (?, ?)", (owner, number))
+        for owner in _known(a, "owners", seen["persons"]):
+            conn.execute("INSERT INTO ownership VALUES (?, ?)", (owner, number))
         opening = a.get("balance", int, 0)
         if opening:
             ledger.transfer(OPENING_ACCOUNT, number, opening, kind="opening")
+    pans: set[str] = set()
     for c in root.items("cards"):
-        _insert_card(conn, c, keys)
+        _insert_card(conn, c, keys, seen, pans)
 
 
-def _insert_card(conn: sqlite3.Connection, c: _Reader, keys: HostKeys) -> None:
+def _unique(r: _Reader, key: str, seen: set[str]) -> str:
+    value: str = r.get(key, str)
+    if value in seen:
+        raise ConfigError(r.source, f"{r.prefix}{key}", f"{value!r} is repeated")
+    seen.add(value)
+    return value
+
+
+def _known(r: _Reader, key: str, known: set[str]) -> list[str]:
+    values = r.get(key, list)
+    for value in values:
+        if value not in known:
+            raise ConfigError(r.source, f"{r.prefix}{key}", f"{value!r} is unknown (not defined in the seed)")
+    return list(values)
+
+
+CARD_STATUSES = ("active", "retained", "blocked")
+
+
+def _insert_card(
+    conn: sqlite3.Connection, c: _Reader, keys: HostKeys, seen: dict[str, set[str]], pans: set[str]
+) -> None:
     pan = c.get("pan", str)
-    if not pan.isdigit() or not 13 <= len(pan) <= 19:
+    if not pan.isascii() or not pan.isdigit() or not 13 <= len(pan) <= 19:
         raise ConfigError(c.source, f"{c.prefix}pan", "must be 13-19 digits")
+    if pan in pans:
+        raise ConfigError(c.source, f"{c.prefix}pan", "is repeated")
+    pans.add(pan)
+    owner = c.get("owner", str)
+    if owner not in seen["persons"]:
+        raise ConfigError(c.source, f"{c.prefix}owner", f"{owner!r} is unknown (not defined in the seed)")
+    status = c.get("status", str, "active")
+    if status not in CARD_STATUSES:
+        raise ConfigError(c.source, f"{c.prefix}status", f"must be one of {CARD_STATUSES}")
+    accounts = _known(c, "accounts", seen["accounts"])
     expiry = c.get("expiry", str)
     if len(expiry) != 4 or not expiry.isdigit() or not 1 <= int(expiry[2:]) <= 12:
         raise ConfigError(c.source, f"{c.prefix}expiry", "must be YYMM")
@@ -195,39 +228,22 @@ def _insert_card(conn: sqlite3.Connection, c: _Reader, keys: HostKeys) -> None:
     else:
         offset = c.get("pin_offset", str)
     ref = keys.pan_ref(pan)
-    _insert(
-        conn,
-        c,
-        "pan",
+    conn.execute(
         "INSERT INTO cards (pan_ref, pan_masked, person_id, expiry, product, pin_offset,"
         " status, daily_limit) VALUES (?,?,?,?,?,?,?,?)",
         (
             ref,
             mask_pan(pan),
-            c.get("owner", str),
+            owner,
             expiry,
             c.get("product", str, "debit"),
             offset,
-            c.get("status", str, "active"),
+            status,
             c.get("daily_limit", int, 100_000),
         ),
     )
-    for i, account in enumerate(c.get("accounts", list)):
-        _insert(
-            conn,
-            c,
-            "accounts",
+    for i, account in enumerate(accounts):
+        conn.execute(
             "INSERT INTO card_accounts (pan_ref, account_id, is_default) VALUES (?,?,?)",
             (ref, account, int(i == 0)),
         )
-
-
-def _insert(
-    conn: sqlite3.Connection, r: _Reader, key: str, sql: str, args: tuple[Any, ...]
-) -> None:
-    try:
-        conn.execute(sql, args)
-    except sqlite3.IntegrityError as exc:
-        raise ConfigError(
-            r.source, f"{r.prefix}{key}", f"refers to something unknown or repeated ({exc})"
-        ) from None

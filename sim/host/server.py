@@ -130,7 +130,7 @@ class HostServer:
         except ValueError:
             return None
         reply = {"t": mti, "39": "63"}
-        for field in ("7", "11", "41"):
+        for field in ("7", "11", "41", "53"):  # 53: a DUKPT reply is MACed under its KSN
             if field in message:
                 reply[field] = message[field]
         return reply

@@ -135,6 +135,14 @@ class Dispenser(Device):
         self._require_open()
         return self._do_retract()
 
+    def notes_pending(self) -> bool:
+        """Notes stacked or at the exit, not yet taken: what crash recovery asks first."""
+        self._require_open()
+        return self._do_notes_pending()
+
+    @abstractmethod
+    def _do_notes_pending(self) -> bool: ...
+
     @abstractmethod
     def _do_cassettes(self) -> list[Cassette]: ...
 

@@ -227,6 +227,9 @@ class LcdmDispenser(Dispenser):
                 return False
             self._idle(min(self.poll_interval, remaining))
 
+    def _do_notes_pending(self) -> bool:
+        return self._status()[1].exit_blocked
+
     def _do_retract(self) -> int:
         response = self._exchange(p.Command.PURGE)
         swept = sum(c.rejected for c in p.decode_counts(response.params))

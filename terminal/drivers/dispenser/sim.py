@@ -229,6 +229,9 @@ class SimDispenser(Dispenser):
         slot.dispensed += 1
         self._clock.advance(self.seconds_per_note)
 
+    def _do_notes_pending(self) -> bool:
+        return bool(self._stacker)
+
     def _do_present(self, take_timeout: float) -> bool:
         if not self._stacker:
             raise LocalProtocolError("dispenser: nothing in the stacker to present")
