@@ -84,7 +84,16 @@ class Terminal:
         return self.check_devices()
 
     def _recover(self) -> bool:
-        """Settle a session a crash interrupted, before anyone else is served."""
+        """Settle a session a crash interrupted, before anyone else is served.
+
+        A card still in the reader belongs to a customer who is gone: it is retained.
+        """
+        try:
+            if self.devices.card_reader.wait_for_card(0.0):
+                self.devices.card_reader.retain()
+                self.journal.record("card_retained_at_restart", durable=True)
+        except DeviceError as exc:
+            log.error("cannot clear the card reader at restart: %s", exc)
         try:
             result = recover(
                 self.journal,

@@ -78,10 +78,11 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
             terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock)
             assert terminal.start()
             assert await terminal.ensure_signed_on(), terminal.out_of_service_reason
+            rig = Rig(host, terminal, clock, seed_cards(DEMO_SEED))
             try:
-                return await body(Rig(host, terminal, clock, seed_cards(DEMO_SEED)))
+                return await body(rig)
             finally:
-                await terminal.close()
+                await rig.terminal.close()  # a test may have replaced (restarted) it
                 await host.stop()
                 host.authoriser.conn.close()
 

@@ -1,0 +1,1 @@
+"""Chaos soak: many headless sessions with faults injected, then money conservation checks."""
