@@ -34,20 +34,20 @@ from typing import Any
 
 from _common import (
     DEFAULT_BASELINE_DIR,
-    bench_pan,
-    bench_pin,
-    bench_terminal_id,
     percentile,
     process_cpu_seconds,
     progress,
     run_baseline,
-    write_seed,
 )
 
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
 from sim.scenarios.demo import host_process
 from sim.scenarios.link import TerminalLink
+from sim.scenarios.seedgen import card_pan as bench_pan
+from sim.scenarios.seedgen import card_pin as bench_pin
+from sim.scenarios.seedgen import terminal_id as bench_terminal_id
+from sim.scenarios.seedgen import write_seed
 from terminal import transactions
 from terminal.config import TerminalConfig
 from terminal.drivers.card_reader.base import CardData

@@ -36,13 +36,10 @@ from typing import Any
 
 from _common import (
     DEFAULT_BASELINE_DIR,
-    bench_card_name,
-    bench_pin,
     percentile,
     process_cpu_seconds,
     progress,
     run_baseline,
-    write_seed,
 )
 
 from sim.scenarios.demo import (
@@ -53,7 +50,10 @@ from sim.scenarios.demo import (
     seed_cards,
 )
 from sim.scenarios.keys import pinpad_options
-from sim.scenarios.scripts import WITHDRAW, Scenario, apply
+from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
+from sim.scenarios.seedgen import card_name as bench_card_name
+from sim.scenarios.seedgen import card_pin as bench_pin
+from sim.scenarios.seedgen import write_seed
 from terminal.app import Terminal
 from terminal.clock import ManualClock
 from terminal.config import HostConfig, TerminalConfig
@@ -140,7 +140,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
                 "dispensed",
                 args.amount * 100,
             )
-            apply(scenario, reader, pinpad, dispenser, card)
+            apply(scenario, Customer(reader, pinpad, dispenser), card)
             result = await terminal.serve_one()
             return result.outcome if result else f"no session ({terminal.out_of_service_reason})"
 
