@@ -171,7 +171,7 @@ class Terminal:
         if not await self.ensure_signed_on():
             return None
         if self.saf.pending:
-            await self.saf.drain(self.host)
+            await self.saf.drain(self.host)  # failures are counted in the queue, not raised
         try:
             if not self.devices.card_reader.wait_for_card(wait):
                 return None

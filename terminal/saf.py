@@ -23,7 +23,13 @@ from pathlib import Path
 from host_link.client import HostClient
 from host_link.codec import Message
 from terminal.clock import Clock
-from terminal.errors import CodecError, HostLinkError, JournalError
+from terminal.errors import (
+    CodecError,
+    DeviceError,
+    HostLinkError,
+    JournalError,
+    SecurityError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,8 @@ CREATE TABLE IF NOT EXISTS saf (
 """
 FORBIDDEN_FIELDS = ("2", "35", "52", "110")
 REPEAT_MTI = {"0400": "0401", "0420": "0421"}
+DONE_CODES = frozenset({"00"})  # processed, or acknowledged as nothing to undo
+RETRY_CODES = frozenset({"63", "91", "96"})  # not processed (keys, issuer, host failure)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,9 +128,17 @@ class SafQueue:
                 message["t"] = REPEAT_MTI.get(message["t"], message["t"])
             try:
                 response = await host.request(message)
-            except (HostLinkError, CodecError) as exc:
+            except (HostLinkError, CodecError, SecurityError, DeviceError) as exc:
                 self._failed(entry_id, attempts + 1, str(exc))
                 break
+            code = response.get("39", "")
+            if code in RETRY_CODES:
+                self._failed(entry_id, attempts + 1, f"host answered {code}: not processed")
+                break
+            if code not in DONE_CODES:
+                # the host looked and refused (format, amount): retrying cannot help
+                self._to_exceptions(entry_id, attempts + 1, f"host refused with {code}")
+                continue
             self._conn.execute(
                 "UPDATE saf SET status = 'done', attempts = ?, response_code = ? WHERE id = ?",
                 (attempts + 1, response.get("39"), entry_id),
@@ -136,18 +152,21 @@ class SafQueue:
             sent += 1
         return sent
 
+    def _to_exceptions(self, entry_id: int, attempts: int, error: str) -> None:
+        self._conn.execute(
+            "UPDATE saf SET status = 'exception', attempts = ?, last_error = ? WHERE id = ?",
+            (attempts, error, entry_id),
+        )
+        log.error(
+            "SAF: entry %d moved to the exception queue (%d attempts): %s",
+            entry_id,
+            attempts,
+            error,
+        )
+
     def _failed(self, entry_id: int, attempts: int, error: str) -> None:
         if attempts >= self.max_attempts:
-            self._conn.execute(
-                "UPDATE saf SET status = 'exception', attempts = ?, last_error = ? WHERE id = ?",
-                (attempts, error, entry_id),
-            )
-            log.error(
-                "SAF: entry %d moved to the exception queue after %d attempts: %s",
-                entry_id,
-                attempts,
-                error,
-            )
+            self._to_exceptions(entry_id, attempts, error)
             return
         self._conn.execute(
             "UPDATE saf SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?",

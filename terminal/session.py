@@ -229,7 +229,7 @@ class CustomerSession:
         if response["39"] != "00":
             self._decline(response["39"])
         self.fire("approved")
-        self._approved_request = request
+        self._approved_request = _original(request)  # no PAN or PIN block kept past here
         return response
 
     async def _dispense(self, amount: int, response: Message) -> None:

@@ -37,7 +37,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
-from sim.devices.vcard import CardProfile
+from sim.devices.vcard import CardProfile, load_seed_card
 from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 VPCD_LIBS = ("/usr/lib/pcsc/drivers/serial/libifdvpcd.so", "/usr/lib/pcsc/drivers/libifdvpcd.so")
 READERS = ("Virtual PCD 00 00", "Virtual PCD 00 01")
 SLOT_PORTS = (35963, 35964)
+DEFAULT_SEED = Path(__file__).resolve().parents[1] / "data" / "demo-seed.toml"
 PCSCD_RUN = Path("/run/pcscd")
 TOOLS = ("unshare", "nsenter", "ip", "pcscd")
 READER_CONF = """\
@@ -427,12 +428,22 @@ class PcscEnv:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sim.devices.pcsc_env", description=__doc__)
     parser.add_argument("--check", action="store_true", help="start, list readers, stop")
+    parser.add_argument(
+        "--card",
+        action="append",
+        default=[],
+        metavar="PAN",
+        help="insert this seed card (first one in slot 00 00, second in 00 01)",
+    )
+    parser.add_argument("--seed", default=str(DEFAULT_SEED), help="seed file for --card")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         with PcscEnv() as env:
+            for pan, port in zip(args.card, SLOT_PORTS, strict=False):
+                env.start_card(load_seed_card(args.seed, pan), port).insert()
             sys.stdout.write(f"readers: {list_readers()}\nnetns: {env.netns}\n")
             if not args.check:
                 sys.stdout.write(
@@ -442,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                 sys.stdout.flush()
                 with contextlib.suppress(KeyboardInterrupt):
                     stop.wait()
-    except PcscEnvError as exc:
+    except (PcscEnvError, KeyError, OSError) as exc:
         log.error("%s", exc)
         return 1
     return 0

@@ -202,7 +202,8 @@ class Authoriser:
 
 
 def _digest(request: Mapping[str, str]) -> str:
-    """Content hash; the last MTI digit (repeat flag, 0420 vs 0421) is not content."""
-    canonical = {k: v for k, v in request.items() if k != "t"}
+    """Content hash. Not content: the last MTI digit (repeat flag, 0420 vs 0421) and the
+    MAC (it covers the MTI, so a repeat's MAC differs; the MAC was checked already)."""
+    canonical = {k: v for k, v in request.items() if k not in ("t", "64", "128")}
     canonical["t"] = request.get("t", "")[:3]
     return hashlib.sha256(json.dumps(canonical, sort_keys=True).encode()).hexdigest()

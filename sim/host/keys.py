@@ -16,10 +16,10 @@ import sqlite3
 from collections.abc import Mapping
 
 from host_link.codes import is_key_exchange
-from terminal.errors import KeyUnavailable
+from terminal.errors import KeyUnavailable, RemoteProtocolError
 from terminal.security import dukpt
 from terminal.security.mac import aes_cmac, retail_mac
-from terminal.security.pinblock import recover_pin_format0, recover_pin_format4
+from terminal.security.pinblock import recover_pin_format0, recover_pin_format4, verify_ibm3624
 from terminal.security.tdes import decrypt_block, encrypt_block
 
 TDES, AES_DUKPT = "tdes", "aes-dukpt"
@@ -131,8 +131,17 @@ class KeyStore:
 
     sign = mac  # host_link.authentication.Authenticator
 
-    def recover_pin(self, message: Mapping[str, str], pan: str) -> str:
-        """Decrypt the PIN block of ``message`` (inside the 'HSM'; the PIN goes no further)."""
+    def verify_pin(self, message: Mapping[str, str], pan: str, pvk: bytes, offset: str) -> bool:
+        """Does the PIN block of ``message`` hold the PIN behind ``offset``? (An HSM's
+        "verify PIN" command: the clear PIN exists only inside this call.) An undecodable
+        block is a wrong PIN. Raises KeyUnavailable when no key can decrypt it."""
+        try:
+            candidate = self._recover_pin(message, pan)
+        except (ValueError, RemoteProtocolError):
+            return False
+        return verify_ibm3624(candidate, pan, pvk, offset)
+
+    def _recover_pin(self, message: Mapping[str, str], pan: str) -> str:
         term = self.terminal(message.get("41", ""))
         block = bytes.fromhex(message.get("52") or message.get("110") or "")
         if term.mode == TDES:

@@ -17,8 +17,7 @@ from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import HostKeys, HostSettings
 from terminal.clock import Clock
 from terminal.drivers.card_reader.base import mask_pan
-from terminal.errors import KeyUnavailable, RemoteProtocolError
-from terminal.security.pinblock import verify_ibm3624
+from terminal.errors import KeyUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +98,9 @@ class RuleBook:
 
     def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> None:
         try:
-            candidate = self.store.recover_pin(request, pan)
+            good = self.store.verify_pin(request, pan, self.keys.pvk, card["pin_offset"])
         except KeyUnavailable as exc:
             raise Decline("63", f"no PIN key: {exc}") from None
-        except (ValueError, RemoteProtocolError):
-            candidate = ""  # an undecodable block is a wrong PIN, never an error to the customer
-        good = bool(candidate) and verify_ibm3624(candidate, pan, self.keys.pvk, card["pin_offset"])
         if good:
             if card["pin_tries"]:
                 self.conn.execute(

@@ -194,7 +194,9 @@ def _known(r: _Reader, key: str, known: set[str]) -> list[str]:
     values = r.get(key, list)
     for value in values:
         if value not in known:
-            raise ConfigError(r.source, f"{r.prefix}{key}", f"{value!r} is unknown (not defined in the seed)")
+            raise ConfigError(
+                r.source, f"{r.prefix}{key}", f"{value!r} is unknown (not defined in the seed)"
+            )
     return list(values)
 
 
@@ -212,7 +214,9 @@ def _insert_card(
     pans.add(pan)
     owner = c.get("owner", str)
     if owner not in seen["persons"]:
-        raise ConfigError(c.source, f"{c.prefix}owner", f"{owner!r} is unknown (not defined in the seed)")
+        raise ConfigError(
+            c.source, f"{c.prefix}owner", f"{owner!r} is unknown (not defined in the seed)"
+        )
     status = c.get("status", str, "active")
     if status not in CARD_STATUSES:
         raise ConfigError(c.source, f"{c.prefix}status", f"must be one of {CARD_STATUSES}")

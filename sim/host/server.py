@@ -145,6 +145,7 @@ class HostServer:
         if not partial.get("11") or not partial.get("41"):
             return None
         reply = {"t": mti, "39": "30", "11": partial["11"], "41": partial["41"]}
-        if "7" in partial:
-            reply["7"] = partial["7"]
+        for field in ("7", "53"):  # 53: a DUKPT reply is MACed under the request's KSN
+            if field in partial:
+                reply[field] = partial[field]
         return reply

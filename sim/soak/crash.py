@@ -37,7 +37,7 @@ def crash_after(journal: Journal, event: str, count: int = 1) -> Callable[[], No
                 raise SimulatedCrash(f"killed after {event}")
         return seq
 
-    journal.record = record  # type: ignore[method-assign]
+    journal.record = record  # type: ignore[method-assign,assignment]
 
     def disarm() -> None:
         journal.record = original  # type: ignore[method-assign]

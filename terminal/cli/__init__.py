@@ -128,6 +128,49 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_soak(args: argparse.Namespace) -> int:
+    from sim.soak.harness import FAULTS, run_soak
+
+    faults: tuple[str, ...]
+    if args.faults == "all":
+        faults = FAULTS
+    elif args.faults == "none":
+        faults = ()
+    else:
+        faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
+    # the run's own log: thousands of injected faults would bury a console
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(logging.FileHandler(workdir / "soak.log", mode="w"))
+    try:
+        report = run_soak(
+            Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
+        )
+    except ValueError as exc:
+        print(f"atm soak: error: {exc}", file=sys.stderr)
+        return 2
+    clean = not (report.discrepancies or report.duplicate_postings)
+    clean = clean and not (report.saf_pending or report.exception_queue)
+    if args.json:
+        print(json.dumps(report.summary()))
+    else:
+        print(f"{report.transactions} transactions, seed {report.seed}, {report.elapsed_s} s")
+        print(f"faults: {report.faults}")
+        print(f"outcomes: {report.outcomes}")
+        print(f"terminal restarts {report.terminal_restarts}, host restarts {report.host_restarts}")
+        print(f"cash handed out {report.cash_handed_out / 100:.2f}")
+        for problem in report.problems:
+            print(f"PROBLEM: {problem}")
+        print(
+            f"discrepancies {report.discrepancies}, duplicate postings {report.duplicate_postings},"
+            f" SAF pending {report.saf_pending}, exception queue {report.exception_queue}"
+        )
+    return 0 if clean else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atm", description=__doc__)
     parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
@@ -180,6 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.set_defaults(func=cmd_journal)
 
     add_diag_parser(sub)
+
+    soak = sub.add_parser("soak", help="chaos soak: many sessions with faults, then money checks")
+    soak.add_argument("--transactions", type=int, default=2000)
+    soak.add_argument("--seed", type=int, default=1)
+    soak.add_argument("--faults", default="all", help="all, none, or a comma-separated list")
+    soak.add_argument(
+        "--fault-rate", type=float, default=0.3, help="share of sessions with a fault"
+    )
+    soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
+    soak.add_argument("--json", action="store_true")
+    soak.set_defaults(func=cmd_soak)
 
     simp = sub.add_parser("sim", help="simulators")
     ssub = simp.add_subparsers(dest="sim_command", required=True)

@@ -60,6 +60,7 @@ _CHECKSUM_BYTES = 4
 _BODY_CHARS = 4 * math.ceil((TEMPLATE_DIMS * 2 + _CHECKSUM_BYTES) / 3)
 TEMPLATE_TEXT_CHARS = len(TEMPLATE_VERSION) + 1 + _BODY_CHARS
 FIELD_63_MAX = 999
+_FLOAT16_MAX = float(np.finfo(np.float16).max)
 INSTALL_HINT = (
     "pip install 'opencv-python-headless<5' dlib-bin face-recognition-models 'setuptools<82' "
     "&& pip install --no-deps face-recognition==1.3.0"
@@ -101,7 +102,7 @@ class SeveralFaces(FaceCountError):
 _modules: dict[str, Any] = {}
 
 
-def _require(name: str) -> Any:
+def require_module(name: str) -> Any:
     """Import ``cv2`` or ``face_recognition`` on first use, as a clear error if missing."""
     if name not in _modules:
         try:
@@ -118,7 +119,7 @@ def _require(name: str) -> Any:
 
 def as_bgr(image: Any) -> Image:
     """An HxWx3 uint8 BGR array from a BGR(A) or grey array; anything else is an ImageError."""
-    cv2 = _require("cv2")
+    cv2 = require_module("cv2")
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.size == 0:
         raise ImageError(f"not an 8-bit image array: {type(image).__name__}")
     if image.ndim == 2:
@@ -132,7 +133,7 @@ def as_bgr(image: Any) -> Image:
 
 def load_image(path: str | os.PathLike[str]) -> Image:
     """Read an image file as BGR (as OpenCV and the camera deliver frames)."""
-    cv2 = _require("cv2")
+    cv2 = require_module("cv2")
     file = Path(path)
     try:
         data = file.read_bytes()
@@ -158,7 +159,7 @@ def letterbox(image: ImageInput, width: int = 1280, height: int = 720) -> Image:
 
     Why: a stretched face has the wrong geometry and HOG misses it; bars keep it true.
     """
-    cv2 = _require("cv2")
+    cv2 = require_module("cv2")
     img = _as_image(image)
     h, w = img.shape[:2]
     scale = fit_scale(w, h, width, height)
@@ -176,15 +177,15 @@ def letterbox(image: ImageInput, width: int = 1280, height: int = 720) -> Image:
 class FaceTemplate:
     """A 128-d face encoding, quantised to float16 precision (see the module docstring)."""
 
-    vector: NDArray[np.float32]
+    vector: NDArray[np.floating[Any]]  # stored as read-only float32
 
     def __post_init__(self) -> None:
         raw = np.asarray(self.vector, dtype=np.float64)
         if raw.shape != (TEMPLATE_DIMS,):
             raise TemplateError(f"a face template has {TEMPLATE_DIMS} values, not {raw.shape}")
+        if not np.all(np.isfinite(raw)) or np.max(np.abs(raw)) > _FLOAT16_MAX:
+            raise TemplateError("a face template holds finite values within float16 range")
         quantised = raw.astype(np.float16).astype(np.float32)
-        if not np.all(np.isfinite(quantised)):
-            raise TemplateError("a face template holds only finite values")
         quantised.setflags(write=False)
         object.__setattr__(self, "vector", quantised)
 
@@ -319,7 +320,7 @@ class FaceVerifier:
         levels). Live when at least ``min_changed`` of the pairs changed. See the module
         docstring for what this can and cannot catch.
         """
-        cv2 = _require("cv2")
+        cv2 = require_module("cv2")
         images = [as_bgr(f.image if isinstance(f, Frame) else f) for f in frames]
         if len(images) < max(2, min_frames):
             return LivenessResult(False, len(images), 0, 0, 0.0, f"need {min_frames} frames")
@@ -362,7 +363,7 @@ class FaceVerifier:
     # -- detection and encoding -----------------------------------------------------------
 
     def _locate(self, img: Image) -> list[Box]:
-        cv2, fr = _require("cv2"), _require("face_recognition")
+        cv2, fr = require_module("cv2"), require_module("face_recognition")
         h, w = img.shape[:2]
         scale = min(1.0, fit_scale(w, h, *self.frame_size)) * self.detect_scale
         dw, dh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -393,7 +394,7 @@ class FaceVerifier:
         return boxes[0]
 
     def _encode(self, img: Image, box: Box) -> FaceTemplate:
-        cv2, fr = _require("cv2"), _require("face_recognition")
+        cv2, fr = require_module("cv2"), require_module("face_recognition")
         rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
         encodings = fr.face_encodings(rgb, known_face_locations=[box], num_jitters=self.jitters)
         return FaceTemplate(np.asarray(encodings[0], dtype=np.float32))

@@ -19,7 +19,8 @@ Behaviour worth knowing:
 * **Eject** on a dip reader means "wait until the customer pulls the card"
   (``motorised=True`` first asks the reader to eject). **Retain**: a plain PC/SC reader
   has no capture bin, so :meth:`retain` records the capture (``retained_count``) and
-  the reader ignores that card until it is removed, so no new session starts with it.
+  the reader ignores that card until it is removed, so no new session starts with it
+  (the card is told apart by pcscd's insertion counter; a pcscd restart forgets it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from smartcard import scard
 
@@ -226,7 +227,7 @@ class PcscCardReader(CardReader):
         self._context, self._reader = None, None
         self._state, self._captured = scard.SCARD_STATE_UNAWARE, None
 
-    def _fail(self, rv: int, doing: str) -> None:
+    def _fail(self, rv: int, doing: str) -> NoReturn:
         if _category(rv) == "service":
             self._drop_context()
         elif _category(rv) == "reader":
@@ -337,8 +338,12 @@ class PcscCardReader(CardReader):
         return self._wait_until(self._new_card, timeout)
 
     def _do_read_card(self) -> CardData:
-        if self._stuck is not None and not self._stuck.done.is_set():
-            raise CardUnreadable(KIND, f"card still not answering {self._stuck.step}; remove it")
+        if self._stuck is not None:
+            if not self._stuck.done.is_set():
+                step = self._stuck.step
+                raise CardUnreadable(KIND, f"card still not answering {step}; remove it")
+            log.debug("abandoned read ended: %s", self._stuck.error)
+            self._stuck = None
         state = self._current()
         if not _present(state):
             raise CardUnreadable(KIND, "no card in the reader")

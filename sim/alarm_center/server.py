@@ -1,0 +1,237 @@
+"""``atm alarm-center``: the police/security desk the bank's host raises duress alarms at.
+
+A real HTTP server (stdlib ``ThreadingHTTPServer``) so the host's outbox is tested
+against the failure modes it will meet in production: connection refused while the
+center is down, a slow or crashed peer, 4xx for a payload that will never be accepted.
+
+``POST /alarms`` takes one JSON alarm (see :mod:`sim.alarm_center.store` for the
+contract) and answers 201 when stored, 200 for a repeat of an ``alarm_id`` already
+stored (the outbox retries until it hears an answer, so repeats are normal), 400 naming
+the bad field, 411 without a length and 413 above ``max_body``. ``GET /alarms`` lists,
+``GET /alarms/<id>`` shows one with its evidence, ``GET /health`` is for probes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+import threading
+import urllib.parse
+from collections.abc import Callable
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from sim.alarm_center.store import AlarmStore, AlarmValidationError, validate_alarm
+from terminal.clock import Clock
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 2 * 1024 * 1024
+DRAIN_LIMIT = 4 * MAX_BODY  # read and discard this much of a refused body, no more
+SOCKET_TIMEOUT = 10.0  # a peer that stalls mid-request holds a thread this long at most
+SHUTDOWN_POLL = 0.05  # how soon stop() is noticed; a select() timeout, not a busy loop
+DRAIN_TIMEOUT = 2.0
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+class _Httpd(ThreadingHTTPServer):
+    # Joined on close, so no request thread touches the store after it is closed.
+    daemon_threads = False
+
+    def __init__(self, address: tuple[str, int], store: AlarmStore, max_body: int) -> None:
+        super().__init__(address, _Handler)
+        self.store = store
+        self.max_body = max_body
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Httpd
+    timeout = SOCKET_TIMEOUT
+    server_version = "atm-alarm-center/1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.info("%s %s", self.address_string(), format % args)
+
+    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _error(self, status: HTTPStatus, message: str, field: str | None = None) -> None:
+        self._send(status, {"error": message, "field": field})
+
+    def do_GET(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+        if path == "/health":
+            self._send(HTTPStatus.OK, {"status": "ok"})
+        elif path == "/alarms":
+            self._send(HTTPStatus.OK, {"alarms": self.server.store.alarms()})
+        elif path.startswith("/alarms/"):
+            alarm = self.server.store.get(urllib.parse.unquote(path[len("/alarms/") :]))
+            if alarm is None:
+                self._error(HTTPStatus.NOT_FOUND, "no such alarm")
+            else:
+                self._send(HTTPStatus.OK, alarm)
+        else:
+            self._error(HTTPStatus.NOT_FOUND, f"no resource {path or '/'}")
+
+    def do_POST(self) -> None:
+        path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+        if path != "/alarms":
+            self._error(HTTPStatus.NOT_FOUND, f"no resource {path or '/'}")
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            decoded = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            alarm = validate_alarm(decoded)
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._error(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}")
+            return
+        except AlarmValidationError as exc:
+            log.warning("alarm refused: %s", exc)
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), exc.field)
+            return
+        new, same = self.server.store.add(alarm)
+        if new:
+            log.warning(
+                "ALARM %s from terminal %s stored", alarm.alarm_id, alarm.record["terminal_id"]
+            )
+            self._send(HTTPStatus.CREATED, {"alarm_id": alarm.alarm_id, "status": "stored"})
+            return
+        if not same:
+            log.error("alarm %s repeated with different content; first copy kept", alarm.alarm_id)
+        self._send(
+            HTTPStatus.OK, {"alarm_id": alarm.alarm_id, "status": "duplicate", "identical": same}
+        )
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None once an error has been answered."""
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._error(HTTPStatus.LENGTH_REQUIRED, "send a Content-Length, not chunks")
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+            if length < 0:
+                raise ValueError(length)
+        except ValueError:
+            self.close_connection = True
+            self._error(HTTPStatus.LENGTH_REQUIRED, "a valid Content-Length is required")
+            return None
+        if length > self.server.max_body:
+            self.close_connection = True
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"body of {length} bytes exceeds {self.server.max_body}",
+            )
+            self._discard(length)
+            return None
+        return self.rfile.read(length)
+
+    def _discard(self, length: int) -> None:
+        """Read (bounded) what the client is still sending, so closing the socket does
+        not reset it before it has read the 413."""
+        self.connection.settimeout(DRAIN_TIMEOUT)
+        left = min(length, DRAIN_LIMIT)
+        with contextlib.suppress(OSError):
+            while left > 0 and (chunk := self.rfile.read(min(left, 65536))):
+                left -= len(chunk)
+
+
+class AlarmCenter:
+    """The server with its store; ``start`` runs it on a background thread."""
+
+    def __init__(
+        self,
+        db_path: str | Path,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        clock: Clock | None = None,
+        max_body: int = MAX_BODY,
+    ) -> None:
+        self.db_path = Path(db_path)
+        self.host, self.port = host, port
+        self.clock = clock
+        self.max_body = max_body
+        self._httpd: _Httpd | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. ``http://127.0.0.1:8080``; alarms go to ``url + '/alarms'``."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> int:
+        """Open the store and listen; returns the bound port (useful with port 0)."""
+        store = AlarmStore(self.db_path, self.clock)
+        try:
+            self._httpd = _Httpd((self.host, self.port), store, self.max_body)
+        except OSError:
+            store.close()
+            raise
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            args=(SHUTDOWN_POLL,),
+            name=f"alarm-center:{self.port}",
+            daemon=True,
+        )
+        self._thread.start()
+        log.info("alarm center listening on %s:%d, store %s", self.host, self.port, self.db_path)
+        return self.port
+
+    def stop(self) -> None:
+        """Stop listening, finish requests in flight, close the store. Safe to call twice."""
+        httpd, self._httpd = self._httpd, None
+        if httpd is None:
+            return
+        httpd.shutdown()
+        httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        httpd.store.close()
+        log.info("alarm center stopped")
+
+    def __enter__(self) -> AlarmCenter:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(
+    db_path: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[str, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_ready(host, port)`` is where
+    the CLI prints ``listening on HOST:PORT``."""
+    stop = stop or threading.Event()
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        with AlarmCenter(db_path, host, port) as center:
+            if on_ready is not None:
+                on_ready(center.host, center.port)
+            stop.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
