@@ -258,8 +258,13 @@ async def run_demo(
     scenarios: Sequence[Scenario] = DEMO,
     security: str = "tdes",
     devices: str = "sim",
+    card_reader: str = "sim",
 ) -> dict[str, Any]:
-    """Run the whole demo; returns the report that ``atm demo --json`` prints."""
+    """Run the whole demo; returns the report that ``atm demo --json`` prints.
+
+    ``devices="pty"`` puts dispenser, PIN pad and GPS emulators behind real ptys;
+    ``card_reader="pcsc"`` reads virtual EMV cards through a real pcscd.
+    """
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atm-demo-")))
@@ -277,6 +282,8 @@ async def run_demo(
             clock = ManualClock(dt.datetime.now(dt.UTC))
             terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id)
             customer = sim_customer(terminal)
+        if card_reader == "pcsc":
+            use_pcsc(stack, terminal, customer)
         if not terminal.start():
             raise TerminalError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         try:
@@ -291,6 +298,7 @@ async def run_demo(
             "terminal_id": terminal_id,
             "security": terminal.security_mode,
             "devices": devices,
+            "card_reader": card_reader,
             "sessions": sessions,
             "reconciled": reconciled and not problems,
             "outcomes_as_expected": all(s["ok"] for s in sessions),
@@ -300,7 +308,28 @@ async def run_demo(
         }
 
 
+def use_pcsc(stack: contextlib.ExitStack, terminal: Terminal, customer: Customer) -> None:
+    """Swap the terminal's card reader for PC/SC through a real pcscd with virtual cards."""
+    from sim.devices.pcsc_customer import PcscCustomer, WatchedDisplay
+    from sim.devices.pcsc_env import PcscEnv
+    from terminal.drivers.card_reader.pcsc import PcscCardReader
+
+    env = stack.enter_context(PcscEnv())
+    card_customer = PcscCustomer(env, DEMO_SEED)
+    stack.callback(card_customer.close)
+    terminal.devices.card_reader = PcscCardReader(
+        "Virtual PCD 00 00", clock=terminal.clock, read_timeout=3.0
+    )
+    terminal.display = WatchedDisplay(terminal.display, card_customer)
+    customer.reader = card_customer
+
+
 def main(
-    workdir: Path | None = None, security: str = "tdes", devices: str = "sim"
+    workdir: Path | None = None,
+    security: str = "tdes",
+    devices: str = "sim",
+    card_reader: str = "sim",
 ) -> dict[str, Any]:
-    return asyncio.run(run_demo(workdir, security=security, devices=devices))
+    return asyncio.run(
+        run_demo(workdir, security=security, devices=devices, card_reader=card_reader)
+    )

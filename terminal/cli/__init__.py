@@ -47,7 +47,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from sim.scenarios.demo import main as demo_main
 
     report = demo_main(
-        Path(args.workdir) if args.workdir else None, security=args.security, devices=args.devices
+        Path(args.workdir) if args.workdir else None,
+        security=args.security,
+        devices=args.devices,
+        card_reader=args.card_reader,
     )
     if args.json:
         print(json.dumps(report, indent=None if args.compact else 2))
@@ -197,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("sim", "pty"),
         default="sim",
         help="in-process simulated devices, or dispenser/PIN pad/GPS emulators on real ptys",
+    )
+    demo.add_argument(
+        "--card-reader",
+        choices=("sim", "pcsc"),
+        default="sim",
+        help="in-process card reader, or virtual EMV cards through a real pcscd (root)",
     )
     demo.add_argument(
         "--security",

@@ -92,6 +92,7 @@ class Device(ABC):
 BACKENDS: dict[str, dict[str, str]] = {
     "card_reader": {
         "sim": "terminal.drivers.card_reader.sim:SimCardReader",
+        "pcsc": "terminal.drivers.card_reader.pcsc:PcscCardReader",
     },
     "pinpad": {
         "sim": "terminal.drivers.pinpad.sim:SimPinPad",
@@ -103,6 +104,7 @@ BACKENDS: dict[str, dict[str, str]] = {
     },
     "camera": {
         "sim": "terminal.drivers.camera.sim:SimCamera",
+        "opencv": "terminal.drivers.camera.opencv:OpenCvCamera",
     },
     "gps": {
         "sim": "terminal.drivers.gps.sim:SimGps",
