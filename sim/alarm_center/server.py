@@ -87,6 +87,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+        if path.startswith("/alarms/") and path.endswith("/updates"):
+            self._post_update(urllib.parse.unquote(path[len("/alarms/") : -len("/updates")]))
+            return
         if path != "/alarms":
             self._error(HTTPStatus.NOT_FOUND, f"no resource {path or '/'}")
             return
@@ -115,6 +118,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(
             HTTPStatus.OK, {"alarm_id": alarm.alarm_id, "status": "duplicate", "identical": same}
         )
+
+    def _post_update(self, alarm_id: str) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            decoded = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            if not isinstance(decoded, dict):
+                raise AlarmValidationError(None, "an update must be a JSON object")
+            stored = self.server.store.add_update(alarm_id, decoded)
+        except (UnicodeDecodeError, ValueError) as exc:
+            self._error(HTTPStatus.BAD_REQUEST, f"body is not valid JSON: {exc}")
+            return
+        except AlarmValidationError as exc:
+            self._error(HTTPStatus.BAD_REQUEST, str(exc), exc.field)
+            return
+        if stored is None:
+            self._error(HTTPStatus.NOT_FOUND, "no such alarm")
+        else:
+            status = HTTPStatus.CREATED if stored else HTTPStatus.OK
+            self._send(
+                status, {"alarm_id": alarm_id, "status": "stored" if stored else "duplicate"}
+            )
 
     def _read_body(self) -> bytes | None:
         """The request body, or None once an error has been answered."""

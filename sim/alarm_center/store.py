@@ -67,6 +67,12 @@ SCHEMA = (
         data BLOB NOT NULL,
         PRIMARY KEY (alarm_id, idx)
     )""",
+    """CREATE TABLE IF NOT EXISTS updates (
+        update_id TEXT PRIMARY KEY,     -- idempotency key of the follow-up
+        alarm_id TEXT NOT NULL REFERENCES alarms(alarm_id),
+        time TEXT NOT NULL,
+        amount_requested INTEGER NOT NULL
+    )""",
 )
 
 
@@ -238,6 +244,14 @@ def _rows(conn: sqlite3.Connection, alarm_id: str | None = None) -> list[dict[st
                 (aid,),
             )
         ]
+        alarm["updates"] = [
+            {"update_id": uid, "time": t, "amount_requested": amount}
+            for uid, t, amount in conn.execute(
+                "SELECT update_id, time, amount_requested FROM updates WHERE alarm_id = ?"
+                " ORDER BY rowid",
+                (aid,),
+            )
+        ]
         alarms.append(alarm)
     return alarms
 
@@ -295,6 +309,32 @@ class AlarmStore:
                 raise
             self._conn.execute("COMMIT")
         return row is None, row is None or row[0] == digest
+
+    def add_update(self, alarm_id: str, update: dict[str, Any]) -> bool | None:
+        """A follow-up of a stored alarm (the amount asked later in the same session).
+
+        Returns True when stored, False for a repeat, None when the alarm is unknown.
+        """
+        for key in ("update_id", "time"):
+            if not isinstance(update.get(key), str) or not update[key]:
+                raise AlarmValidationError(key, "must be a non-empty string")
+        amount = update.get("amount_requested")
+        if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
+            raise AlarmValidationError("amount_requested", "must be a non-negative integer")
+        with self._lock:
+            if (
+                self._conn.execute(
+                    "SELECT 1 FROM alarms WHERE alarm_id = ?", (alarm_id,)
+                ).fetchone()
+                is None
+            ):
+                return None
+            cursor = self._conn.execute(
+                "INSERT OR IGNORE INTO updates (update_id, alarm_id, time, amount_requested)"
+                " VALUES (?,?,?,?)",
+                (update["update_id"], alarm_id, update["time"], amount),
+            )
+            return cursor.rowcount == 1
 
     def alarms(self) -> list[dict[str, Any]]:
         """Every alarm in arrival order, evidence summarised (type, size, hash)."""

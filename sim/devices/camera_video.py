@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from terminal.errors import ConfigError
+from terminal.errors import ConfigError, TerminalError
 from terminal.face.verify import ImageInput, as_bgr, letterbox, require_module
 
 log = logging.getLogger(__name__)
@@ -96,9 +96,13 @@ def write_video(
                 raise ConfigError(str(target), "", f"frame {count} is not {size[0]}x{size[1]}")
             writer.write(image)
             count += 1
-    finally:
+    except BaseException:
         if writer is not None:
             writer.release()
+            target.unlink(missing_ok=True)  # no half-written video for a camera to play
+        raise
+    if writer is not None:
+        writer.release()
     if count == 0:
         raise ConfigError(str(target), "", "no frames to write")
     log.info("wrote %s: %d frames %dx%d %s at %g fps", target, count, *size, codec, fps)
@@ -164,14 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--static", action="store_true", help="identical frames (photo held up)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    make_camera_video(
-        args.out,
-        args.photos,
-        size=args.size,
-        frames_per_photo=args.frames,
-        fps=args.fps,
-        variation=0.0 if args.static else 1.0,
-    )
+    try:
+        make_camera_video(
+            args.out,
+            args.photos,
+            size=args.size,
+            frames_per_photo=args.frames,
+            fps=args.fps,
+            variation=0.0 if args.static else 1.0,
+        )
+    except TerminalError as exc:
+        parser.exit(2, f"camera_video: error: {exc}\n")
     return 0
 
 

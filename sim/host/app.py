@@ -12,6 +12,7 @@ from pathlib import Path
 from sim.host import db
 from sim.host.authoriser import Authoriser
 from sim.host.ledger import Ledger
+from sim.host.outbox import AlarmDeliverer, CarrierLocator, OutboxWorker
 from sim.host.seed import load_seed
 from sim.host.server import HostServer
 from terminal.clock import Clock, SystemClock
@@ -35,8 +36,38 @@ def build_host(
     return HostServer(Authoriser(conn, keys, settings, clock), host, port)
 
 
-async def serve(server: HostServer, on_ready: Callable[[str, int], None] | None = None) -> None:
-    """Listen until SIGINT/SIGTERM, then close cleanly."""
+async def serve(
+    server: HostServer,
+    on_ready: Callable[[str, int], None] | None = None,
+    *,
+    alarm_center: str | None = None,
+    carrier: str | None = None,
+    db_path: Path | None = None,
+) -> None:
+    """Listen until SIGINT/SIGTERM, then close cleanly.
+
+    With ``alarm_center`` (a URL) an outbox worker delivers silent alarms, asking the
+    ``carrier`` service where a terminal without GPS or site location is. Without it the
+    alarms wait in the durable outbox.
+    """
+    worker: OutboxWorker | None = None
+    worker_stop = asyncio.Event()
+    worker_task: asyncio.Task[None] | None = None
+    if alarm_center:
+        preparers = {"alarm": CarrierLocator(carrier).fill_location} if carrier else None
+        worker = OutboxWorker(
+            db_path or server.authoriser.conn,
+            server.authoriser.clock,
+            {"alarm": AlarmDeliverer(alarm_center)},
+            preparers=preparers,
+            base_delay=0.5,
+            max_delay=30.0,
+            poll_interval=0.5,
+        )
+        server.on_alarm = worker.wake
+        worker_task = asyncio.create_task(worker.run(worker_stop))
+    else:
+        log.warning("no alarm center configured: silent alarms wait in the host's outbox")
     port = await server.start()
     if on_ready is not None:
         on_ready(server.host, port)
@@ -48,4 +79,10 @@ async def serve(server: HostServer, on_ready: Callable[[str, int], None] | None 
     await stop.wait()
     log.info("host stopping")
     await server.stop()
+    if worker_task is not None and worker is not None:
+        worker_stop.set()
+        worker.wake()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker_task
+        worker.close()
     server.authoriser.conn.close()

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
+from sim.host.duress import AlarmDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
@@ -47,6 +48,8 @@ class Authoriser:
             conn, lmk=keys.lmk, bdk_aes=keys.bdk_aes, terminals=keys.terminals
         )
         self.rules = RuleBook(conn, keys, self.key_store, settings, clock)
+        self.alarms = AlarmDesk(conn, clock)
+        self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
         self._handlers: dict[str, Handler] = {
@@ -58,8 +61,9 @@ class Authoriser:
             Mti.REVERSAL_ADVICE_REPEAT: self._reverse,
         }
 
-    def handle(self, request: Message) -> Message | None:
+    def handle(self, request: Message, peer_ip: str = "") -> Message | None:
         """The response to ``request``, or None for a message that needs none."""
+        self.peer_ip = peer_ip
         mti = request.get("t", "")
         if mti == Mti.NETWORK_REQUEST:
             return self._network(request)
@@ -112,6 +116,7 @@ class Authoriser:
             session = self.rules.verify_card_and_pin(request)
         except Decline as decline:
             return self._respond(request, decline.code), None
+        self._duress(request, session)
         return self._approve(request, session), None
 
     def _withdraw(self, request: Message) -> tuple[Message, int | None]:
@@ -119,6 +124,7 @@ class Authoriser:
             return self._respond(request, "12"), None
         try:
             session = self.rules.verify_card_and_pin(request)
+            self._duress(request, session)
             amount = self.rules.check_withdrawal(request, session)
         except Decline as decline:
             return self._respond(request, decline.code), None
@@ -132,6 +138,16 @@ class Authoriser:
         )
         session = self.rules.refresh(session)
         return self._approve(request, session), transfer_id
+
+    def _duress(self, request: Message, session: CardSession) -> None:
+        if session.duress:
+            self.alarms.raise_alarm(
+                request,
+                pan_ref=session.pan_ref,
+                masked_pan=session.pan_masked,
+                account=session.account,
+                peer_ip=self.peer_ip,
+            )
 
     def _reverse(self, request: Message) -> tuple[Message, int | None]:
         try:

@@ -40,6 +40,7 @@ CREATE TABLE IF NOT EXISTS cards (
     expiry TEXT NOT NULL,               -- YYMM
     product TEXT NOT NULL DEFAULT 'debit',
     pin_offset TEXT NOT NULL,           -- IBM 3624 offset, never a PIN
+    duress_offset TEXT,                 -- offset of the personal-safety PIN, if enrolled
     pin_tries INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'retained', 'blocked')),
     daily_limit INTEGER NOT NULL

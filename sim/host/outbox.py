@@ -386,8 +386,13 @@ class AlarmDeliverer:
         self.timeout = timeout
 
     async def __call__(self, payload: Payload) -> None:
+        url = self.url
+        if payload.get("update"):  # a follow-up to an alarm already sent (same destination,
+            # so the outbox's per-destination order delivers it after the alarm itself)
+            url = f"{self.url}/{urllib.parse.quote(str(payload['alarm_id']))}/updates"
+            payload = {k: v for k, v in payload.items() if k not in ("update", "alarm_id")}
         body = json.dumps(payload, allow_nan=False).encode()
-        status, answer = await asyncio.to_thread(_http, self.url, body, self.timeout)
+        status, answer = await asyncio.to_thread(_http, url, body, self.timeout)
         if 200 <= status < 300:
             with contextlib.suppress(ValueError, AttributeError):
                 if json.loads(answer).get("identical") is False:

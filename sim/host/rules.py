@@ -42,11 +42,18 @@ class CardSession:
     available: int
     withdrawn_today: int
     daily_limit: int
+    duress: bool = False
+    safety_amount: int = 0
 
     @property
     def withdrawal_limit(self) -> int:
-        """The most the terminal may offer: available funds within today's remaining limit."""
-        return max(0, min(self.available, self.daily_limit - self.withdrawn_today))
+        """The most the terminal may offer: available funds within today's remaining limit,
+        and under duress no more than the account's safety amount (it is shown where the
+        normal limit is shown, so the terminal cannot tell)."""
+        limit = min(self.available, self.daily_limit - self.withdrawn_today)
+        if self.duress:
+            limit = min(limit, self.safety_amount)
+        return max(0, limit)
 
 
 def _digits(text: str) -> bool:
@@ -93,12 +100,18 @@ class RuleBook:
         year, month = 2000 + int(card["expiry"][:2]), int(card["expiry"][2:])
         if (year, month) < (today.year, today.month):
             raise Decline("54", f"card {card['pan_masked']} expired")
-        self._check_pin(request, pan, card)
-        return self._session(card)
+        duress = self._check_pin(request, pan, card)
+        return self._session(card, duress=duress)
 
-    def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> None:
+    def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> bool:
+        """True for the duress PIN, False for the normal one; a wrong PIN declines."""
+        duress = False
         try:
             good = self.store.verify_pin(request, pan, self.keys.pvk, card["pin_offset"])
+            if not good and card["duress_offset"]:
+                good = duress = self.store.verify_pin(
+                    request, pan, self.keys.pvk, card["duress_offset"]
+                )
         except KeyUnavailable as exc:
             raise Decline("63", f"no PIN key: {exc}") from None
         if good:
@@ -106,7 +119,7 @@ class RuleBook:
                 self.conn.execute(
                     "UPDATE cards SET pin_tries = 0 WHERE pan_ref = ?", (card["pan_ref"],)
                 )
-            return
+            return duress
         tries = card["pin_tries"] + 1
         exceeded = tries >= self.settings.pin_tries
         self.conn.execute(
@@ -117,7 +130,7 @@ class RuleBook:
             raise Decline("75", f"PIN tries exceeded on {card['pan_masked']}")
         raise Decline("55", f"wrong PIN on {card['pan_masked']} (try {tries})")
 
-    def _session(self, card: sqlite3.Row) -> CardSession:
+    def _session(self, card: sqlite3.Row, *, duress: bool = False) -> CardSession:
         account = self.conn.execute(
             "SELECT a.* FROM accounts a JOIN card_accounts ca ON ca.account_id = a.id"
             " WHERE ca.pan_ref = ? ORDER BY ca.is_default DESC LIMIT 1",
@@ -137,13 +150,19 @@ class RuleBook:
             available=balance.available,
             withdrawn_today=self._withdrawn_today(card["pan_ref"]),
             daily_limit=card["daily_limit"],
+            duress=duress,
+            safety_amount=(
+                account["safety_amount"]
+                if account["safety_amount"] is not None
+                else self.settings.safety_amount
+            ),
         )
 
     def refresh(self, session: CardSession) -> CardSession:
         card = self.conn.execute(
             "SELECT * FROM cards WHERE pan_ref = ?", (session.pan_ref,)
         ).fetchone()
-        return self._session(card)
+        return self._session(card, duress=session.duress)
 
     def _withdrawn_today(self, pan_ref: str) -> int:
         """Today's withdrawals less what was reversed of them (whenever the reversal came).
@@ -172,6 +191,8 @@ class RuleBook:
             raise Decline("13", f"currency {request['49']} is not the account's")
         if session.withdrawn_today + amount > session.daily_limit:
             raise Decline("61", f"daily limit of {session.pan_masked} exceeded")
+        if session.duress and amount > session.withdrawal_limit:
+            raise Decline("61", f"limit of {session.pan_masked} exceeded")  # the same decline
         if amount > session.available:
             raise Decline("51", f"insufficient funds on {session.pan_masked}")
         return amount

@@ -45,6 +45,7 @@ class HostSettings:
     currency: str = "840"
     pin_tries: int = 3
     institution_id: str = "100001"
+    safety_amount: int = 20_000  # the most a duress session may take, unless the account says
 
 
 class _Reader:
@@ -118,6 +119,7 @@ def load_seed(
         currency=host.get("currency", str, "840"),
         pin_tries=host.get("pin_tries", int, 3),
         institution_id=host.get("institution_id", str, "100001"),
+        safety_amount=host.get("safety_amount", int, 20_000),
     )
     terminals = root.items("terminals")
     keys = HostKeys(
@@ -231,10 +233,20 @@ def _insert_card(
         offset = ibm3624_offset(pin, pan, keys.pvk)
     else:
         offset = c.get("pin_offset", str)
+    duress = None
+    if "duress_pin" in c.table:
+        duress_pin = c.get("duress_pin", str)
+        if not duress_pin.isdigit() or not 4 <= len(duress_pin) <= 12:
+            raise ConfigError(c.source, f"{c.prefix}duress_pin", "must be 4-12 digits")
+        if "pin" in c.table and duress_pin == c.get("pin", str):
+            raise ConfigError(c.source, f"{c.prefix}duress_pin", "must differ from the PIN")
+        duress = ibm3624_offset(duress_pin, pan, keys.pvk)
+    elif "duress_pin_offset" in c.table:
+        duress = c.get("duress_pin_offset", str)
     ref = keys.pan_ref(pan)
     conn.execute(
         "INSERT INTO cards (pan_ref, pan_masked, person_id, expiry, product, pin_offset,"
-        " status, daily_limit) VALUES (?,?,?,?,?,?,?,?)",
+        " duress_offset, status, daily_limit) VALUES (?,?,?,?,?,?,?,?,?)",
         (
             ref,
             mask_pan(pan),
@@ -242,6 +254,7 @@ def _insert_card(
             expiry,
             c.get("product", str, "debit"),
             offset,
+            duress,
             status,
             c.get("daily_limit", int, 100_000),
         ),

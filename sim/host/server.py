@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 
 from host_link.codec import describe
 from host_link.codes import response_mti
@@ -35,6 +36,7 @@ class HostServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
         self.connections = 0
+        self.on_alarm: Callable[[], None] | None = None  # wakes the outbox worker
 
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
@@ -107,7 +109,11 @@ class HostServer:
             elif isinstance(event, (MessageReceived, ResponseReceived)):
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("<- %s from %s", describe(event.message), peer)
-                reply = self.authoriser.handle(event.message)
+                ip = peer[0] if isinstance(peer, tuple) and peer else ""
+                raised = self.authoriser.alarms.raised
+                reply = self.authoriser.handle(event.message, ip)
+                if self.authoriser.alarms.raised != raised and self.on_alarm is not None:
+                    self.on_alarm()  # committed: deliver now
             if reply is not None:
                 try:
                     writer.write(conn.send(reply))

@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import json
 import logging
-import os
 import subprocess
-import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from sim.host import db
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
 from sim.scenarios.keys import pinpad_options, terminal_for
-from sim.scenarios.scripts import DEMO, Customer, Scenario, apply
+from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
+from sim.scenarios.services import log_args, service_process
 from terminal.app import Terminal
 from terminal.clock import ManualClock, SystemClock
 from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
@@ -62,33 +64,22 @@ class HostProcess:
 
 
 @contextlib.contextmanager
-def host_process(db_path: Path, seed: Path, log_path: Path | None = None) -> Iterator[HostProcess]:
+def host_process(
+    db_path: Path,
+    seed: Path,
+    log_path: Path | None = None,
+    *,
+    alarm_center: str | None = None,
+    carrier: str | None = None,
+) -> Iterator[HostProcess]:
     """Run ``atm host`` as its own process on a free port; stop it on exit."""
-    cmd = [sys.executable, "-m", "terminal.cli", "host", "--db", str(db_path), "--seed", str(seed)]
-    cmd += ["--port", "0"]
-    if log_path is not None:
-        cmd += ["--log", str(log_path)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # stderr to a file, never an unread pipe: a chatty host would block once it filled
-    with tempfile.TemporaryFile(mode="w+") as errors:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
-        handle: HostProcess | None = None
-        try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("listening on "):
-                proc.wait(timeout=10)
-                errors.seek(0)
-                raise TerminalError(f"host did not start: {line.strip()} {errors.read().strip()}")
-            address, _, port = line.split()[-1].rpartition(":")
-            handle = HostProcess(proc, address, int(port), db_path)
-            yield handle
-        finally:
-            if handle is not None:
-                handle.stop()
-            elif proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    args = ["--db", str(db_path), "--seed", str(seed), *log_args(log_path)]
+    if alarm_center:
+        args += ["--alarm-center", alarm_center]
+    if carrier:
+        args += ["--carrier", carrier]
+    with service_process("host", args) as service:
+        yield HostProcess(service.process, service.address, service.port, db_path)
 
 
 def seed_cards(seed: Path) -> dict[str, tuple[CardData, str]]:
@@ -269,8 +260,21 @@ async def run_demo(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atm-demo-")))
         workdir.mkdir(parents=True, exist_ok=True)
+        alarms = stack.enter_context(
+            service_process(
+                "alarm-center",
+                ["--db", str(workdir / "alarms.db"), *log_args(workdir / "alarm-center.log")],
+            )
+        )
+        carrier = stack.enter_context(service_process("carrier", log_args(workdir / "carrier.log")))
         host = stack.enter_context(
-            host_process(workdir / "host.db", DEMO_SEED, workdir / "host.log")
+            host_process(
+                workdir / "host.db",
+                DEMO_SEED,
+                workdir / "host.log",
+                alarm_center=alarms.url,
+                carrier=carrier.url,
+            )
         )
         opening = ledger_snapshot(host.db_path)
         terminal_id = terminal_for(DEMO_SEED, security)
@@ -291,6 +295,8 @@ async def run_demo(
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
+        raised = await collect_alarms(alarms.url, scenarios)
+        alarms_ok = check_alarms(raised, scenarios, terminal_id, location_source(terminal))
         handed_out = customer.dispenser.handed_out_amount
         reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id)
         problems = ledger_problems(host.db_path)
@@ -302,10 +308,74 @@ async def run_demo(
             "sessions": sessions,
             "reconciled": reconciled and not problems,
             "outcomes_as_expected": all(s["ok"] for s in sessions),
+            "alarms": raised,
+            "alarms_as_expected": alarms_ok,
             "ledger_problems": problems,
             "cash_handed_out": handed_out,
             "accounts": accounts,
         }
+
+
+def location_source(terminal: Terminal) -> str:
+    """What field 62 says for this terminal: gps with a receiver, else its site."""
+    return "gps" if terminal.devices.gps is not None else "site"
+
+
+def _expected_alarms(scenarios: Sequence[Scenario]) -> list[Scenario]:
+    return [s for s in scenarios if s.card in DURESS_CARDS]
+
+
+async def collect_alarms(url: str, scenarios: Sequence[Scenario]) -> list[dict[str, Any]]:
+    """What the alarm center holds once the host's outbox delivered (waits up to 15 s)."""
+    expected = _expected_alarms(scenarios)
+    deadline = time.monotonic() + 15
+    alarms: list[dict[str, Any]] = []
+    while True:
+        alarms = await asyncio.to_thread(_get_alarms, url)
+        asked = [
+            a for a in alarms if a.get("updates") or not any(s.expected_dispensed for s in expected)
+        ]
+        if (
+            len(alarms) >= len(expected) and len(asked) >= len(expected)
+        ) or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    return [
+        {
+            "alarm_id": a["alarm_id"],
+            "terminal_id": a["terminal_id"],
+            "terminal_ip": a["terminal_ip"],
+            "time": a["time"],
+            "location": a["location"],
+            "masked_pan": a["masked_pan"],
+            "account": a["account"],
+            "amount_requested": max(
+                [a["amount_requested"], *(u["amount_requested"] for u in a.get("updates", []))]
+            ),
+        }
+        for a in alarms
+    ]
+
+
+def _get_alarms(url: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/alarms", timeout=5) as response:
+        return list(json.load(response)["alarms"])
+
+
+def check_alarms(
+    alarms: list[dict[str, Any]], scenarios: Sequence[Scenario], terminal_id: str, source: str
+) -> bool:
+    """Exactly one alarm per duress session, from this terminal, located, amount known."""
+    expected = _expected_alarms(scenarios)
+    if len(alarms) != len(expected):
+        return False
+    for alarm, scenario in zip(alarms, expected, strict=True):
+        location = alarm["location"]
+        if alarm["terminal_id"] != terminal_id or location["source"] != source:
+            return False
+        if location["lat"] is None or alarm["amount_requested"] < scenario.expected_dispensed:
+            return False
+    return True
 
 
 def use_pcsc(stack: contextlib.ExitStack, terminal: Terminal, customer: Customer) -> None:

@@ -78,7 +78,16 @@ DEMO: tuple[Scenario, ...] = (
         25_000,
     ),
     Scenario("unreadable card", "DAVE DORN", [], "card_unreadable", unreadable="chip mute"),
+    Scenario(
+        "duress PIN: a normal-looking session, capped, silent alarm",
+        "ERIN EBERT",
+        [Pin("0852"), WITHDRAW, Keys("250")],
+        "dispensed",
+        25_000,
+    ),
 )
+# Sessions that must raise a silent alarm (by card), for the demo's checks.
+DURESS_CARDS = ("ERIN EBERT",)
 
 
 class CardCustomer(Protocol):

@@ -39,7 +39,44 @@ def cmd_host(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
-    asyncio.run(serve(server, ready))
+    asyncio.run(
+        serve(
+            server,
+            ready,
+            alarm_center=args.alarm_center,
+            carrier=args.carrier,
+            db_path=Path(args.db),
+        )
+    )
+    return 0
+
+
+def cmd_alarm_center(args: argparse.Namespace) -> int:
+    from sim.alarm_center import format_alarms, list_alarms, serve
+
+    if args.alarm_command == "list":
+        alarms = list_alarms(args.db)
+        if args.json:
+            print(json.dumps(alarms, indent=2))
+        else:
+            for line in format_alarms(alarms) or ["no alarms"]:
+                print(line)
+        return 0
+
+    def ready(host: str, port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    serve(args.db, args.host, args.port, ready)
+    return 0
+
+
+def cmd_carrier(args: argparse.Namespace) -> int:
+    from sim.carrier import serve
+
+    def ready(host: str, port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    serve(args.table, args.host, args.port, ready)
     return 0
 
 
@@ -71,13 +108,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         for problem in report["ledger_problems"]:
             print(f"[BAD] ledger: {problem}")
+        print()
+        for alarm in report["alarms"]:
+            where = alarm["location"]
+            print(
+                f"[alarm] {alarm['time']} terminal {alarm['terminal_id']} ({alarm['terminal_ip']})"
+                f" at {where['lat']},{where['lon']} ({where['source']}) card {alarm['masked_pan']}"
+                f" requested {alarm['amount_requested'] / 100:.2f}"
+            )
+        print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {report['cash_handed_out'] / 100:.2f};"
             f" reconciled: {str(report['reconciled']).lower()};"
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
-    return 0 if report["reconciled"] and report["outcomes_as_expected"] else 1
+    ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
+    return 0 if ok else 1
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
@@ -189,7 +236,27 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--host", default="127.0.0.1")
     host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
     host.add_argument("--log", help="log to this file instead of stderr")
+    host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
+    host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
     host.set_defaults(func=cmd_host)
+
+    alarm = sub.add_parser(
+        "alarm-center", help="the bank's alarm center (HTTP), or list its alarms"
+    )
+    alarm.add_argument("alarm_command", nargs="?", choices=("serve", "list"), default="serve")
+    alarm.add_argument("--db", default="var/alarms.db")
+    alarm.add_argument("--host", default="127.0.0.1")
+    alarm.add_argument("--port", type=int, default=8590, help="0 picks a free port")
+    alarm.add_argument("--json", action="store_true")
+    alarm.add_argument("--log", help="log to this file instead of stderr")
+    alarm.set_defaults(func=cmd_alarm_center)
+
+    carrier = sub.add_parser("carrier", help="the mobile carrier's network location service")
+    carrier.add_argument("--table", help="TOML/JSON table of terminal locations")
+    carrier.add_argument("--host", default="127.0.0.1")
+    carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
+    carrier.add_argument("--log", help="log to this file instead of stderr")
+    carrier.set_defaults(func=cmd_carrier)
 
     demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
     demo.add_argument("--json", action="store_true", help="print one JSON report")

@@ -51,7 +51,7 @@ from terminal.errors import ConfigError, TerminalError
 log = logging.getLogger(__name__)
 
 Image = NDArray[np.uint8]
-ImageInput = NDArray[np.uint8] | str | os.PathLike[str]
+ImageInput = NDArray[np.uint8] | Frame | str | os.PathLike[str]
 Box = tuple[int, int, int, int]  # top, right, bottom, left: face_recognition's order
 
 TEMPLATE_VERSION = "FT1"
@@ -146,6 +146,9 @@ def load_image(path: str | os.PathLike[str]) -> Image:
 
 
 def _as_image(image: ImageInput) -> Image:
+    """A BGR array from an array, a camera :class:`Frame` or an image file path."""
+    if isinstance(image, Frame):
+        return as_bgr(image.image)
     return load_image(image) if isinstance(image, str | os.PathLike) else as_bgr(image)
 
 
@@ -321,7 +324,7 @@ class FaceVerifier:
         docstring for what this can and cannot catch.
         """
         cv2 = require_module("cv2")
-        images = [as_bgr(f.image if isinstance(f, Frame) else f) for f in frames]
+        images = [_as_image(f) for f in frames]
         if len(images) < max(2, min_frames):
             return LivenessResult(False, len(images), 0, 0, 0.0, f"need {min_frames} frames")
         if len({img.shape for img in images}) != 1:

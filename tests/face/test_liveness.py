@@ -6,6 +6,7 @@ through the real :class:`OpenCvCamera`, as a kiosk would read its webcam.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -111,3 +112,35 @@ def test_frames_of_different_sizes_are_refused(verifier: FaceVerifier) -> None:
     base = letterbox(photo("obama.jpg"), *SIZE)
     with pytest.raises(ImageError, match="size"):
         verifier.liveness([base, base, base[:-2]])
+
+
+# -- the video builder ---------------------------------------------------------------------
+
+
+def test_camera_video_letterboxes_every_photo_and_varies_each_frame(tmp_path: Path) -> None:
+    info = make_camera_video(
+        tmp_path / "two.avi",
+        [photo("obama.jpg"), photo("biden.jpg")],
+        size=SIZE,
+        frames_per_photo=3,
+    )
+    assert (info.frames, info.width, info.height, info.codec) == (6, 640, 360, "MJPG")
+    with OpenCvCamera(info.path) as camera:
+        frames = [camera.capture().image for _ in range(6)]
+    assert all(f.shape == (360, 640, 3) for f in frames)
+    assert all(not np.array_equal(a, b) for a, b in itertools.pairwise(frames))
+    assert not frames[0][:, :100].any()  # portrait photos: black side bars
+
+
+def test_camera_video_refuses_bad_requests(tmp_path: Path) -> None:
+    from sim.devices.camera_video import write_video
+    from terminal.errors import ConfigError
+
+    frame = np.zeros((48, 64, 3), np.uint8)
+    with pytest.raises(ConfigError, match="suffix"):
+        write_video(tmp_path / "x.mkv", [frame])
+    with pytest.raises(ConfigError, match="no frames"):
+        write_video(tmp_path / "x.avi", [])
+    with pytest.raises(ConfigError, match="64x48"):
+        write_video(tmp_path / "y.avi", [frame, np.zeros((40, 64, 3), np.uint8)])
+    assert not (tmp_path / "y.avi").exists()

@@ -102,7 +102,7 @@ class OpenCvCamera(Camera):
         self._fault: str | None = None
         self._digest: tuple[tuple[int, ...], int] | None = None
         self._same = 0
-        self._run_start = 0.0
+        self._run_start = self._run_last = 0.0
         self._was_frozen = False
         self._frames_read = 0
         self._rewinds = 0
@@ -121,9 +121,10 @@ class OpenCvCamera(Camera):
 
     @property
     def frozen(self) -> bool:
+        """The last ``frozen_frames``+ frames were identical and spanned ``frozen_after`` s."""
         if self.frozen_after is None or self._same < self.frozen_frames:
             return False
-        return self._clock.monotonic() - self._run_start >= self.frozen_after
+        return self._run_last - self._run_start >= self.frozen_after
 
     @property
     def status_detail(self) -> str | None:
@@ -261,10 +262,12 @@ class OpenCvCamera(Camera):
     def _track(self, image: Any) -> None:
         """Count a run of identical frames, timed by the injected clock."""
         digest = (tuple(image.shape), zlib.crc32(memoryview(image.reshape(-1))))
+        now = self._clock.monotonic()
         if digest == self._digest:
             self._same += 1
         else:
-            self._digest, self._same, self._run_start = digest, 1, self._clock.monotonic()
+            self._digest, self._same, self._run_start = digest, 1, now
+        self._run_last = now
         frozen = self.frozen
         if frozen and not self._was_frozen:
             log.warning("camera %s: frozen stream (%d identical frames)", self._source, self._same)

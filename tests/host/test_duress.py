@@ -1,0 +1,91 @@
+"""Duress PIN at the host: approved like the PIN, capped, one silent alarm per incident."""
+
+from __future__ import annotations
+
+import json
+
+from host_link.amounts import AmountType, decode_amounts
+from sim.host import outbox
+
+from .helpers import CARDS, Host, Terminal
+
+ERIN = CARDS["erin"]
+DURESS_PIN = "0852"
+CAP = 30_000  # Erin's account safety amount
+
+
+def _alarms(host: Host) -> list[dict[str, object]]:
+    return [e.payload for e in outbox.entries(host.conn) if e.kind == "alarm"]
+
+
+def test_duress_pin_is_approved_with_the_capped_limit(host: Host, terminal: Terminal) -> None:
+    normal = host.authoriser.handle(terminal.balance_inquiry(ERIN))
+    duress = host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN), "10.0.0.9")
+    assert normal is not None and duress is not None
+    assert normal["39"] == duress["39"] == "00"
+    limits = decode_amounts(duress["54"])
+    assert limits[AmountType.WITHDRAWAL_LIMIT] == CAP  # min(balance 5000.00, safety 300.00)
+    assert decode_amounts(normal["54"])[AmountType.WITHDRAWAL_LIMIT] == 100_000
+    assert limits[AmountType.LEDGER_BALANCE] == 500_000  # the balance itself is not hidden
+    (alarm,) = _alarms(host)
+    assert alarm["terminal_id"] == "ATM00001" and alarm["terminal_ip"] == "10.0.0.9"
+    assert alarm["masked_pan"] == "476173******0051" and alarm["account"] == ERIN.account
+    assert json.dumps(alarm).find(ERIN.pan) == -1
+
+
+def test_over_the_cap_gets_the_normal_over_limit_decline(host: Host, terminal: Terminal) -> None:
+    before = host.balance(ERIN.account)
+    over = host.authoriser.handle(terminal.withdrawal(ERIN, CAP + 2000, pin=DURESS_PIN))
+    assert over is not None and over["39"] == "61"
+    within = host.authoriser.handle(terminal.withdrawal(ERIN, CAP, pin=DURESS_PIN))
+    assert within is not None and within["39"] == "00"
+    assert host.balance(ERIN.account) == before - CAP  # the dispense within the cap posts
+
+
+def test_one_incident_one_alarm_then_follow_ups(host: Host, terminal: Terminal) -> None:
+    host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN))
+    host.authoriser.handle(terminal.withdrawal(ERIN, 25_000, pin=DURESS_PIN))
+    alarms = _alarms(host)
+    assert len([a for a in alarms if not a.get("update")]) == 1
+    (update,) = [a for a in alarms if a.get("update")]
+    assert update["amount_requested"] == 25_000
+    assert update["alarm_id"] == alarms[0]["alarm_id"]
+    # much later, a new incident is a new alarm
+    host.clock.advance(3600)
+    host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN))
+    assert len([a for a in _alarms(host) if not a.get("update")]) == 2
+
+
+def test_normal_pin_raises_nothing_and_wrong_pin_counts(host: Host, terminal: Terminal) -> None:
+    host.authoriser.handle(terminal.balance_inquiry(ERIN))
+    host.authoriser.handle(terminal.withdrawal(ERIN, 10_000))
+    assert _alarms(host) == []
+    wrong = host.authoriser.handle(terminal.balance_inquiry(ERIN, pin="1111"))
+    assert wrong is not None and wrong["39"] == "55"
+    assert _alarms(host) == []
+
+
+def test_location_comes_from_field_62(host: Host, terminal: Terminal) -> None:
+    request = terminal.balance_inquiry(
+        ERIN, pin=DURESS_PIN, **{"62": "SRC=gps;LAT=48.1;LON=11.5;AGE=4;Q=1"}
+    )
+    host.authoriser.handle(request)
+    (alarm,) = _alarms(host)
+    assert alarm["location"] == {"lat": 48.1, "lon": 11.5, "source": "gps", "age": 4.0}
+
+
+def test_no_location_is_left_for_the_carrier(host: Host, terminal: Terminal) -> None:
+    host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN, **{"62": "SRC=none"}))
+    (alarm,) = _alarms(host)
+    assert alarm["location"] == {"lat": None, "lon": None, "source": "none", "age": None}
+
+
+def test_declined_request_leaves_no_alarm_behind_when_rolled_back(
+    host: Host, terminal: Terminal
+) -> None:
+    # a duress request whose processing fails entirely (unknown terminal: refused before
+    # the PIN is looked at) raises nothing
+    request = terminal.balance_inquiry(ERIN, pin=DURESS_PIN, **{"41": "NOSUCH01"})
+    response = host.authoriser.handle(request)
+    assert response is not None and response["39"] != "00"
+    assert _alarms(host) == []
