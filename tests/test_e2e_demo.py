@@ -42,6 +42,14 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
         assert session["dispensed"] == scenario.expected_dispensed
         assert session["states"][0] == "reading_card" and session["states"][-1] == "idle"
     assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
+    # the duress session: exactly one silent alarm, where the terminal stands, within the cap
+    (alarm,) = report["alarms"]
+    assert report["alarms_as_expected"] is True
+    assert alarm["terminal_id"] == report["terminal_id"] and alarm["masked_pan"].endswith("0051")
+    assert alarm["location"]["source"] == "site"
+    assert (alarm["location"]["lat"], alarm["location"]["lon"]) == (52.52, 13.405)
+    duress = next(s for s in report["sessions"] if s["name"].startswith("duress"))
+    assert 0 < duress["dispensed"] <= 30_000 and alarm["amount_requested"] == duress["dispensed"]
     changes = {a["account"]: a["change"] for a in report["accounts"]}
     assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]
     # files the run wrote: the journal and the host database hold no full PAN
@@ -113,4 +121,6 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     report = json.loads(run.stdout)
     assert report["devices"] == "pty"
     assert report["reconciled"] and report["outcomes_as_expected"]
+    (alarm,) = report["alarms"]
+    assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
     assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
