@@ -39,11 +39,11 @@ def test_cash_retract_with_host_down_is_delivered_later_in_order(with_rig: Any) 
         original = rig.host.authoriser.handle
         down = {"on": False}
 
-        def flaky(request: Message) -> Message | None:
+        def flaky(request: Message, peer: str = "") -> Message | None:
             seen.append(dict(request))
             if down["on"] and request["t"].startswith("04"):
                 return None  # the host is "down" for reversals: no answer
-            return original(request)
+            return original(request, peer)
 
         rig.host.authoriser.handle = flaky  # type: ignore[method-assign]
         rig.terminal.host.timeout = 0.2

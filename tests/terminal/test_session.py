@@ -123,10 +123,10 @@ def test_journal_file_holds_no_pan_or_pin_block(with_rig: Any, tmp_path: Any) ->
     async def body(rig: Rig) -> None:
         original = rig.host.authoriser.handle
 
-        def spy(request: Message) -> Message | None:
+        def spy(request: Message, peer: str = "") -> Message | None:
             if "52" in request:
                 blocks.append(request["52"])
-            return original(request)
+            return original(request, peer)
 
         rig.host.authoriser.handle = spy  # type: ignore[method-assign]
         await rig.play(DEMO[0])
@@ -145,8 +145,8 @@ def test_response_lost_after_host_approved_is_reversed(with_rig: Any) -> None:
         rig.terminal.host.timeout = 0.3
         original = rig.host.authoriser.handle
 
-        def drop_0210(request: Message) -> Message | None:
-            response = original(request)
+        def drop_0210(request: Message, peer: str = "") -> Message | None:
+            response = original(request, peer)
             return None if request["t"] == "0200" else response
 
         rig.host.authoriser.handle = drop_0210  # type: ignore[method-assign]
@@ -226,9 +226,9 @@ def test_every_request_carries_the_location(with_rig: Any) -> None:
         seen: list[Message] = []
         original = rig.host.authoriser.handle
 
-        def spy(request: Message) -> Message | None:
+        def spy(request: Message, peer: str = "") -> Message | None:
             seen.append(dict(request))
-            return original(request)
+            return original(request, peer)
 
         rig.host.authoriser.handle = spy  # type: ignore[method-assign]
         await rig.play(DEMO[0])
@@ -302,8 +302,8 @@ def test_response_without_a_response_code_is_no_response(with_rig: Any, mti: str
     async def body(rig: Rig) -> None:
         original = rig.host.authoriser.handle
 
-        def mangle(request: Message) -> Message | None:
-            response = original(request)
+        def mangle(request: Message, peer: str = "") -> Message | None:
+            response = original(request, peer)
             if response is not None and request["t"] == mti:
                 response.pop("39")
             return response
@@ -325,8 +325,8 @@ def test_malformed_field_54_ends_the_session_cleanly(with_rig: Any) -> None:
     async def body(rig: Rig) -> None:
         original = rig.host.authoriser.handle
 
-        def mangle(request: Message) -> Message | None:
-            response = original(request)
+        def mangle(request: Message, peer: str = "") -> Message | None:
+            response = original(request, peer)
             if response is not None and "54" in response:
                 response["54"] = "garbage"
             return response
