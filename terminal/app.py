@@ -13,6 +13,7 @@ import itertools
 import logging
 
 from host_link.client import HostClient
+from terminal.cardless import CardlessSession
 from terminal.clock import Clock, SystemClock
 from terminal.config import TerminalConfig
 from terminal.counters import DurableStan
@@ -166,27 +167,47 @@ class Terminal:
 
     async def serve_one(self, wait: float | None = 0.0) -> SessionResult | None:
         """Wait up to ``wait`` seconds for a card and run that customer's session."""
-        if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
+        if not await self._ready():
             return None
-        if not await self.ensure_signed_on():
-            return None
-        if self.saf.pending:
-            await self.saf.drain(self.host)  # failures are counted in the queue, not raised
         try:
             if not self.devices.card_reader.wait_for_card(wait):
                 return None
-            session_id = f"{self.config.terminal_id}-{next(self._sessions):06d}"
-            session = CustomerSession(
-                session_id,
-                self.config,
-                self.devices,
-                self.host,
-                self.journal,
-                self.display,
-                self.machine,
-                self.saf,
-                cash_available=self.cash_available,
-            )
+        except DeviceError as exc:
+            self._out_of_service(f"device error: {exc}")
+            return None
+        return await self._run(CustomerSession)
+
+    async def serve_cardless(self) -> SessionResult | None:
+        """A customer chose "cardless withdrawal" on the idle screen."""
+        if not await self._ready():
+            return None
+        if not self.cash_available:
+            return None
+        return await self._run(CardlessSession)
+
+    async def _ready(self) -> bool:
+        if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
+            return False
+        if not await self.ensure_signed_on():
+            return False
+        if self.saf.pending:
+            await self.saf.drain(self.host)  # failures are counted in the queue, not raised
+        return self.machine.state is State.IDLE
+
+    async def _run(self, kind: type[CustomerSession]) -> SessionResult | None:
+        session_id = f"{self.config.terminal_id}-{next(self._sessions):06d}"
+        session = kind(
+            session_id,
+            self.config,
+            self.devices,
+            self.host,
+            self.journal,
+            self.display,
+            self.machine,
+            self.saf,
+            cash_available=self.cash_available,
+        )
+        try:
             result = await session.run()
         except DeviceError as exc:
             self._out_of_service(f"device error: {exc}")

@@ -30,6 +30,15 @@ class Screen(enum.Enum):
     CARD_RETAINED = "Your card has been retained. Please contact your bank."
     RECEIPT = "{receipt}"
     OUT_OF_SERVICE = "Sorry, this machine is out of service."
+    # cardless withdrawal
+    CARDLESS_PHONE = "Cardless withdrawal: enter your mobile number and press ENTER."
+    CARDLESS_METHOD = "F1 Reservation code   F2 Face   F3 Code and face"
+    ENTER_CODE = "Enter your reservation code and press ENTER."
+    LOOK_AT_CAMERA = "Please look at the camera."
+    NOT_MATCHED = "That did not match your reservation. Please try again."
+    RESERVATION_CANCELLED = (
+        "Too many attempts: the reservation is cancelled and the amount released."
+    )
 
 
 def money(minor: int, currency_exponent: int = 2) -> str:

@@ -37,11 +37,28 @@ class State(enum.Enum):
     RETURNING_CARD = "returning_card"
     CARD_RETAINED = "card_retained"
     RECEIPT = "receipt"
+    # cardless withdrawal, reserved on a phone
+    CARDLESS_PHONE = "cardless_phone"
+    CARDLESS_METHOD = "cardless_method"
+    CARDLESS_CODE = "cardless_code"
+    FACE_CAPTURE = "face_capture"
+    VERIFYING_RESERVATION = "verifying_reservation"
 
 
 S = State
 # States where the customer is expected to act, each with a timeout.
 CUSTOMER_WAITS = [S.PIN_ENTRY, S.MENU, S.AMOUNT_ENTRY, S.BALANCE_SHOWN]
+CARDLESS_WAITS = [S.CARDLESS_PHONE, S.CARDLESS_METHOD, S.CARDLESS_CODE]
+# A cardless session has no card to give back: it ends at the receipt from these states.
+CARDLESS_ENDS = [
+    *CARDLESS_WAITS,
+    S.FACE_CAPTURE,
+    S.VERIFYING_RESERVATION,
+    S.AUTHORISING,
+    S.DISPENSING,
+    S.CASH_TAKEN,
+    S.RETRACTING,
+]
 IN_SESSION = [s for s in State if s not in (S.OUT_OF_SERVICE, S.IDLE)]
 
 # trigger, source(s), destination
@@ -74,6 +91,18 @@ TRANSITIONS: list[tuple[str, State | list[State], State]] = [
     ("card_captured", S.CARD_RETAINED, S.RECEIPT),
     ("session_ended", S.RECEIPT, S.IDLE),
     ("go_out_of_service", [S.IDLE, *IN_SESSION], S.OUT_OF_SERVICE),
+    # cardless: phone number, collection method, code and/or face, then the shared path
+    ("cardless_chosen", S.IDLE, S.CARDLESS_PHONE),
+    ("phone_entered", S.CARDLESS_PHONE, S.CARDLESS_METHOD),
+    ("code_chosen", S.CARDLESS_METHOD, S.CARDLESS_CODE),
+    ("face_chosen", S.CARDLESS_METHOD, S.FACE_CAPTURE),
+    ("code_entered", S.CARDLESS_CODE, S.VERIFYING_RESERVATION),
+    ("code_entered_face_next", S.CARDLESS_CODE, S.FACE_CAPTURE),
+    ("face_captured", S.FACE_CAPTURE, S.VERIFYING_RESERVATION),
+    ("reservation_rejected_code", S.VERIFYING_RESERVATION, S.CARDLESS_CODE),
+    ("reservation_rejected_face", S.VERIFYING_RESERVATION, S.FACE_CAPTURE),
+    ("reservation_confirmed", S.VERIFYING_RESERVATION, S.AUTHORISING),
+    ("cardless_ended", CARDLESS_ENDS, S.RECEIPT),
 ]
 
 
