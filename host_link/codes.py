@@ -34,6 +34,9 @@ class ProcessingCode(enum.StrEnum):
 
     WITHDRAWAL = "010000"
     BALANCE_INQUIRY = "310000"
+    # Cardless (field 63 carries the phone and method, see host_link/cardless.py):
+    CARDLESS_INQUIRY = "319000"  # 0100: is there a reservation, does the method check pass
+    CARDLESS_WITHDRAWAL = "019000"  # 0200: take exactly the reserved amount
 
 
 class NetworkCode(enum.StrEnum):
