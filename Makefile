@@ -43,6 +43,8 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python bench/bench_withdrawal.py
 	$(BIN)/python bench/bench_host_auth.py
+	$(BIN)/python bench/bench_face.py
+	$(BIN)/python bench/bench_soak.py
 
 diagram: setup
 	$(BIN)/atm fsm --diagram docs/customer-fsm.md

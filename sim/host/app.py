@@ -1,4 +1,5 @@
-"""Assemble and run the bank host simulator: database + seed + rules + TCP server."""
+"""Assemble and run the bank host simulator: database + seed + rules + TCP server, and
+optionally the phone API (cardless withdrawal, ATM routing) in the same event loop."""
 
 from __future__ import annotations
 
@@ -6,16 +7,24 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable
+import socket
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import uvicorn
+
 from sim.host import db
+from sim.host.api import create_app
 from sim.host.authoriser import Authoriser
+from sim.host.cardless import CardlessDesk
+from sim.host.cardless_phone import PhoneBank, SimulatedSmsGateway
 from sim.host.ledger import Ledger
-from sim.host.outbox import AlarmDeliverer, CarrierLocator, OutboxWorker
+from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.seed import load_seed
 from sim.host.server import HostServer
 from terminal.clock import Clock, SystemClock
+from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -43,46 +52,114 @@ async def serve(
     alarm_center: str | None = None,
     carrier: str | None = None,
     db_path: Path | None = None,
+    api_port: int | None = None,
+    api_host: str | None = None,
+    on_api_ready: Callable[[str, int], None] | None = None,
+    sweep_interval: float = 30.0,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Listen until SIGINT/SIGTERM, then close cleanly.
+    """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
     With ``alarm_center`` (a URL) an outbox worker delivers silent alarms, asking the
     ``carrier`` service where a terminal without GPS or site location is. Without it the
-    alarms wait in the durable outbox.
+    alarms wait in the durable outbox. SMS (cardless codes) are always delivered, to the
+    simulated network the phone reads through the API.
+
+    With ``api_port`` (0 picks a free one) the phone API listens on ``api_host`` (default:
+    the ISO server's host); ``on_api_ready(host, port)`` is called once it accepts
+    connections. Expired cardless reservations are swept every ``sweep_interval`` s.
     """
-    worker: OutboxWorker | None = None
-    worker_stop = asyncio.Event()
-    worker_task: asyncio.Task[None] | None = None
+    deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
+    kinds: tuple[str, ...] | None = None
+    preparers = None
     if alarm_center:
+        deliverers["alarm"] = AlarmDeliverer(alarm_center)
         preparers = {"alarm": CarrierLocator(carrier).fill_location} if carrier else None
-        worker = OutboxWorker(
-            db_path or server.authoriser.conn,
-            server.authoriser.clock,
-            {"alarm": AlarmDeliverer(alarm_center)},
-            preparers=preparers,
-            base_delay=0.5,
-            max_delay=30.0,
-            poll_interval=0.5,
-        )
-        server.on_alarm = worker.wake
-        worker_task = asyncio.create_task(worker.run(worker_stop))
     else:
+        kinds = ("sms",)  # alarms wait, untouched, for a host started with an alarm center
         log.warning("no alarm center configured: silent alarms wait in the host's outbox")
+    worker = OutboxWorker(
+        db_path or server.authoriser.conn,
+        server.authoriser.clock,
+        deliverers,
+        preparers=preparers,
+        base_delay=0.5,
+        max_delay=30.0,
+        poll_interval=0.5,
+        kinds=kinds,
+    )
+    server.on_alarm = worker.wake
+    stop = stop or asyncio.Event()
+    tasks = [
+        asyncio.create_task(worker.run(stop)),
+        asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
+    ]
+    api: _ApiServer | None = None
+    if api_port is not None:
+        bank = PhoneBank(server.authoriser.cardless, on_sms=worker.wake)
+        sock = _listen(api_host or server.host, api_port)
+        bound = sock.getsockname()
+        api = _ApiServer(
+            uvicorn.Config(create_app(bank), log_config=None, lifespan="off", access_log=False)
+        )
+        tasks.append(asyncio.create_task(api.serve(sockets=[sock])))
+        while not api.started and not tasks[-1].done():
+            await asyncio.sleep(0.01)  # startup takes a few loop turns
+        if tasks[-1].done():
+            tasks[-1].result()  # raises what stopped it
+            raise TerminalError("the phone API stopped while starting")
     port = await server.start()
     if on_ready is not None:
         on_ready(server.host, port)
-    stop = asyncio.Event()
+    if api is not None and on_api_ready is not None:
+        on_api_ready(bound[0], bound[1])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("host stopping")
+    if api is not None:
+        api.should_exit = True
     await server.stop()
-    if worker_task is not None and worker is not None:
-        worker_stop.set()
-        worker.wake()
+    worker.wake()
+    for task in tasks:
         with contextlib.suppress(asyncio.CancelledError):
-            await worker_task
-        worker.close()
+            await task
+    worker.close()
     server.authoriser.conn.close()
+
+
+class _ApiServer(uvicorn.Server):
+    """uvicorn inside the host's loop: the host, not uvicorn, owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A bound, listening socket, so the port is known (port 0) before uvicorn starts;
+    uvicorn closes it on shutdown."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _sweep(desk: CardlessDesk, stop: asyncio.Event, interval: float) -> None:
+    """Release the holds of expired cardless reservations every ``interval`` seconds."""
+    while not stop.is_set():
+        try:
+            desk.sweep()
+        except (sqlite3.Error, TerminalError) as exc:
+            log.error("cardless sweep failed, trying again later: %s", exc)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval)

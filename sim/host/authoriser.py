@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
+from sim.host.cardless import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
@@ -49,6 +50,7 @@ class Authoriser:
         )
         self.rules = RuleBook(conn, keys, self.key_store, settings, clock)
         self.alarms = AlarmDesk(conn, clock)
+        self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
@@ -66,7 +68,12 @@ class Authoriser:
         self.peer_ip = peer_ip
         mti = request.get("t", "")
         if mti == Mti.NETWORK_REQUEST:
-            return self._network(request)
+            network = self._network(request)
+            try:
+                self._heard_from(request)
+            except sqlite3.Error as exc:
+                log.error("cannot record terminal status: %s", exc)
+            return network
         if mti[2:3] not in ("0", "2") or mti[3:4] not in ("0", "1"):
             log.warning("ignoring non-request message %s", describe(request))
             return None
@@ -91,6 +98,7 @@ class Authoriser:
                     log.warning("replayed key %s with different content: 94", key)
                     return self._respond(request, "94")
                 response, transfer_id = handler(request)
+                self._heard_from(request)
                 self.conn.execute(
                     "INSERT INTO requests VALUES (?,?,?,?,?,?,?,?)",
                     (
@@ -110,6 +118,8 @@ class Authoriser:
     # -- handlers: each returns (response, transfer id or None) inside the transaction --
 
     def _authorise(self, request: Message) -> tuple[Message, int | None]:
+        if request.get("3") == ProcessingCode.CARDLESS_INQUIRY:
+            return self._cardless(request, self.cardless.handle_inquiry(request))
         if request.get("3") != ProcessingCode.BALANCE_INQUIRY:
             return self._respond(request, "12"), None
         try:
@@ -120,6 +130,8 @@ class Authoriser:
         return self._approve(request, session), None
 
     def _withdraw(self, request: Message) -> tuple[Message, int | None]:
+        if request.get("3") == ProcessingCode.CARDLESS_WITHDRAWAL:
+            return self._cardless(request, self.cardless.handle_withdrawal(request))
         if request.get("3") != ProcessingCode.WITHDRAWAL:
             return self._respond(request, "12"), None
         try:
@@ -150,11 +162,41 @@ class Authoriser:
             )
 
     def _reverse(self, request: Message) -> tuple[Message, int | None]:
+        reservation = self.cardless.original(request)
+        if reservation is not None:
+            return self._cardless(request, self.cardless.reverse(request, reservation))
         try:
             transfer_id = self.rules.reverse(request, self.ledger)
         except Decline as decline:
             return self._respond(request, decline.code), None
         return self._respond(request, "00"), transfer_id
+
+    # -- cardless withdrawal: sim/host/cardless.py decides, this only builds the response --
+
+    def _cardless(self, request: Message, outcome: IsoOutcome) -> tuple[Message, int | None]:
+        extra = dict(outcome.fields)
+        if outcome.code == "00" and request.get("t") in (Mti.AUTH_REQUEST, Mti.FINANCIAL_REQUEST):
+            seq = next(self._sequence)
+            extra["37"] = f"{self.clock.now():%y%j%H}{seq % 100_000:05d}"
+            extra["38"] = f"{seq % 1_000_000:06d}"
+        return self._respond(request, outcome.code, extra=extra), outcome.transfer_id
+
+    def _heard_from(self, request: Message) -> None:
+        """Terminal status, last contact and cash estimate, for routing customers to ATMs
+        (cardless). Any message means the terminal is up; a sign-off says it is not."""
+        signed_off = (
+            request.get("t") == Mti.NETWORK_REQUEST and request.get("70") == NetworkCode.SIGN_OFF
+        )
+        self.conn.execute(
+            "UPDATE terminals SET status = ?, last_seen = ?, cash_on_hand = (SELECT"
+            " debits_posted - credits_posted FROM accounts WHERE id = terminals.cash_account)"
+            " WHERE id = ?",
+            (
+                "signed_off" if signed_off else "in_service",
+                self.clock.now().isoformat(),
+                request.get("41", ""),
+            ),
+        )
 
     def _network(self, request: Message) -> Message:
         code = request.get("70", "")

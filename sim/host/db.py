@@ -57,8 +57,9 @@ CREATE TABLE IF NOT EXISTS terminals (
     site_name TEXT NOT NULL DEFAULT '',
     site_lat REAL,
     site_lon REAL,
-    status TEXT NOT NULL DEFAULT 'unknown',
-    last_seen TEXT
+    status TEXT NOT NULL DEFAULT 'unknown',  -- in_service once heard from, signed_off
+    last_seen TEXT,
+    cash_on_hand INTEGER                -- estimate: the GL-CASH-<id> balance when last heard
 );
 CREATE TABLE IF NOT EXISTS transfers (
     id INTEGER PRIMARY KEY,
@@ -99,7 +100,15 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     conn.executescript(SCHEMA)
+    _migrate(conn)
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Columns added after a database file may have been created (cardless routing)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(terminals)")}
+    if "cash_on_hand" not in columns:
+        conn.execute("ALTER TABLE terminals ADD COLUMN cash_on_hand INTEGER")
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:

@@ -32,7 +32,7 @@ import sqlite3
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +182,9 @@ class OutboxWorker:
         max_delay: float = 300.0,
         preparers: Mapping[str, Preparer] | None = None,
         poll_interval: float = 1.0,
+        kinds: Collection[str] | None = None,
     ) -> None:
+        """``kinds``: deliver only these (None: all); others stay pending, untouched."""
         if base_delay <= 0 or max_delay < base_delay:
             raise ValueError("need 0 < base_delay <= max_delay")
         self.clock = clock
@@ -190,6 +192,7 @@ class OutboxWorker:
         self.preparers = dict(preparers or {})
         self.base_delay, self.max_delay = base_delay, max_delay
         self.poll_interval = poll_interval
+        self.kinds = tuple(kinds) if kinds is not None else None
         self._owns_conn = not isinstance(db, sqlite3.Connection)
         if isinstance(db, sqlite3.Connection):
             self._conn = db
@@ -215,10 +218,15 @@ class OutboxWorker:
         async with self._lock:
             now = self.clock.now().timestamp()
             queues: dict[str, list[sqlite3.Row | tuple[Any, ...]]] = {}
-            for row in self._conn.execute(
+            query, args = (
                 "SELECT id, kind, destination, payload, attempts, next_attempt FROM outbox"
-                " WHERE status = 'pending' ORDER BY id"
-            ):
+                " WHERE status = 'pending'",
+                tuple[str, ...](),
+            )
+            if self.kinds is not None:
+                query += f" AND kind IN ({','.join('?' * len(self.kinds))})"
+                args = self.kinds
+            for row in self._conn.execute(query + " ORDER BY id", args):
                 queues.setdefault(row[2], []).append(row)
             result = DrainResult()
             dues = await asyncio.gather(

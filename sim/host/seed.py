@@ -1,7 +1,9 @@
 """Load the host's world (keys, terminals, people, accounts, cards) from a TOML seed.
 
 A seed may give a card's PIN in clear for test and demo data; it is turned into an
-IBM 3624 offset here and never stored. Every problem names the file and the key.
+IBM 3624 offset here and never stored. Likewise a person's ``face_photo`` is turned into
+a face template (for cardless withdrawal) and the photo is never stored. Every problem
+names the file and the key.
 """
 
 from __future__ import annotations
@@ -9,16 +11,20 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import logging
 import sqlite3
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from sim.host.cardless import CardlessSettings, FeeRule, enrol_face, ensure_schema
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from terminal.drivers.card_reader.base import mask_pan
-from terminal.errors import ConfigError
+from terminal.errors import ConfigError, TerminalError
 from terminal.security.pinblock import ibm3624_offset
+
+log = logging.getLogger(__name__)
 
 OPENING_ACCOUNT = "GL-OPENING"
 
@@ -46,6 +52,7 @@ class HostSettings:
     pin_tries: int = 3
     institution_id: str = "100001"
     safety_amount: int = 20_000  # the most a duress session may take, unless the account says
+    cardless: CardlessSettings = dataclasses.field(default_factory=CardlessSettings)
 
 
 class _Reader:
@@ -120,6 +127,7 @@ def load_seed(
         pin_tries=host.get("pin_tries", int, 3),
         institution_id=host.get("institution_id", str, "100001"),
         safety_amount=host.get("safety_amount", int, 20_000),
+        cardless=_cardless_settings(root),
     )
     terminals = root.items("terminals")
     keys = HostKeys(
@@ -132,8 +140,12 @@ def load_seed(
     (populated,) = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()
     if populated:
         return keys, settings
+    faces = _face_templates(root, path)  # slow (face detection): before the write lock
     with transaction(conn):
         _populate(conn, root, keys, settings, ledger)
+        ensure_schema(conn)
+        for person, (template, source) in faces.items():
+            enrol_face(conn, person, template, source, ledger.clock.now().isoformat())
     return keys, settings
 
 
@@ -160,6 +172,7 @@ def _populate(
         opening_cash = t.get("cash", int, 0)
         if opening_cash:
             ledger.transfer(cash, OPENING_ACCOUNT, opening_cash, kind="opening")
+        conn.execute("UPDATE terminals SET cash_on_hand = ? WHERE id = ?", (opening_cash, tid))
     for p in root.items("persons"):
         conn.execute(
             "INSERT INTO persons (id, name, phone) VALUES (?,?,?)",
@@ -182,6 +195,7 @@ def _populate(
     pans: set[str] = set()
     for c in root.items("cards"):
         _insert_card(conn, c, keys, seen, pans)
+    _check_fees(root, settings.cardless)
 
 
 def _unique(r: _Reader, key: str, seen: set[str]) -> str:
@@ -264,3 +278,157 @@ def _insert_card(
             "INSERT INTO card_accounts (pan_ref, account_id, is_default) VALUES (?,?,?)",
             (ref, account, int(i == 0)),
         )
+
+
+# -- cardless withdrawal: settings, fee table, enrolled faces ------------------------------
+
+_CARDLESS_INTS = (
+    "hold_minutes",
+    "attempts",
+    "request_minutes",
+    "phone_attempts",
+    "min_amount",
+    "max_amount",
+    "multiple",
+    "verify_seconds",
+)
+
+
+def _cardless_settings(root: _Reader) -> CardlessSettings:
+    """The top-level ``[cardless]`` table (top level, not under ``[host]``: tools copy
+    ``[host]`` as flat scalars, see sim/scenarios/seedgen.py)."""
+    table = _Reader(root.source, root.get("cardless", dict, {}), "cardless.")
+    defaults = CardlessSettings()
+    values: dict[str, int] = {}
+    for key in _CARDLESS_INTS:
+        value = table.get(key, int, getattr(defaults, key))
+        if value < (0 if key == "min_amount" else 1):
+            raise ConfigError(root.source, f"cardless.{key}", "must be positive")
+        values[key] = value
+    if values["min_amount"] > values["max_amount"]:
+        raise ConfigError(root.source, "cardless.min_amount", "is above max_amount")
+    tolerance = table.get("face_tolerance", float, defaults.face_tolerance)
+    if not 0 < tolerance < 2:
+        raise ConfigError(root.source, "cardless.face_tolerance", "must be between 0 and 2")
+    fees_table = _Reader(root.source, table.get("fees", dict, {}), "cardless.fees.")
+    fees = tuple((product, _fee_rule(fees_table, product)) for product in fees_table.table)
+    return CardlessSettings(
+        hold_minutes=values["hold_minutes"],
+        attempts=values["attempts"],
+        request_minutes=values["request_minutes"],
+        phone_attempts=values["phone_attempts"],
+        face_tolerance=tolerance,
+        min_amount=values["min_amount"],
+        max_amount=values["max_amount"],
+        multiple=values["multiple"],
+        verify_seconds=values["verify_seconds"],
+        fees=fees,
+    )
+
+
+def _fee_rule(fees: _Reader, product: str) -> FeeRule:
+    """``product = 200`` (flat, minor units) or ``product = { flat = 100, bps = 50,
+    min = 150, max = 1000 }`` (bps: basis points of the amount)."""
+    where = f"{fees.prefix}{product}"
+    value = fees.table[product]
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise ConfigError(fees.source, where, "a fee cannot be negative")
+        return FeeRule(flat=value)
+    if not isinstance(value, dict):
+        raise ConfigError(
+            fees.source, where, "must be minor units or a {flat, bps, min, max} table"
+        )
+    rule = _Reader(fees.source, value, where + ".")
+    unknown = set(value) - {"flat", "bps", "min", "max"}
+    if unknown:
+        raise ConfigError(fees.source, f"{where}.{sorted(unknown)[0]}", "is not a fee key")
+    flat, bps, minimum = (rule.get(k, int, 0) for k in ("flat", "bps", "min"))
+    maximum = rule.get("max", int, None)
+    if min(flat, bps, minimum) < 0 or (maximum is not None and maximum < minimum):
+        raise ConfigError(fees.source, where, "fees are >= 0 and max >= min")
+    return FeeRule(flat=flat, bps=bps, minimum=minimum, maximum=maximum)
+
+
+def _check_fees(root: _Reader, settings: CardlessSettings) -> None:
+    """A fee table must price every card product the seed uses (or have ``default``):
+    a product it forgot would otherwise be refused at every quote."""
+    if not settings.fees:
+        return
+    for c in root.items("cards"):
+        product = c.get("product", str, "debit")
+        if settings.fee_rule(product) is None:
+            raise ConfigError(
+                root.source, "cardless.fees", f"no fee for card product {product!r} (or default)"
+            )
+
+
+_template_cache: dict[str, str] = {}  # photo digest -> template text, per process
+
+
+def _face_templates(root: _Reader, seed: Path) -> dict[str, tuple[str, str]]:
+    """person id -> (template text, source) from ``face_photo`` or ``face_template``.
+
+    A photo path is absolute or relative to the seed file. A photo that does not exist,
+    or a host without the face engine, only leaves that person unenrolled (logged): a
+    copied seed or a host without OpenCV still runs. A photo that exists but holds no
+    face, several faces or no image is a seed error.
+    """
+    out: dict[str, tuple[str, str]] = {}
+    for p in root.items("persons"):
+        person = p.get("id", str)
+        if "face_template" in p.table and "face_photo" in p.table:
+            raise ConfigError(p.source, f"{p.prefix}face_photo", "give a photo or a template")
+        if "face_template" in p.table:
+            out[person] = (_template_text(p), "seed template")
+            continue
+        if "face_photo" not in p.table:
+            continue
+        photo = Path(p.get("face_photo", str))
+        photo = photo if photo.is_absolute() else seed.parent / photo
+        if not photo.is_file():
+            log.warning(
+                "%s: %sface_photo: %s not found; %s is not enrolled for cardless face checks",
+                p.source,
+                p.prefix,
+                photo,
+                person,
+            )
+            continue
+        template = _photo_template(p, photo)
+        if template is not None:
+            out[person] = (template, photo.name)
+    return out
+
+
+def _template_text(p: _Reader) -> str:
+    from terminal.face.verify import FaceTemplate
+
+    text: str = p.get("face_template", str)
+    try:
+        return FaceTemplate.from_text(text).to_text()
+    except TerminalError as exc:
+        raise ConfigError(p.source, f"{p.prefix}face_template", str(exc)) from None
+
+
+def _photo_template(p: _Reader, photo: Path) -> str | None:
+    """The photo's template (cached by content: every test that seeds a fresh database
+    would otherwise pay ~0.1 s of face detection, and a process ~1 s of imports)."""
+    data = photo.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest in _template_cache:
+        return _template_cache[digest]
+    try:
+        from terminal.face.verify import FaceEngineUnavailable, FaceVerifier
+
+        template = FaceVerifier().template(photo).to_text()
+    except FaceEngineUnavailable as exc:
+        log.error("%s: cannot enrol %s's face: %s", p.source, p.get("id", str), exc)
+        return None
+    except ImportError as exc:  # numpy itself missing
+        log.error("%s: cannot enrol %s's face: %s", p.source, p.get("id", str), exc)
+        return None
+    except TerminalError as exc:  # unreadable image, no face, several faces
+        raise ConfigError(p.source, f"{p.prefix}face_photo", f"{photo}: {exc}") from None
+    _template_cache[digest] = template
+    return template
