@@ -11,7 +11,7 @@ with no card there is nothing to give back: the session ends at the receipt.
 from __future__ import annotations
 
 import logging
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from host_link.cardless import cardless_pan, encode_field63, phone_digits
 from host_link.codec import Message
@@ -48,25 +48,12 @@ class CardlessSession(CustomerSession):
     def fire(self, trigger: str) -> None:
         super().fire(ENDINGS.get(trigger, trigger))
 
-    async def run(self) -> Any:
-        self.fire("cardless_chosen")
-        try:
-            await self._cardless()
-        except _End as end:
-            self.result.outcome = end.outcome
-        finally:
-            self._pin_block = b""
-        self._receipt()
-        self.result.states = [s.value for s in self.fsm.path[self._start :]]
-        self.log(
-            "session_end",
-            durable=True,
-            outcome=self.result.outcome,
-            dispensed=self.result.dispensed,
-        )
-        return self.result
+    START = "cardless_chosen"
 
-    async def _cardless(self) -> None:
+    def _return_card(self) -> None:
+        """No card, nothing to give back."""
+
+    async def _transact(self) -> None:
         self.phone = self._phone()
         self.method = self._method()
         self.result.masked_pan = masked_phone(self.phone)

@@ -88,9 +88,11 @@ class CustomerSession:
         self.fsm.fire(trigger)
         self.log("state", trigger=trigger, source=before.value, dest=self.fsm.state.value)
 
+    START = "card_inserted"  # the trigger that begins this kind of session
+
     async def run(self) -> SessionResult:
         """Run from a card in the reader until the terminal is idle again."""
-        self.fire("card_inserted")
+        self.fire(self.START)
         try:
             await self._transact()
         except _End as end:
