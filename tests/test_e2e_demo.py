@@ -124,3 +124,23 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     (alarm,) = report["alarms"]
     assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
     assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
+
+
+@pytest.mark.pcsc
+def test_demo_over_pcsc(tmp_path: Path) -> None:
+    """Every card of the demo read over PC/SC: virtual EMV cards through a real pcscd."""
+    run = subprocess.run(
+        [*ATM, "demo", "--json", "--card-reader", "pcsc", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout)
+    assert report["card_reader"] == "pcsc"
+    assert report["reconciled"] and report["outcomes_as_expected"]
+    unreadable = next(s for s in report["sessions"] if s["name"] == "unreadable card")
+    assert unreadable["outcome"] == "card_unreadable"  # a mute chip, through pcscd
+    journal = (tmp_path / "journal.db").read_bytes()
+    assert b"card_unreadable" in journal and b"4761739001010010" not in journal
