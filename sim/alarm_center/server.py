@@ -16,16 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import threading
 import urllib.parse
 from collections.abc import Callable
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 from sim.alarm_center.store import AlarmStore, AlarmValidationError, validate_alarm
+from sim.http_service import JsonHandler, ThreadedService, run_until_signalled
 from terminal.clock import Clock
 
 log = logging.getLogger(__name__)
@@ -51,24 +51,9 @@ class _Httpd(ThreadingHTTPServer):
         self.max_body = max_body
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Httpd
-    timeout = SOCKET_TIMEOUT
     server_version = "atm-alarm-center/1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
-
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _error(self, status: HTTPStatus, message: str, field: str | None = None) -> None:
-        self._send(status, {"error": message, "field": field})
 
     def do_GET(self) -> None:
         path = urllib.parse.urlsplit(self.path).path.rstrip("/")
@@ -176,8 +161,10 @@ class _Handler(BaseHTTPRequestHandler):
                 left -= len(chunk)
 
 
-class AlarmCenter:
+class AlarmCenter(ThreadedService):
     """The server with its store; ``start`` runs it on a background thread."""
+
+    name = "alarm center"
 
     def __init__(
         self,
@@ -188,55 +175,22 @@ class AlarmCenter:
         clock: Clock | None = None,
         max_body: int = MAX_BODY,
     ) -> None:
+        super().__init__(host, port)
         self.db_path = Path(db_path)
-        self.host, self.port = host, port
         self.clock = clock
         self.max_body = max_body
-        self._httpd: _Httpd | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8080``; alarms go to ``url + '/alarms'``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> int:
-        """Open the store and listen; returns the bound port (useful with port 0)."""
+    def _make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
         store = AlarmStore(self.db_path, self.clock)
         try:
-            self._httpd = _Httpd((self.host, self.port), store, self.max_body)
+            return _Httpd(address, store, self.max_body)
         except OSError:
             store.close()
             raise
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            args=(SHUTDOWN_POLL,),
-            name=f"alarm-center:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        log.info("alarm center listening on %s:%d, store %s", self.host, self.port, self.db_path)
-        return self.port
 
-    def stop(self) -> None:
-        """Stop listening, finish requests in flight, close the store. Safe to call twice."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-        httpd.store.close()
-        log.info("alarm center stopped")
-
-    def __enter__(self) -> AlarmCenter:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _closed(self, server: ThreadingHTTPServer) -> None:
+        assert isinstance(server, _Httpd)
+        server.store.close()
 
 
 def serve(
@@ -248,16 +202,4 @@ def serve(
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_ready(host, port)`` is where
     the CLI prints ``listening on HOST:PORT``."""
-    stop = stop or threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        with AlarmCenter(db_path, host, port) as center:
-            if on_ready is not None:
-                on_ready(center.host, center.port)
-            stop.wait()
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+    run_until_signalled(AlarmCenter(db_path, host, port), on_ready, stop)

@@ -13,22 +13,21 @@ of the id), so tests and demos replay, and never 404s.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
 import logging
 import re
-import signal
 import threading
 import tomllib
 import urllib.parse
 from collections.abc import Callable, Mapping
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from sim.http_service import JsonHandler, ThreadedService, run_until_signalled
 from terminal.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -109,21 +108,9 @@ class _Httpd(ThreadingHTTPServer):
         self.table = table
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     server: _Httpd
-    timeout = SOCKET_TIMEOUT
     server_version = "atm-carrier/1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        log.info("%s %s", self.address_string(), format % args)
-
-    def _send(self, status: HTTPStatus, body: dict[str, Any]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         url = urllib.parse.urlsplit(self.path)
@@ -152,8 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(HTTPStatus.OK, found.as_dict())
 
 
-class CarrierService:
+class CarrierService(ThreadedService):
     """The lookup service on a background thread; ``table`` None means made-up answers."""
+
+    name = "carrier"
 
     def __init__(
         self,
@@ -161,47 +150,11 @@ class CarrierService:
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
+        super().__init__(host, port)
         self.table = table
-        self.host, self.port = host, port
-        self._httpd: _Httpd | None = None
-        self._thread: threading.Thread | None = None
 
-    @property
-    def url(self) -> str:
-        """Base URL; lookups go to ``url + '/locate?terminal_id=...'``."""
-        return f"http://{self.host}:{self.port}"
-
-    def start(self) -> int:
-        """Listen; returns the bound port (useful with port 0)."""
-        self._httpd = _Httpd((self.host, self.port), self.table)
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            args=(SHUTDOWN_POLL,),
-            name=f"carrier:{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-        known = "any terminal" if self.table is None else f"{len(self.table)} terminals"
-        log.info("carrier listening on %s:%d (%s)", self.host, self.port, known)
-        return self.port
-
-    def stop(self) -> None:
-        """Stop listening. Safe to call twice."""
-        httpd, self._httpd = self._httpd, None
-        if httpd is None:
-            return
-        httpd.shutdown()
-        httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> CarrierService:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _make_server(self, address: tuple[str, int]) -> ThreadingHTTPServer:
+        return _Httpd(address, self.table)
 
 
 def serve(
@@ -214,17 +167,4 @@ def serve(
     """Run until SIGINT/SIGTERM (or ``stop`` is set); ``on_ready(host, port)`` is where
     the CLI prints ``listening on HOST:PORT``. A bad table raises ConfigError first."""
     table = load_table(table_path) if table_path is not None else None
-    stop = stop or threading.Event()
-    previous: dict[int, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        with CarrierService(table, host, port) as service:
-            if on_ready is not None:
-                on_ready(service.host, service.port)
-            stop.wait()
-    finally:
-        for signum, handler in previous.items():
-            with contextlib.suppress(ValueError):
-                signal.signal(signum, handler)
+    run_until_signalled(CarrierService(table, host, port), on_ready, stop)
