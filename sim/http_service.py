@@ -20,7 +20,7 @@ from typing import Any, Self
 log = logging.getLogger(__name__)
 
 SOCKET_TIMEOUT = 10.0  # a client that stalls mid-request is dropped
-SHUTDOWN_POLL = 0.1
+SHUTDOWN_POLL = 0.05  # how soon stop() is noticed; a select() timeout, not a busy loop
 
 
 class JsonHandler(BaseHTTPRequestHandler):

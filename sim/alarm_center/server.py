@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 MAX_BODY = 2 * 1024 * 1024
 DRAIN_LIMIT = 4 * MAX_BODY  # read and discard this much of a refused body, no more
-SOCKET_TIMEOUT = 10.0  # a peer that stalls mid-request holds a thread this long at most
-SHUTDOWN_POLL = 0.05  # how soon stop() is noticed; a select() timeout, not a busy loop
 DRAIN_TIMEOUT = 2.0
 
 

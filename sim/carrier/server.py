@@ -34,8 +34,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_CENTER = (26.5783, 106.7135)  # made-up locations scatter ~20 km around this
 TERMINAL_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-SOCKET_TIMEOUT = 10.0
-SHUTDOWN_POLL = 0.05  # how soon stop() is noticed; a select() timeout, not a busy loop
 
 
 @dataclasses.dataclass(frozen=True)
