@@ -54,9 +54,7 @@ def main() -> int:
         return 1
     report = json.loads(run.stdout)
     rate = args.transactions / elapsed
-    full = (
-        baseline.get("full", baseline).get("commits_per_s") if isinstance(baseline, dict) else None
-    )
+    full = baseline["results"]["full"]["commits_per_s"]
     result = {
         "name": "bench_soak",
         **report,
