@@ -18,6 +18,9 @@ class Mti(enum.StrEnum):
     REVERSAL_ADVICE = "0420"
     REVERSAL_ADVICE_REPEAT = "0421"
     REVERSAL_ADVICE_RESPONSE = "0430"
+    ADMIN_ADVICE = "0620"  # snapshots for a silent alarm (host_link.evidence)
+    ADMIN_ADVICE_REPEAT = "0621"
+    ADMIN_ADVICE_RESPONSE = "0630"
     NETWORK_REQUEST = "0800"
     NETWORK_RESPONSE = "0810"
 

@@ -46,7 +46,7 @@ CREATE TABLE IF NOT EXISTS saf (
 );
 """
 FORBIDDEN_FIELDS = ("2", "35", "52", "110")
-REPEAT_MTI = {"0400": "0401", "0420": "0421"}
+REPEAT_MTI = {"0400": "0401", "0420": "0421", "0620": "0621"}
 DONE_CODES = frozenset({"00"})  # processed, or acknowledged as nothing to undo
 RETRY_CODES = frozenset({"63", "91", "96"})  # not processed (keys, issuer, host failure)
 

@@ -15,13 +15,15 @@ from typing import Any, NoReturn
 from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient
 from host_link.codec import Message
-from host_link.codes import response_code
+from host_link.codes import Mti, response_code
+from host_link.evidence import EvidenceRequest, parse_request, parts
 from terminal import transactions
 from terminal.config import TerminalConfig
 from terminal.devices import Devices
 from terminal.drivers.card_reader.base import CardData, CardUnreadable
 from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.errors import CodecError, DeviceError, HostLinkError, TerminalError
+from terminal.evidence import encode, grab
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
 from terminal.link_security import with_ksn
@@ -77,6 +79,7 @@ class CustomerSession:
         self._pin_ksn = ""
         self._limits: dict[AmountType, int] = {}
         self._approved_request: Message = {}
+        self._evidence: tuple[EvidenceRequest, list[Any]] | None = None
         self.result = SessionResult(session_id, "in_progress", [])
         self._start = len(machine.path)
 
@@ -108,7 +111,25 @@ class CustomerSession:
             outcome=self.result.outcome,
             dispensed=self.result.dispensed,
         )
+        await self._send_evidence()
         return self.result
+
+    def _note_evidence(self, response: Message) -> None:
+        """A response may quietly ask for camera snapshots (see host_link.evidence)."""
+        request = parse_request(response.get("63", ""))
+        if request is not None and self._evidence is None:
+            self._evidence = (request, grab(self.devices.camera, request))
+
+    async def _send_evidence(self) -> None:
+        if self._evidence is None:
+            return
+        request, frames = self._evidence
+        self._evidence = None
+        for index, jpeg in enumerate(encode(frames)):
+            for text in parts(request.ref, index, jpeg):
+                advice = {"t": Mti.ADMIN_ADVICE, "32": self.config.acquirer_id, "63": text}
+                self.saf.enqueue(with_ksn(self.host.stamp(advice), self.devices.pinpad))
+        await self.saf.drain(self.host, force=True)
 
     async def _transact(self) -> None:
         self._read_card()
@@ -221,6 +242,7 @@ class CustomerSession:
         try:
             response = await self.host.request(request)
             _check_response(response)
+            self._note_evidence(response)
         except (HostLinkError, CodecError) as exc:
             # The host may have approved before the link failed: undo whatever it did.
             self.log("host_error", error=str(exc))
@@ -313,6 +335,7 @@ class CustomerSession:
         try:
             response = await self.host.request(self.host.stamp(request))
             _check_response(response)
+            self._note_evidence(response)
             return response
         except (HostLinkError, CodecError) as exc:
             self.log("host_error", error=str(exc))

@@ -311,16 +311,18 @@ class AlarmStore:
         return row is None, row is None or row[0] == digest
 
     def add_update(self, alarm_id: str, update: dict[str, Any]) -> bool | None:
-        """A follow-up of a stored alarm (the amount asked later in the same session).
+        """A follow-up of a stored alarm: the amount asked later in the same session,
+        and/or evidence (camera snapshots the terminal sent after the alarm went out).
 
         Returns True when stored, False for a repeat, None when the alarm is unknown.
         """
         for key in ("update_id", "time"):
             if not isinstance(update.get(key), str) or not update[key]:
                 raise AlarmValidationError(key, "must be a non-empty string")
-        amount = update.get("amount_requested")
+        amount = update.get("amount_requested", 0)
         if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
             raise AlarmValidationError("amount_requested", "must be a non-negative integer")
+        evidence = _evidence(update["evidence"]) if "evidence" in update else ()
         with self._lock:
             if (
                 self._conn.execute(
@@ -329,11 +331,36 @@ class AlarmStore:
                 is None
             ):
                 return None
-            cursor = self._conn.execute(
-                "INSERT OR IGNORE INTO updates (update_id, alarm_id, time, amount_requested)"
-                " VALUES (?,?,?,?)",
-                (update["update_id"], alarm_id, update["time"], amount),
-            )
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = self._conn.execute(
+                    "INSERT OR IGNORE INTO updates (update_id, alarm_id, time, amount_requested)"
+                    " VALUES (?,?,?,?)",
+                    (update["update_id"], alarm_id, update["time"], amount),
+                )
+                if cursor.rowcount == 1 and evidence:
+                    (first,) = self._conn.execute(
+                        "SELECT COALESCE(MAX(idx) + 1, 0) FROM evidence WHERE alarm_id = ?",
+                        (alarm_id,),
+                    ).fetchone()
+                    self._conn.executemany(
+                        "INSERT INTO evidence (alarm_id, idx, content_type, sha256, data)"
+                        " VALUES (?,?,?,?,?)",
+                        [
+                            (
+                                alarm_id,
+                                first + i,
+                                e.content_type,
+                                hashlib.sha256(e.data).hexdigest(),
+                                e.data,
+                            )
+                            for i, e in enumerate(evidence)
+                        ],
+                    )
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
             return cursor.rowcount == 1
 
     def alarms(self) -> list[dict[str, Any]]:

@@ -1,0 +1,81 @@
+"""Snapshots a terminal sends for a silent alarm: reassembled, then attached to the alarm.
+
+The parts arrive in 0620 advices (see :mod:`host_link.evidence`); each is stored as it
+comes, inside the advice's own transaction, so a terminal repeating an advice or a host
+restarting mid-way loses nothing and duplicates nothing. When a snapshot's last part is
+in, the whole JPEG goes to the alarm center as a follow-up of the alarm, through the
+durable outbox like the alarm itself. Parts for an alarm this terminal did not raise are
+refused (a terminal cannot attach pictures to another terminal's incident).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import sqlite3
+
+from host_link.codec import Message
+from host_link.evidence import parse_part
+from sim.host import outbox
+from sim.host.duress import ALARM_CENTER
+from terminal.clock import Clock
+from terminal.errors import CodecError
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS evidence_parts (
+    ref TEXT NOT NULL,
+    snapshot INTEGER NOT NULL,
+    part INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (ref, snapshot, part)
+);
+"""
+
+
+class EvidenceDesk:
+    def __init__(self, conn: sqlite3.Connection, clock: Clock) -> None:
+        self.conn, self.clock = conn, clock
+        conn.executescript(SCHEMA)
+
+    def receive(self, request: Message) -> str:
+        """Store one part (inside the caller's transaction); returns a response code."""
+        try:
+            part = parse_part(request.get("63", ""))
+        except CodecError as exc:
+            log.warning("evidence advice refused: %s", exc)
+            return "30"
+        owner = self.conn.execute(
+            "SELECT terminal_id FROM duress_alarms WHERE alarm_id = ?", (part.ref,)
+        ).fetchone()
+        if owner is None or owner[0] != request.get("41"):
+            log.warning("evidence for an incident this terminal did not raise: refused")
+            return "12"
+        self.conn.execute(
+            "INSERT OR IGNORE INTO evidence_parts VALUES (?,?,?,?,?)",
+            (part.ref, part.snapshot, part.part, part.total, part.data),
+        )
+        rows = self.conn.execute(
+            "SELECT data FROM evidence_parts WHERE ref = ? AND snapshot = ? AND total = ?"
+            " ORDER BY part",
+            (part.ref, part.snapshot, part.total),
+        ).fetchall()
+        if len(rows) == part.total:
+            jpeg = base64.b64decode("".join(r[0] for r in rows))
+            update = {
+                "alarm_id": part.ref,
+                "update": True,
+                "update_id": f"{part.ref}-snapshot-{part.snapshot}",
+                "time": self.clock.now().isoformat(),
+                "evidence": [
+                    {
+                        "content_type": "image/jpeg",
+                        "data_base64": base64.b64encode(jpeg).decode("ascii"),
+                    }
+                ],
+            }
+            outbox.enqueue(self.conn, "alarm", update, ALARM_CENTER, clock=self.clock)
+            log.info("snapshot %d of %s complete (%d bytes)", part.snapshot, part.ref, len(jpeg))
+        return "00"
