@@ -95,39 +95,41 @@ async def serve(
         asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
     ]
     api: _ApiServer | None = None
-    if api_port is not None:
-        bank = PhoneBank(server.authoriser.cardless, on_sms=worker.wake)
-        sock = _listen(api_host or server.host, api_port)
-        bound = sock.getsockname()
-        api = _ApiServer(
-            uvicorn.Config(create_app(bank), log_config=None, lifespan="off", access_log=False)
-        )
-        tasks.append(asyncio.create_task(api.serve(sockets=[sock])))
-        while not api.started and not tasks[-1].done():
-            await asyncio.sleep(0.01)  # startup takes a few loop turns
-        if tasks[-1].done():
-            tasks[-1].result()  # raises what stopped it
-            raise TerminalError("the phone API stopped while starting")
-    port = await server.start()
-    if on_ready is not None:
-        on_ready(server.host, port)
-    if api is not None and on_api_ready is not None:
-        on_api_ready(bound[0], bound[1])
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    log.info("host stopping")
-    if api is not None:
-        api.should_exit = True
-    await server.stop()
-    worker.wake()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    worker.close()
-    server.authoriser.conn.close()
+    try:
+        if api_port is not None:
+            bank = PhoneBank(server.authoriser.cardless, on_sms=worker.wake)
+            sock = _listen(api_host or server.host, api_port)
+            api_address = sock.getsockname()
+            api = _ApiServer(
+                uvicorn.Config(create_app(bank), log_config=None, lifespan="off", access_log=False)
+            )
+            tasks.append(asyncio.create_task(api.serve(sockets=[sock])))
+            while not api.started and not tasks[-1].done():
+                await asyncio.sleep(0.01)  # startup takes a few loop turns
+            if tasks[-1].done():
+                raise TerminalError(f"the phone API did not start: {tasks[-1].exception()}")
+        port = await server.start()
+        if on_ready is not None:
+            on_ready(server.host, port)
+        if api is not None and on_api_ready is not None:
+            on_api_ready(api_address[0], api_address[1])
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not main thread
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("host stopping")
+    finally:
+        stop.set()
+        if api is not None:
+            api.should_exit = True
+        await server.stop()
+        worker.wake()
+        for result in await asyncio.gather(*tasks, return_exceptions=True):
+            if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
+                log.error("host task ended with %r", result)
+        worker.close()
+        server.authoriser.conn.close()
 
 
 class _ApiServer(uvicorn.Server):

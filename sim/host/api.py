@@ -1,0 +1,293 @@
+"""The host's HTTP API for the customer's phone (cardless withdrawal) and ATM routing.
+
+FastAPI, described at ``/openapi.json`` (and browsable at ``/docs``). It runs in the
+host's own asyncio loop next to the ISO 8583 server and shares its SQLite connection,
+so every handler is ``async`` and does its database work on the loop, one transaction
+at a time, exactly like the ISO handlers; only face detection (CPU, ~0.1-0.5 s) goes to
+a worker thread, so terminals are not kept waiting by a phone's photo.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from sim.host.cardless_phone import PhoneBank, PhoneError, probe_template
+from sim.host.routing import RouteModel, rank_atms
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Cardless cash withdrawal, the phone's side (see docs/cardless.md):
+
+1. `POST /cardless/requests` with the phone number: the bank texts a code
+   (read it with `GET /phones/{phone}/messages`: there is no real SMS network).
+2. `POST /cardless/requests/{id}/verification` with the code.
+3. `POST /cardless/requests/{id}/face` with consent and a photo (base64 JPEG/PNG),
+   compared with the face enrolled at the bank.
+4. `GET /cardless/requests/{id}/accounts`, then `POST /cardless/requests/{id}/quotes`
+   (account, amount, method): the fee is shown before anything is held.
+5. `POST /cardless/requests/{id}/reservation` with the quote id: amount + fee are held
+   and, for the code methods, the reservation code is returned (once) and texted.
+6. `GET` / `DELETE /cardless/reservations/{id}`: status, or cancel (releases the hold).
+
+`GET /atms/route` ranks the ATMs that can pay an amount by estimated arrival time.
+Money is always an integer number of minor units (cents).
+"""
+
+Method = Literal["code", "face", "both"]
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(description="What was wrong; nothing was changed (except counted attempts)")
+
+
+class PhoneIn(BaseModel):
+    phone: str = Field(description="The customer's phone number", examples=["+4915100000006"])
+
+
+class RequestOut(BaseModel):
+    request_id: str = Field(description="The session's handle: keep it secret")
+    status: str = Field(description="sent, verified, identified, reserved, failed or expired")
+    expires_at: str
+    reservation_id: str | None = None
+
+
+class CodeIn(BaseModel):
+    code: str = Field(pattern=r"^[0-9]{4,12}$", description="The code from the SMS")
+
+
+class FaceIn(BaseModel):
+    consent: bool = Field(description="The customer allows the bank to use this photo")
+    image_base64: str = Field(
+        max_length=12_000_000, description="A JPEG or PNG photo with exactly one face, base64"
+    )
+
+
+class FaceOut(BaseModel):
+    match: bool
+    distance: float = Field(description="Face distance to the enrolled template")
+    tolerance: float = Field(description="A match is a distance at or below this")
+    attempts_left: int
+    status: str = Field(description="identified on a match; failed when attempts ran out")
+
+
+class AccountOut(BaseModel):
+    account: str
+    currency: str
+    ledger_balance: int
+    available: int
+    locked: bool
+    card_product: str = Field(description="Product of the customer's card on it: sets the fee")
+    card: str | None = Field(description="That card, masked")
+
+
+class QuoteIn(BaseModel):
+    account: str
+    amount: int = Field(gt=0, description="Minor units")
+    method: Method = Field(description="How the cash is collected at the ATM")
+
+
+class QuoteOut(BaseModel):
+    quote_id: str
+    account: str
+    amount: int
+    fee: int
+    total: int = Field(description="amount + fee: what will be held")
+    currency: str
+    method: Method
+    card_product: str
+    fee_rule: str
+
+
+class ConfirmIn(BaseModel):
+    quote_id: str
+
+
+class ReservationOut(BaseModel):
+    reservation_id: str
+    status: str = Field(description="active, used, cancelled, expired or refunded")
+    account: str
+    amount: int
+    fee: int
+    total: int
+    currency: str
+    method: Method
+    attempts: int = Field(description="Failed checks at ATMs so far")
+    expires_at: str
+    created_at: str
+    terminal_id: str | None
+    refunded: int
+    code: str | None = Field(
+        default=None, description="Only in the confirmation, for code methods: type it at the ATM"
+    )
+
+
+class EventOut(BaseModel):
+    at: str
+    kind: str
+    terminal_id: str | None
+    detail: dict[str, Any]
+
+
+class MessageOut(BaseModel):
+    id: int
+    text: str
+    status: str = Field(description="pending (in the outbox) or delivered")
+    created: str
+    delivered_at: str | None
+
+
+class AtmOut(BaseModel):
+    terminal_id: str
+    site: str
+    lat: float
+    lon: float
+    distance_km: float = Field(description="Street distance estimate")
+    congestion: float = Field(description="Travel-time factor of the traffic on the way (>= 1)")
+    eta_min: float = Field(description="Travel time to the ATM with the congestion")
+    sessions_per_hour: float
+    wait_min: float = Field(description="Expected queue at the ATM")
+    total_min: float = Field(description="eta + wait: the ranking key")
+
+
+class ExcludedOut(BaseModel):
+    terminal_id: str
+    reason: str
+
+
+class RouteOut(BaseModel):
+    atms: list[AtmOut] = Field(description="Best first")
+    excluded: list[ExcludedOut]
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for the refusals an endpoint can answer (422 is FastAPI's own:
+    its body validation, or ours with a plain ``detail`` string)."""
+    return {code: {"model": ErrorOut} for code in codes}
+
+
+def create_app(bank: PhoneBank, route_model: RouteModel | None = None) -> FastAPI:
+    """The API over ``bank`` (which holds the host's connection and clock)."""
+    app = FastAPI(title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION)
+    model = route_model or RouteModel()
+
+    @app.exception_handler(PhoneError)
+    async def phone_error(request: Request, exc: Exception) -> JSONResponse:
+        status = exc.status if isinstance(exc, PhoneError) else 400
+        log.info("%s %s refused (%d): %s", request.method, request.url.path, status, exc)
+        return JSONResponse(status_code=status, content={"detail": str(exc)})
+
+    @app.post("/cardless/requests", status_code=201, responses=errors(404, 409), tags=["cardless"])
+    async def create_request(body: PhoneIn) -> RequestOut:
+        """Start a cardless withdrawal: the bank texts a verification code to the phone."""
+        return RequestOut(**bank.request(body.phone))
+
+    @app.get("/cardless/requests/{request_id}", responses=errors(404), tags=["cardless"])
+    async def get_request(request_id: str) -> RequestOut:
+        """Where the phone session is."""
+        return RequestOut(**bank.status(request_id))
+
+    @app.post(
+        "/cardless/requests/{request_id}/verification",
+        responses=errors(403, 404, 409, 410),
+        tags=["cardless"],
+    )
+    async def verify(request_id: str, body: CodeIn) -> RequestOut:
+        """Prove the phone with the SMS code (403 when wrong; attempts are limited)."""
+        return RequestOut(**bank.verify_code(request_id, body.code))
+
+    @app.post(
+        "/cardless/requests/{request_id}/face",
+        responses=errors(403, 404, 409, 410, 503),
+        tags=["cardless"],
+    )
+    async def face(request_id: str, body: FaceIn) -> FaceOut:
+        """With consent, compare the photo's face with the one enrolled at the bank.
+        No face, several faces or a bad image: 422, and nothing is counted."""
+        bank.enrolled(request_id, body.consent)  # cheap refusals before detection
+        tolerance = bank.settings.face_tolerance
+        probe = await asyncio.to_thread(probe_template, body.image_base64, tolerance)
+        result = bank.face_checked(request_id, probe)
+        return FaceOut(
+            match=result.match,
+            distance=round(result.distance, 4),
+            tolerance=result.tolerance,
+            attempts_left=result.attempts_left,
+            status=result.status,
+        )
+
+    @app.get(
+        "/cardless/requests/{request_id}/accounts",
+        responses=errors(403, 404, 409, 410),
+        tags=["cardless"],
+    )
+    async def accounts(request_id: str) -> list[AccountOut]:
+        """The identified customer's accounts to withdraw from."""
+        return [AccountOut(**a) for a in bank.accounts(request_id)]
+
+    @app.post(
+        "/cardless/requests/{request_id}/quotes",
+        status_code=201,
+        responses=errors(403, 404, 409, 410),
+        tags=["cardless"],
+    )
+    async def quote(request_id: str, body: QuoteIn) -> QuoteOut:
+        """Price a withdrawal (fee by the account's card product); holds nothing."""
+        return QuoteOut(**bank.quote(request_id, body.account, body.amount, body.method))
+
+    @app.post(
+        "/cardless/requests/{request_id}/reservation",
+        status_code=201,
+        responses=errors(403, 404, 409, 410),
+        tags=["cardless"],
+    )
+    async def confirm(request_id: str, body: ConfirmIn) -> ReservationOut:
+        """Accept a quote: amount + fee are held until the ATM pays out, the
+        reservation is cancelled, or it expires. A second confirmation is 409."""
+        return ReservationOut(**bank.confirm(request_id, body.quote_id))
+
+    @app.get("/cardless/reservations/{reservation_id}", responses=errors(404), tags=["cardless"])
+    async def reservation(reservation_id: str) -> ReservationOut:
+        """The reservation's state (never its code); expires it first if its time is up."""
+        return ReservationOut(**bank.reservation(reservation_id))
+
+    @app.delete(
+        "/cardless/reservations/{reservation_id}", responses=errors(404, 409), tags=["cardless"]
+    )
+    async def cancel(reservation_id: str) -> ReservationOut:
+        """Cancel an active reservation: the hold is released."""
+        return ReservationOut(**bank.cancel(reservation_id))
+
+    @app.get(
+        "/cardless/reservations/{reservation_id}/events", responses=errors(404), tags=["cardless"]
+    )
+    async def events(reservation_id: str) -> list[EventOut]:
+        """The bank's journal of this withdrawal, request to end."""
+        return [EventOut(**e) for e in bank.events(reservation_id)]
+
+    @app.get("/phones/{phone}/messages", responses=errors(), tags=["development"])
+    async def messages(phone: str) -> list[MessageOut]:
+        """The SMS the bank sent this phone (the simulated network's inbox)."""
+        return [MessageOut(**m) for m in bank.messages(phone)]
+
+    @app.get("/atms/route", responses=errors(), tags=["routing"])
+    async def route(
+        lat: float = Query(ge=-90, le=90),
+        lon: float = Query(ge=-180, le=180),
+        amount: int = Query(gt=0, description="Minor units the ATM must be able to pay"),
+    ) -> RouteOut:
+        """ATMs in service with enough cash, by estimated arrival time (travel with
+        simulated congestion + expected queue); see sim/host/routing.py for the model."""
+        ranked = rank_atms(bank.conn, bank.clock.now(), lat, lon, amount, model)
+        return RouteOut(
+            atms=[AtmOut(**a) for a in ranked["atms"]],
+            excluded=[ExcludedOut(**e) for e in ranked["excluded"]],
+        )
+
+    return app

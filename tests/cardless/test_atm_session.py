@@ -1,0 +1,43 @@
+"""The ATM's own cardless session (terminal/cardless.py, simulated devices, real MACed
+TCP link) collects a reservation made through the phone service of the same host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sim.host.cardless_phone import PhoneBank
+from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
+from terminal.face.verify import FaceTemplate
+from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, reserve
+from tests.conftest import Rig
+
+
+def test_the_terminal_collects_with_the_code(
+    with_rig: Callable[..., Any], template: Callable[[str], FaceTemplate]
+) -> None:
+    probe = template("obama2.jpg")
+
+    async def body(rig: Rig) -> None:
+        bank = PhoneBank(rig.host.authoriser.cardless)
+        reservation = reserve(bank, probe, amount=6_000)  # 3 x 20.00 notes
+        before = rig.host.authoriser.ledger.balance(FRANK_DEBIT)
+        wrong = "999999" if reservation["code"] != "999999" else "111111"
+        digits = FRANK_PHONE.lstrip("+")
+        # A wrong code first (the host answers 55, the ATM asks again), then the right one.
+        rig.pinpad.script(Keys(digits), Fkey("F1"), Pin(wrong), Pin(str(reservation["code"])))
+        result = await rig.terminal.serve_cardless()
+        assert result is not None, rig.terminal.out_of_service_reason
+        assert result.dispensed == 6_000, result
+        assert result.response_code == "00"
+        after = rig.host.authoriser.ledger.balance(FRANK_DEBIT)
+        assert after.ledger == before.ledger - 6_000 - 200
+        assert after.available == after.ledger
+        row = rig.host.authoriser.conn.execute(
+            "SELECT status, attempts, terminal_id FROM reservations WHERE id = ?",
+            (reservation["reservation_id"],),
+        ).fetchone()
+        assert tuple(row) == ("used", 1, rig.terminal.config.terminal_id)
+        assert rig.host.authoriser.ledger.check() == []
+
+    with_rig(body)
