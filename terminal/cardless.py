@@ -17,6 +17,7 @@ from host_link.cardless import cardless_pan, encode_field63, phone_digits
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode, response_code
 from terminal.errors import CodecError, DeviceError, HostLinkError
+from terminal.link_security import with_ksn
 from terminal.session import CustomerSession, _check_response, _End, _original
 from terminal.ui import Screen
 
@@ -89,10 +90,13 @@ class CardlessSession(CustomerSession):
         except ValueError:
             self.log("host_error", error="approval without the reserved amount")
             self._host_unavailable()
-        request = self.host.stamp(
-            {"t": Mti.FINANCIAL_REQUEST, "3": ProcessingCode.CARDLESS_WITHDRAWAL}
-            | {"4": f"{amount:012d}"}
-            | fields
+        request = with_ksn(
+            self.host.stamp(
+                {"t": Mti.FINANCIAL_REQUEST, "3": ProcessingCode.CARDLESS_WITHDRAWAL}
+                | {"4": f"{amount:012d}"}
+                | fields
+            ),
+            self.devices.pinpad,
         )
         self._pin_block = b""
         self.log("authorisation_request", durable=True, request=_original(request))

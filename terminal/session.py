@@ -333,7 +333,8 @@ class CustomerSession:
     async def _exchange(self, request: Message) -> Message:
         """A request that changes no money (0100): any link failure ends the session."""
         try:
-            response = await self.host.request(self.host.stamp(request))
+            stamped = with_ksn(self.host.stamp(request), self.devices.pinpad)
+            response = await self.host.request(stamped)
             _check_response(response)
             self._note_evidence(response)
             return response

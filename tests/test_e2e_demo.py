@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.scenarios.cardless_demo import CARDLESS_DEMO
 from sim.scenarios.scripts import DEMO
 
 pytestmark = pytest.mark.e2e
@@ -35,13 +36,20 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert report["outcomes_as_expected"] is True
     assert report["ledger_problems"] == []
     by_name = {s["name"]: s for s in report["sessions"]}
-    assert set(by_name) == {s.name for s in DEMO}
-    for scenario in DEMO:
+    assert set(by_name) == {s.name for s in (*DEMO, *CARDLESS_DEMO)}
+    for scenario in (*DEMO, *CARDLESS_DEMO):
         session = by_name[scenario.name]
         assert session["outcome"] == scenario.expected
         assert session["dispensed"] == scenario.expected_dispensed
-        assert session["states"][0] == "reading_card" and session["states"][-1] == "idle"
-    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
+        assert session["states"][-1] == "idle"
+    expected_cash = sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
+    assert report["cash_handed_out"] == expected_cash
+    # cardless: fees charged only for collected reservations; nothing left frozen
+    fees = {a["account"]: a for a in report["accounts"]}["GL-FEES-CARDLESS"]
+    assert fees["change"] == sum(
+        s["fee"] for s in report["sessions"] if s.get("fee") and s["outcome"] == "dispensed"
+    )
+    assert all(a["held"] == 0 for a in report["accounts"])
     # the duress session: exactly one silent alarm, where the terminal stands, within the cap
     (alarm,) = report["alarms"]
     assert report["alarms_as_expected"] is True
@@ -50,6 +58,7 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert (alarm["location"]["lat"], alarm["location"]["lon"]) == (52.52, 13.405)
     duress = next(s for s in report["sessions"] if s["name"].startswith("duress"))
     assert 0 < duress["dispensed"] <= 30_000 and alarm["amount_requested"] == duress["dispensed"]
+    assert [e["content_type"] for e in alarm["evidence"]] == ["image/jpeg", "image/jpeg"]
     changes = {a["account"]: a["change"] for a in report["accounts"]}
     assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]
     # files the run wrote: the journal and the host database hold no full PAN
@@ -123,7 +132,7 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     assert report["reconciled"] and report["outcomes_as_expected"]
     (alarm,) = report["alarms"]
     assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
-    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in DEMO)
+    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
 
 
 @pytest.mark.pcsc

@@ -91,6 +91,9 @@ class QuoteIn(BaseModel):
     account: str
     amount: int = Field(gt=0, description="Minor units")
     method: Method = Field(description="How the cash is collected at the ATM")
+    hold_minutes: float | None = Field(
+        default=None, gt=0, description="Collect within this many minutes (at most the bank's)"
+    )
 
 
 class QuoteOut(BaseModel):
@@ -239,7 +242,9 @@ def create_app(bank: PhoneBank, route_model: RouteModel | None = None) -> FastAP
     )
     async def quote(request_id: str, body: QuoteIn) -> QuoteOut:
         """Price a withdrawal (fee by the account's card product); holds nothing."""
-        return QuoteOut(**bank.quote(request_id, body.account, body.amount, body.method))
+        return QuoteOut(
+            **bank.quote(request_id, body.account, body.amount, body.method, body.hold_minutes)
+        )
 
     @app.post(
         "/cardless/requests/{request_id}/reservation",

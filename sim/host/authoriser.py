@@ -17,8 +17,10 @@ from collections.abc import Callable, Mapping
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
+from host_link.evidence import request_field
 from sim.host.cardless import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
+from sim.host.evidence import EvidenceDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
@@ -27,6 +29,8 @@ from terminal.clock import Clock
 from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
+
+EVIDENCE_SNAPSHOTS = 2  # asked of the terminal when a duress incident opens
 
 # Echoed from request to response; never 2, 14, 35, 52 (no card data on the way back).
 ECHOED = ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49", "53", "90")
@@ -50,6 +54,7 @@ class Authoriser:
         )
         self.rules = RuleBook(conn, keys, self.key_store, settings, clock)
         self.alarms = AlarmDesk(conn, clock)
+        self.evidence = EvidenceDesk(conn, clock)
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
@@ -61,6 +66,8 @@ class Authoriser:
             Mti.REVERSAL_REQUEST_REPEAT: self._reverse,
             Mti.REVERSAL_ADVICE: self._reverse,
             Mti.REVERSAL_ADVICE_REPEAT: self._reverse,
+            Mti.ADMIN_ADVICE: self._evidence,
+            Mti.ADMIN_ADVICE_REPEAT: self._evidence,
         }
 
     def handle(self, request: Message, peer_ip: str = "") -> Message | None:
@@ -126,8 +133,11 @@ class Authoriser:
             session = self.rules.verify_card_and_pin(request)
         except Decline as decline:
             return self._respond(request, decline.code), None
-        self._duress(request, session)
-        return self._approve(request, session), None
+        response = self._approve(request, session)
+        if self._duress(request, session):
+            # quietly ask the terminal for camera snapshots of the incident
+            response["63"] = request_field(EVIDENCE_SNAPSHOTS, self.alarms.opened or "")
+        return response, None
 
     def _withdraw(self, request: Message) -> tuple[Message, int | None]:
         if request.get("3") == ProcessingCode.CARDLESS_WITHDRAWAL:
@@ -151,7 +161,8 @@ class Authoriser:
         session = self.rules.refresh(session)
         return self._approve(request, session), transfer_id
 
-    def _duress(self, request: Message, session: CardSession) -> None:
+    def _duress(self, request: Message, session: CardSession) -> bool:
+        """Raise (or follow up) the silent alarm; True when this request opened it."""
         if session.duress:
             self.alarms.raise_alarm(
                 request,
@@ -160,6 +171,10 @@ class Authoriser:
                 account=session.account,
                 peer_ip=self.peer_ip,
             )
+        return session.duress and self.alarms.opened is not None
+
+    def _evidence(self, request: Message) -> tuple[Message, int | None]:
+        return self._respond(request, self.evidence.receive(request)), None
 
     def _reverse(self, request: Message) -> tuple[Message, int | None]:
         reservation = self.cardless.original(request)

@@ -87,7 +87,8 @@ SCHEMA = (
         currency TEXT NOT NULL,
         method TEXT NOT NULL CHECK (method IN ('code', 'face', 'both')),
         product TEXT NOT NULL,
-        created_at TEXT NOT NULL
+        created_at TEXT NOT NULL,
+        hold_minutes REAL                   -- the customer's collection window, if shorter
     )""",
     """CREATE TABLE IF NOT EXISTS reservations (
         id TEXT PRIMARY KEY,
@@ -336,6 +337,7 @@ class CardlessDesk:
         fee: int,
         currency: str,
         method: str,
+        hold_minutes: float | None = None,
     ) -> tuple[sqlite3.Row, str | None]:
         """Hold amount + fee and create the reservation; returns it and the code (only
         for code methods: this is the one moment the code exists in clear)."""
@@ -348,7 +350,8 @@ class CardlessDesk:
             code = f"{self.rng.randrange(1_000_000):06d}"
             offset = ibm3624_offset(code, cardless_pan(phone), self.keys.pvk)
         reservation_id = self.token()
-        expires = self.now() + self.settings.hold_minutes * 60
+        window = min(hold_minutes or self.settings.hold_minutes, self.settings.hold_minutes)
+        expires = self.now() + window * 60
         self.conn.execute(
             "INSERT INTO reservations (id, request_id, person_id, phone, account_id, amount,"
             " fee, currency, method, code_offset, hold_transfer_id, status, expires_at,"

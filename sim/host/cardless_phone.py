@@ -407,13 +407,22 @@ class PhoneBank:
             "fee_rule": rule.describe(),
         }
 
-    def quote(self, request_id: str, account: str, amount: int, method: str) -> dict[str, Any]:
+    def quote(
+        self,
+        request_id: str,
+        account: str,
+        amount: int,
+        method: str,
+        hold_minutes: float | None = None,
+    ) -> dict[str, Any]:
+        """Price a withdrawal. ``hold_minutes``: collect within this window (at most the
+        bank's own), after which the reservation lapses and the hold is released."""
         with transaction(self.conn):
             row = self._request(request_id, "identified")
             priced = self._priced(row, account, amount, method)
             quote_id = self.desk.token()
             self.conn.execute(
-                "INSERT INTO cardless_quotes VALUES (?,?,?,?,?,?,?,?,?)",
+                "INSERT INTO cardless_quotes VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     quote_id,
                     request_id,
@@ -424,6 +433,7 @@ class PhoneBank:
                     method,
                     priced["card_product"],
                     self.clock.now().isoformat(),
+                    hold_minutes,
                 ),
             )
             self.desk.event(
@@ -463,6 +473,7 @@ class PhoneBank:
                 fee=quote["fee"],
                 currency=quote["currency"],
                 method=quote["method"],
+                hold_minutes=quote["hold_minutes"],
             )
             self.conn.execute(
                 "UPDATE cardless_requests SET status = 'reserved', reservation_id = ? WHERE id = ?",

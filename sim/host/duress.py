@@ -52,6 +52,7 @@ def _location(request: Mapping[str, str]) -> dict[str, Any]:
 class AlarmDesk:
     def __init__(self, conn: sqlite3.Connection, clock: Clock, window: float = 1800.0) -> None:
         self.conn, self.clock, self.window = conn, clock, window
+        self.opened: str | None = None  # the alarm the last call opened (not a follow-up)
         self.raised = 0  # alarms and follow-ups queued: the server wakes the outbox worker
         conn.executescript(SCHEMA)
         outbox.ensure_schema(conn)
@@ -60,6 +61,7 @@ class AlarmDesk:
         self, request: Message, *, pan_ref: str, masked_pan: str, account: str, peer_ip: str
     ) -> str:
         """Record the incident (inside the caller's transaction); returns its alarm id."""
+        self.opened = None
         now = self.clock.now()
         epoch = now.timestamp()
         terminal = request.get("41", "")
@@ -102,5 +104,6 @@ class AlarmDesk:
         }
         outbox.enqueue(self.conn, "alarm", payload, ALARM_CENTER, clock=self.clock)
         self.raised += 1
+        self.opened = alarm_id
         log.info("incident %s queued for the alarm center", alarm_id)  # no word at the terminal
         return alarm_id

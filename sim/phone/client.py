@@ -131,10 +131,17 @@ class PhoneClient:
         return found
 
     def quote(
-        self, account: str, amount: int, method: str, request_id: str | None = None
+        self,
+        account: str,
+        amount: int,
+        method: str,
+        request_id: str | None = None,
+        hold_minutes: float | None = None,
     ) -> dict[str, Any]:
         rid = self._request_id(request_id)
-        body = {"account": account, "amount": amount, "method": method}
+        body: dict[str, Any] = {"account": account, "amount": amount, "method": method}
+        if hold_minutes is not None:
+            body["hold_minutes"] = hold_minutes
         answer: dict[str, Any] = self._call("POST", f"/cardless/requests/{rid}/quotes", body)
         return answer
 

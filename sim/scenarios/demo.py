@@ -20,8 +20,11 @@ from typing import Any
 
 from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
+from sim.host.authoriser import EVIDENCE_SNAPSHOTS
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
+from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
+from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.keys import pinpad_options, terminal_for
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
 from sim.scenarios.services import log_args, service_process
@@ -30,6 +33,7 @@ from terminal.clock import ManualClock, SystemClock
 from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
 from terminal.devices import Devices
 from terminal.drivers.base import create_device
+from terminal.drivers.camera.sim import SimCamera
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.base import Dispenser
@@ -52,6 +56,7 @@ class HostProcess:
     address: str
     port: int
     db_path: Path
+    api_url: str = ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -71,15 +76,28 @@ def host_process(
     *,
     alarm_center: str | None = None,
     carrier: str | None = None,
+    api: bool = False,
 ) -> Iterator[HostProcess]:
-    """Run ``atm host`` as its own process on a free port; stop it on exit."""
+    """Run ``atm host`` as its own process on a free port; stop it on exit.
+
+    With ``api`` the phone API listens too, on a free port of its own (``api_url``).
+    """
     args = ["--db", str(db_path), "--seed", str(seed), *log_args(log_path)]
     if alarm_center:
         args += ["--alarm-center", alarm_center]
     if carrier:
         args += ["--carrier", carrier]
+    if api:
+        args += ["--api-port", "0"]
     with service_process("host", args) as service:
-        yield HostProcess(service.process, service.address, service.port, db_path)
+        handle = HostProcess(service.process, service.address, service.port, db_path)
+        if api:
+            assert service.process.stdout is not None
+            line = service.process.stdout.readline()
+            if not line.startswith("api on "):
+                raise TerminalError(f"host API did not start: {line.strip()!r}")
+            handle.api_url = line.split()[-1]
+        yield handle
 
 
 def seed_cards(seed: Path) -> dict[str, tuple[CardData, str]]:
@@ -98,6 +116,15 @@ def ledger_snapshot(db_path: Path) -> dict[str, int]:
     conn = db.connect_readonly(db_path)
     try:
         return {row["id"]: balance_of(row).ledger for row in conn.execute("SELECT * FROM accounts")}
+    finally:
+        conn.close()
+
+
+def holds_snapshot(db_path: Path) -> dict[str, int]:
+    """Money frozen by pending transfers (cardless reservations), per account."""
+    conn = db.connect_readonly(db_path)
+    try:
+        return {row["id"]: row["debits_pending"] for row in conn.execute("SELECT * FROM accounts")}
     finally:
         conn.close()
 
@@ -153,21 +180,30 @@ def reconcile(
     sessions: list[dict[str, Any]],
     handed_out: int,
     terminal_id: str = TERMINAL_ID,
+    holds: dict[str, int] | None = None,
 ) -> tuple[bool, list[dict[str, Any]]]:
-    """Every account's balance change must equal minus the cash its cards received."""
-    dispensed: dict[str, int] = {}
+    """Every account's balance change must equal minus the cash its sessions received and
+    the fees charged for it; nothing may stay frozen once every reservation is settled."""
+    charged: dict[str, int] = {}
+    fees = 0
     for s in sessions:
-        dispensed[s["account"]] = dispensed.get(s["account"], 0) + s["dispensed"]
+        fee = s.get("fee", 0) if s["outcome"] == "dispensed" else 0
+        fees += fee
+        charged[s["account"]] = charged.get(s["account"], 0) + s["dispensed"] + fee
+    holds = holds or {}
     rows, ok = [], True
     for account in sorted(closing):
         change = closing[account] - opening.get(account, 0)
         if account.startswith("GL-CASH-"):
             expected = -handed_out if account == f"GL-CASH-{terminal_id}" else 0
+        elif account.startswith("GL-FEES"):
+            expected = fees
         elif account.startswith("GL-"):
             continue
         else:
-            expected = -dispensed.get(account, 0)
-        good = change == expected
+            expected = -charged.get(account, 0)
+        held = holds.get(account, 0)
+        good = change == expected and held == 0
         ok &= good
         rows.append(
             {
@@ -176,6 +212,7 @@ def reconcile(
                 "closing": closing[account],
                 "change": change,
                 "expected_change": expected,
+                "held": held,
                 "ok": good,
             }
         )
@@ -201,6 +238,7 @@ def demo_terminal(
         card_reader=SimCardReader(clock),
         pinpad=SimPinPad(clock, **pinpad_options(seed, terminal_id)),
         dispenser=SimDispenser(clock, cassettes=((2000, 200), (5000, 100))),
+        camera=SimCamera(clock, width=320, height=240),
     )
     config = _config(workdir, port, terminal_id, Timeouts())
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
@@ -238,7 +276,13 @@ def pty_terminal(
         dispenser, pinpad, gps = built["dispenser"], built["pinpad"], built["gps"]
         assert isinstance(dispenser, Dispenser) and isinstance(pinpad, PinPad)
         assert isinstance(gps, Gps)
-        devices = Devices(card_reader=reader, pinpad=pinpad, dispenser=dispenser, gps=gps)
+        devices = Devices(
+            card_reader=reader,
+            pinpad=pinpad,
+            dispenser=dispenser,
+            gps=gps,
+            camera=SimCamera(clock, width=320, height=240),
+        )
         config = _config(workdir, port, terminal_id, PTY_TIMEOUTS)
         terminal = Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
         yield terminal, Customer(reader, emulated.pinpad, emulated.dispenser)
@@ -250,6 +294,7 @@ async def run_demo(
     security: str = "tdes",
     devices: str = "sim",
     card_reader: str = "sim",
+    cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints.
 
@@ -274,6 +319,7 @@ async def run_demo(
                 workdir / "host.log",
                 alarm_center=alarms.url,
                 carrier=carrier.url,
+                api=True,
             )
         )
         opening = ledger_snapshot(host.db_path)
@@ -292,13 +338,16 @@ async def run_demo(
             raise TerminalError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         try:
             sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
+            for cardless in cardless_scenarios:
+                sessions.append(await play_cardless(terminal, customer, host.api_url, cardless))
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
+        holds = holds_snapshot(host.db_path)
         raised = await collect_alarms(alarms.url, scenarios)
         alarms_ok = check_alarms(raised, scenarios, terminal_id, location_source(terminal))
         handed_out = customer.dispenser.handed_out_amount
-        reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id)
+        reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id, holds)
         problems = ledger_problems(host.db_path)
         return {
             "terminal_id": terminal_id,
@@ -332,12 +381,14 @@ async def collect_alarms(url: str, scenarios: Sequence[Scenario]) -> list[dict[s
     alarms: list[dict[str, Any]] = []
     while True:
         alarms = await asyncio.to_thread(_get_alarms, url)
-        asked = [
-            a for a in alarms if a.get("updates") or not any(s.expected_dispensed for s in expected)
+        # complete: every alarm has its follow-up (the amount) and its snapshots
+        done = [
+            a
+            for a in alarms
+            if len(a.get("updates", [])) >= 1 + EVIDENCE_SNAPSHOTS
+            and len(a["evidence"]) >= EVIDENCE_SNAPSHOTS
         ]
-        if (
-            len(alarms) >= len(expected) and len(asked) >= len(expected)
-        ) or time.monotonic() > deadline:
+        if len(done) >= len(expected) or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
     return [
@@ -352,6 +403,9 @@ async def collect_alarms(url: str, scenarios: Sequence[Scenario]) -> list[dict[s
             "amount_requested": max(
                 [a["amount_requested"], *(u["amount_requested"] for u in a.get("updates", []))]
             ),
+            "evidence": [
+                {"content_type": e["content_type"], "bytes": e["bytes"]} for e in a["evidence"]
+            ],
         }
         for a in alarms
     ]
@@ -365,7 +419,8 @@ def _get_alarms(url: str) -> list[dict[str, Any]]:
 def check_alarms(
     alarms: list[dict[str, Any]], scenarios: Sequence[Scenario], terminal_id: str, source: str
 ) -> bool:
-    """Exactly one alarm per duress session, from this terminal, located, amount known."""
+    """Exactly one alarm per duress session, from this terminal, located, amount known,
+    with the snapshots the host asked the terminal's camera for."""
     expected = _expected_alarms(scenarios)
     if len(alarms) != len(expected):
         return False
@@ -374,6 +429,8 @@ def check_alarms(
         if alarm["terminal_id"] != terminal_id or location["source"] != source:
             return False
         if location["lat"] is None or alarm["amount_requested"] < scenario.expected_dispensed:
+            return False
+        if len(alarm["evidence"]) != EVIDENCE_SNAPSHOTS:  # the camera's quiet snapshots
             return False
     return True
 
@@ -399,6 +456,7 @@ def main(
     security: str = "tdes",
     devices: str = "sim",
     card_reader: str = "sim",
+    cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
 ) -> dict[str, Any]:
     return asyncio.run(
         run_demo(workdir, security=security, devices=devices, card_reader=card_reader)

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sim.phone.cli import add_arguments as add_phone_arguments
 from terminal.cli.diag import add_diag_parser
 from terminal.errors import TerminalError
 
@@ -39,6 +40,9 @@ def cmd_host(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
+    def api_ready(host: str, port: int) -> None:
+        print(f"api on http://{host}:{port}", flush=True)
+
     asyncio.run(
         serve(
             server,
@@ -46,9 +50,17 @@ def cmd_host(args: argparse.Namespace) -> int:
             alarm_center=args.alarm_center,
             carrier=args.carrier,
             db_path=Path(args.db),
+            api_port=args.api_port,
+            on_api_ready=api_ready,
         )
     )
     return 0
+
+
+def cmd_phone(args: argparse.Namespace) -> int:
+    from sim.phone.cli import run
+
+    return run(args)
 
 
 def cmd_alarm_center(args: argparse.Namespace) -> int:
@@ -114,7 +126,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(
                 f"[alarm] {alarm['time']} terminal {alarm['terminal_id']} ({alarm['terminal_ip']})"
                 f" at {where['lat']},{where['lon']} ({where['source']}) card {alarm['masked_pan']}"
-                f" requested {alarm['amount_requested'] / 100:.2f}"
+                f" requested {alarm['amount_requested'] / 100:.2f},"
+                f" {len(alarm['evidence'])} snapshot(s)"
             )
         print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
         print(
@@ -238,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--log", help="log to this file instead of stderr")
     host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
     host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
+    host.add_argument(
+        "--api-port",
+        type=int,
+        default=None,
+        help="serve the phone API (cardless withdrawal, ATM routing); 0 picks a free port",
+    )
     host.set_defaults(func=cmd_host)
 
     alarm = sub.add_parser(
@@ -257,6 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
     carrier.add_argument("--log", help="log to this file instead of stderr")
     carrier.set_defaults(func=cmd_carrier)
+
+    phone = sub.add_parser(
+        "phone", help="the customer's phone: cardless withdrawal against atm host --api-port"
+    )
+    add_phone_arguments(phone)
+    phone.set_defaults(func=cmd_phone)
 
     demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
     demo.add_argument("--json", action="store_true", help="print one JSON report")

@@ -47,6 +47,12 @@ class SimCamera(Camera):
         source = f"{len(self._frames)} frames" if self._frames is not None else "synthetic"
         return f"SimCamera({source}, {self.width}x{self.height}, captured={self._captured})"
 
+    def show(self, frames: Sequence[Any] | None) -> None:
+        """Someone steps in front of the camera: these frames from now on (None: nobody)."""
+        if frames is not None and len(frames) == 0:
+            raise ConfigError("config", "devices.camera.frames", "empty; pass None for synthetic")
+        self._frames = list(frames) if frames is not None else None
+
     @property
     def captured(self) -> int:
         """Frames delivered so far."""
