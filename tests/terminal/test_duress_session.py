@@ -82,7 +82,10 @@ def test_a_duress_session_looks_exactly_like_a_normal_one(
         # withdrawal adds a follow-up with the amount asked
         duress_sessions = (WARM_UP + 2 * SAMPLES) // 2
         assert len([e for e in queued if not e.payload.get("update")]) == duress_sessions
-        assert len([e for e in queued if e.payload.get("update")]) == duress_sessions
+        amounts = [e for e in queued if e.payload.get("update") and "evidence" not in e.payload]
+        snapshots = [e for e in queued if "evidence" in e.payload]
+        assert len(amounts) == duress_sessions
+        assert len(snapshots) == 2 * duress_sessions  # the camera's quiet snapshots
         host.authoriser.conn.close()
         return runs
 
@@ -133,8 +136,9 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
             await worker.drain_once()
             clock.advance(10)
         pending = [e for e in entries(host.authoriser.conn) if e.status == "pending"]
-        # alarm + follow-up, both kept; the follow-up waits behind the alarm (in order)
-        assert len(pending) == 2 and pending[0].attempts >= 3
+        # alarm, amount follow-up and two snapshots, all kept; the follow-ups wait behind
+        # the alarm (in order)
+        assert len(pending) == 4 and pending[0].attempts >= 3
         center = AlarmCenter(tmp_path / "alarms.db", port=port)
         center.start()
         try:
@@ -146,7 +150,8 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
 
         (alarm,) = list_alarms(tmp_path / "alarms.db")
         assert alarm["masked_pan"] == "476173******0051"
-        assert [u["amount_requested"] for u in alarm["updates"]] == [10_000]
+        assert [u["amount_requested"] for u in alarm["updates"]] == [10_000, 0, 0]
+        assert [e["content_type"] for e in alarm["evidence"]] == ["image/jpeg"] * 2
         assert all(e.status == "delivered" for e in entries(host.authoriser.conn))
         await terminal.close()
         await host.stop()
