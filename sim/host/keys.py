@@ -66,6 +66,7 @@ class KeyStore:
         self._lmk = lmk
         self._bdk = bdk_aes
         self.terminals = dict(terminals)
+        self._cache: dict[str, tuple[bytes, bytes]] = {}
         conn.executescript(SCHEMA)
 
     def __repr__(self) -> str:
@@ -89,6 +90,7 @@ class KeyStore:
             "INSERT OR REPLACE INTO terminal_keys VALUES (?,?,?,?)",
             (terminal_id, _wrap(self._lmk, tpk), _wrap(self._lmk, tak), now),
         )
+        self._cache[terminal_id] = (tpk, tak)
         return {
             "TPK": _wrap(term.tmk, tpk),
             "TPKKCV": kcv(tpk),
@@ -97,13 +99,20 @@ class KeyStore:
         }
 
     def _working(self, terminal_id: str) -> tuple[bytes, bytes]:
+        """(TPK, TAK), unwrapped from the database once, then kept in memory (as an HSM
+        would keep them loaded): every message needs them twice, for the MAC in and out."""
+        cached = self._cache.get(terminal_id)
+        if cached is not None:
+            return cached
         row = self.conn.execute(
             "SELECT tpk_under_lmk, tak_under_lmk FROM terminal_keys WHERE terminal_id = ?",
             (terminal_id,),
         ).fetchone()
         if row is None:
             raise KeyUnavailable(f"terminal {terminal_id} has no working keys: key exchange first")
-        return _unwrap(self._lmk, row[0]), _unwrap(self._lmk, row[1])
+        keys = _unwrap(self._lmk, row[0]), _unwrap(self._lmk, row[1])
+        self._cache[terminal_id] = keys
+        return keys
 
     def _dukpt_key(
         self, term: TerminalKeys, message: Mapping[str, str], usage: dukpt.KeyUsage

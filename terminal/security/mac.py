@@ -17,10 +17,17 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 
-def _des(key8: bytes) -> Cipher[modes.ECB]:
+def _des_ecb(key8: bytes) -> Cipher[modes.ECB]:
+    # single DES as TDES with K1=K2=K3; cryptography warns about TDES, knowingly used here
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return Cipher(TripleDES(key8 * 3), modes.ECB())
+
+
+def _des_cbc(key8: bytes) -> Cipher[modes.CBC]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return Cipher(TripleDES(key8 * 3), modes.CBC(bytes(8)))
 
 
 def pad_method1(data: bytes) -> bytes:
@@ -37,20 +44,19 @@ def pad_method2(data: bytes) -> bytes:
 
 
 def retail_mac(key: bytes, data: bytes, *, padding: int = 2) -> bytes:
-    """ISO 9797-1 MAC algorithm 3 with a 16-byte TDES key; 8-byte result."""
+    """ISO 9797-1 MAC algorithm 3 with a 16-byte TDES key; 8-byte result.
+
+    Single-DES CBC under K1 over the whole message (one call, not a loop per block),
+    then the last block is decrypted under K2 and encrypted under K1 again.
+    """
     if len(key) != 16:
         raise ValueError("ISO 9797-1 algorithm 3 needs a 16-byte key")
     padded = pad_method2(data) if padding == 2 else pad_method1(data)
     k1, k2 = key[:8], key[8:]
-    enc1 = _des(k1).encryptor()
-    state = bytes(8)
-    for i in range(0, len(padded), 8):
-        block = bytes(a ^ b for a, b in zip(state, padded[i : i + 8], strict=True))
-        state = enc1.update(block)
-    dec2 = _des(k2).decryptor()
-    state = dec2.update(state)
-    enc1b = _des(k1).encryptor()
-    return enc1b.update(state)
+    cbc = _des_cbc(k1).encryptor()
+    state = (cbc.update(padded) + cbc.finalize())[-8:]
+    state = _des_ecb(k2).decryptor().update(state)
+    return _des_ecb(k1).encryptor().update(state)
 
 
 def aes_cmac(key: bytes, data: bytes) -> bytes:
