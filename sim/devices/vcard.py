@@ -31,6 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from terminal.drivers.card_reader.tlv import encode, parse_dol
+from terminal.errors import FramingError
 
 log = logging.getLogger(__name__)
 
@@ -93,16 +94,26 @@ def load_seed_card(path: str | Path, pan: str) -> CardProfile:
 
 
 class VpcdLink:
-    """Sans-I/O vpcd framing: bytes in, whole messages out; frames for the way back."""
+    """Sans-I/O vpcd framing: bytes in, whole messages out; frames for the way back.
 
-    def __init__(self) -> None:
+    A length prefix beyond ``max_message`` (an extended APDU is at most 65,544 bytes; a
+    contact EMV card sees short APDUs of at most 261) is refused before any of its body
+    is waited for, so a broken peer cannot make the card buffer 64 KiB of nothing.
+    """
+
+    def __init__(self, max_message: int = 2048) -> None:
         self._buffer = bytearray()
+        self.max_message = max_message
 
     def feed(self, data: bytes) -> list[bytes]:
+        """Whole messages now complete; FramingError for an oversized length prefix."""
         self._buffer += data
         messages: list[bytes] = []
         while len(self._buffer) >= 2:
             size = int.from_bytes(self._buffer[:2], "big")
+            if size > self.max_message:
+                self._buffer.clear()
+                raise FramingError(f"vpcd message of {size} bytes exceeds {self.max_message}")
             if len(self._buffer) < 2 + size:
                 break
             messages.append(bytes(self._buffer[2 : 2 + size]))
@@ -296,7 +307,12 @@ class CardSocket:
         if not data:
             self.remove("by the reader (connection closed)")
             return
-        for message in self._link.feed(data):
+        try:
+            messages = self._link.feed(data)
+        except FramingError as exc:
+            self.remove(f"by the card: {exc}")
+            return
+        for message in messages:
             had_atr = self._card.atr_served
             try:
                 reply = self._card.receive(message)

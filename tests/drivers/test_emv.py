@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sim.devices.vcard import ATR, CardProfile, Disconnect, EmvCard, VpcdLink, load_seed_card
 from terminal.drivers.card_reader.atr import AtrError, parse_atr
@@ -22,6 +24,7 @@ from terminal.drivers.card_reader.emv import (
     with_le,
 )
 from terminal.drivers.card_reader.tlv import TlvError, encode, parse
+from terminal.errors import FramingError
 
 ALICE = CardProfile("4761739001010010", "3012", "ALICE ARDEN")
 BOB = CardProfile("5413330089010012", "2911", "BOB BRANDT")
@@ -258,3 +261,32 @@ def test_seed_cards_load_with_their_default_aid() -> None:
     assert (bob.aid, bob.name, bob.expiry) == ("A0000000041010", "BOB BRANDT", "2911")
     with pytest.raises(KeyError):
         load_seed_card(seed, "4000000000000002")
+
+
+@given(st.lists(st.binary(min_size=0, max_size=300), max_size=8), st.data())
+def test_vpcd_link_round_trip_whatever_the_split(
+    messages: list[bytes], data: st.DataObject
+) -> None:
+    stream = b"".join(VpcdLink.frame(m) for m in messages)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=6)))
+    link, got, last = VpcdLink(), [], 0
+    for cut in [*cuts, len(stream)]:
+        got += link.feed(stream[last:cut])
+        last = cut
+    assert got == messages
+
+
+@given(st.binary(max_size=2000))
+def test_vpcd_link_random_bytes_only_framing_errors(data: bytes) -> None:
+    link = VpcdLink(max_message=300)
+    try:
+        for message in link.feed(data):
+            assert len(message) <= 300
+    except FramingError:
+        pass
+
+
+def test_vpcd_link_refuses_an_oversized_prefix_before_its_body() -> None:
+    link = VpcdLink(max_message=300)
+    with pytest.raises(FramingError, match="65535"):
+        link.feed(b"\xff\xff")  # refused on the prefix alone: nothing buffered for it
