@@ -9,6 +9,7 @@ AES-CMAC (NIST SP 800-38B / RFC 4493) comes straight from ``cryptography``.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import warnings
 
@@ -17,6 +18,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
 
 
+@functools.lru_cache(maxsize=256)  # a Cipher holds no state; contexts are made per call
 def _des_ecb(key8: bytes) -> Cipher[modes.ECB]:
     # single DES as TDES with K1=K2=K3; cryptography warns about TDES, knowingly used here
     with warnings.catch_warnings():
@@ -24,6 +26,7 @@ def _des_ecb(key8: bytes) -> Cipher[modes.ECB]:
         return Cipher(TripleDES(key8 * 3), modes.ECB())
 
 
+@functools.lru_cache(maxsize=256)
 def _des_cbc(key8: bytes) -> Cipher[modes.CBC]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
