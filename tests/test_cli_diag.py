@@ -115,3 +115,36 @@ def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert run.returncode == 2
     assert "/dev/nonexistent-tty" in run.stderr and "dispenser" in run.stderr
+
+
+def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path) -> None:
+    one, two = "01" * 16, "1F" * 16  # odd parity, as key components must have
+    report = _diag(
+        "pinpad", "--config", str(kiosk), "keys", "load", "--component", one, "--component", two
+    )
+    parts = report["components"]
+    assert isinstance(parts, list) and len(parts) == 2
+    assert len(str(report["tmk_kcv"])) == 6
+    assert one not in json.dumps(report) and two not in json.dumps(report)  # never echoed
+    wrong = subprocess.run(
+        [
+            *ATM,
+            "diag",
+            "pinpad",
+            "--config",
+            str(kiosk),
+            "keys",
+            "load",
+            "--component",
+            one,
+            "--component",
+            two,
+            "--kcv",
+            "000000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert wrong.returncode == 1
