@@ -28,7 +28,9 @@ def seed_card(pan: str) -> CardProfile:
     return load_seed_card(SEED, pan)
 
 
-@pytest.fixture(scope="session")
+# Package scope: pcscd is one per machine, and the end-to-end demo over PC/SC (outside
+# this package) starts its own; this one must be gone by then.
+@pytest.fixture(scope="package")
 def pcsc_env() -> Iterator[PcscEnv]:
     env = PcscEnv()
     try:
