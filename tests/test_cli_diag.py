@@ -148,3 +148,55 @@ def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path) -> None:
         check=False,
     )
     assert wrong.returncode == 1
+
+
+FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
+
+
+def test_camera_verify_prints_faces_match_distance() -> None:
+    assert (FACES / "obama.jpg").exists(), f"test photos missing under {FACES}"
+    genuine = subprocess.run(
+        [
+            *ATM,
+            "diag",
+            "camera",
+            "--verify",
+            "--enrolled",
+            str(FACES / "obama.jpg"),
+            "--probe",
+            str(FACES / "obama2.jpg"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert genuine.returncode == 0, genuine.stderr
+    result = json.loads(genuine.stdout)
+    assert result["faces"] == 1 and result["match"] is True and result["distance"] < 0.5
+    impostor = subprocess.run(
+        [
+            *ATM,
+            "diag",
+            "camera",
+            "--verify",
+            "--enrolled",
+            str(FACES / "obama.jpg"),
+            "--probe",
+            str(FACES / "biden.jpg"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert impostor.returncode == 1 and json.loads(impostor.stdout)["match"] is False
+
+
+def test_camera_snapshot_writes_a_jpeg(tmp_path: Path) -> None:
+    shot = tmp_path / "snap.jpg"
+    report = _diag("camera", "--snapshot", str(shot))
+    assert report["status"] == "ok"
+    assert shot.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG magic

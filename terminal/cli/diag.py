@@ -82,6 +82,20 @@ def cmd_gps(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_camera(args: argparse.Namespace) -> int:
+    from terminal.config import load_config
+    from terminal.diag.camera import diagnose, verify_images
+
+    if args.verify:
+        if not (args.enrolled and args.probe):
+            raise ConfigError("atm diag camera", "--verify", "needs --enrolled IMG and --probe IMG")
+        result = verify_images(args.enrolled, args.probe, tolerance=args.tolerance)
+        print(json.dumps(result) if args.json else "  ".join(f"{k}={v}" for k, v in result.items()))
+        return 0 if result.get("match") else 1
+    _emit(diagnose(load_config(Path(args.config)), snapshot=args.snapshot), args.json)
+    return 0
+
+
 def cmd_card_reader(args: argparse.Namespace) -> int:
     from terminal.diag.card_reader import card_reader_report, format_report
 
@@ -127,6 +141,14 @@ def add_diag_parser(sub: Any) -> None:
     gps = device("gps", "the current fix; --replay FILE reads an NMEA log")
     gps.add_argument("--replay", help="NMEA log file: one line (or JSON object) per fix")
     gps.set_defaults(func=cmd_gps)
+
+    cam = device("camera", "camera status; --snapshot saves a frame; --verify compares faces")
+    cam.add_argument("--snapshot", help="save a JPEG of the current frame here")
+    cam.add_argument("--verify", action="store_true", help="1:1 face verification of two images")
+    cam.add_argument("--enrolled", help="image of the enrolled face")
+    cam.add_argument("--probe", help="image to check against it")
+    cam.add_argument("--tolerance", type=float, default=0.5, help="face distance to accept")
+    cam.set_defaults(func=cmd_camera)
 
     card = dsub.add_parser("card-reader", help="PC/SC readers, ATR and masked PAN of a card")
     card.add_argument("--reader", default="Virtual PCD", help="reader name pattern")
