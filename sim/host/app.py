@@ -57,6 +57,7 @@ async def serve(
     on_api_ready: Callable[[str, int], None] | None = None,
     sweep_interval: float = 30.0,
     stop: asyncio.Event | None = None,
+    outbox_max_delay: float = 30.0,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -84,7 +85,7 @@ async def serve(
         deliverers,
         preparers=preparers,
         base_delay=0.5,
-        max_delay=30.0,
+        max_delay=outbox_max_delay,
         poll_interval=0.5,
         kinds=kinds,
     )

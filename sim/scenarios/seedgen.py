@@ -33,6 +33,11 @@ def card_pin(index: int) -> str:
     return f"{(1234 + 7 * index) % 10_000:04d}"
 
 
+def duress_pin(index: int) -> str:
+    """A personal-safety PIN for card ``index`` (enrolled when the seed asks for one)."""
+    return f"{(int(card_pin(index)) + 5000) % 10_000:04d}"
+
+
 def card_name(index: int) -> str:
     return f"GENERATED CARD {index:05d}"
 
@@ -53,6 +58,7 @@ def write_seed(
     *,
     balance: int = BIG,
     daily_limit: int = BIG,
+    duress_every: int = 0,
 ) -> dict[str, str]:
     """Write the seed; returns terminal id -> TMK (hex). Terminals use TDES key sets:
     ids from the demo seed keep their master keys, others get one derived from the id."""
@@ -77,6 +83,9 @@ def write_seed(
         lines += [f"balance = {balance}", ""]
         lines += ["[[cards]]", f'pan = "{card_pan(i)}"', 'owner = "generated"']
         lines += [f'accounts = ["{number}"]', 'expiry = "3012"', f'name = "{card_name(i)}"']
-        lines += [f'pin = "{card_pin(i)}"', f"daily_limit = {daily_limit}", ""]
+        lines += [f'pin = "{card_pin(i)}"', f"daily_limit = {daily_limit}"]
+        if duress_every and i % duress_every == 0:
+            lines.append(f'duress_pin = "{duress_pin(i)}"')
+        lines.append("")
     path.write_text("\n".join(lines))
     return keys

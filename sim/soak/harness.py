@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sim.alarm_center import AlarmCenter, list_alarms
 from sim.host import db
 from sim.host.ledger import Ledger, balance_of
 from sim.scenarios.keys import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
-from sim.scenarios.seedgen import account_number, card_pan, card_pin, write_seed
+from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
 from sim.soak.crash import SimulatedCrash, crash_after, kill
 from sim.soak.proxy import FaultProxy
 from terminal.app import Terminal
@@ -54,6 +55,7 @@ FAULTS = (
     "notes_not_taken",
     "terminal_killed",
     "host_killed",
+    "alarm_center_down",
 )
 DEVICE_FAULTS = ("dispenser_jam", "pick_failure", "notes_not_taken")
 CRASH_POINTS = (
@@ -75,8 +77,9 @@ OPENING_BALANCE = 100_000_000
 class HostRunner:
     """``atm host`` in its own process, killable with SIGKILL and restartable."""
 
-    def __init__(self, db_path: Path, seed: Path, log_path: Path) -> None:
+    def __init__(self, db_path: Path, seed: Path, log_path: Path, alarm_center: str) -> None:
         self.db_path, self.seed, self.log_path = db_path, seed, log_path
+        self.alarm_center = alarm_center
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.restarts = 0
@@ -84,6 +87,8 @@ class HostRunner:
     def start(self) -> int:
         cmd = [sys.executable, "-m", "terminal.cli", "host", "--db", str(self.db_path)]
         cmd += ["--seed", str(self.seed), "--port", "0", "--log", str(self.log_path)]
+        # alarms retried at most a second apart: an outage ends, delivery follows quickly
+        cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
@@ -118,6 +123,8 @@ class SoakReport:
     host_restarts: int
     elapsed_s: float
     problems: list[str]
+    duress_sessions: int = 0
+    alarm_entries: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         keys = (
@@ -156,6 +163,12 @@ class Soak:
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.dispensed: collections.Counter[str] = collections.Counter()
         self.terminal_restarts = 0
+        self._index = 0
+        self.alarm_counts: dict[str, int] = {}
+        self.duress_sessions = 0
+        self.center: AlarmCenter | None = None
+        self.center_port = 0
+        self.center_back_at: int | None = None  # transaction at which a down center returns
 
     # -- set-up --
 
@@ -180,8 +193,12 @@ class Soak:
     async def run(self) -> SoakReport:
         started = time.monotonic()
         seed_path = self.workdir / "soak-seed.toml"
-        write_seed(seed_path, self.cards, (TERMINAL,), balance=OPENING_BALANCE)
-        host = HostRunner(self.workdir / "host.db", seed_path, self.workdir / "host.log")
+        write_seed(seed_path, self.cards, (TERMINAL,), balance=OPENING_BALANCE, duress_every=5)
+        self.center = AlarmCenter(self.workdir / "alarms.db")
+        self.center_port = self.center.start()
+        host = HostRunner(
+            self.workdir / "host.db", seed_path, self.workdir / "host.log", self.center.url
+        )
         host.start()
         proxy = FaultProxy(host.port)
 
@@ -204,11 +221,14 @@ class Soak:
             terminal = await self._settle(terminal, proxy, host)
             saf_pending = terminal.saf.pending
             exceptions = len(terminal.saf.entries("exception"))
+            alarms = await self._deliver_alarms(host.db_path)
         finally:
             await terminal.close()
             await proxy.stop()
             host.stop()
-        problems = self._check(host.db_path, dispenser)
+            if self.center is not None:
+                self.center.stop()
+        problems = self._check(host.db_path, dispenser) + alarms
         return SoakReport(
             transactions=self.transactions,
             faults=dict(sorted(self.fault_counts.items())),
@@ -223,6 +243,8 @@ class Soak:
             host_restarts=host.restarts,
             elapsed_s=round(time.monotonic() - started, 2),
             problems=problems,
+            duress_sessions=self.duress_sessions,
+            alarm_entries=dict(self.alarm_counts),
         )
 
     async def _one(
@@ -231,16 +253,19 @@ class Soak:
         reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
         assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
         assert isinstance(dispenser, SimDispenser)
+        self._center_back(i)
         card_index = self.rng.randrange(self.cards)
         amount = self.rng.choice(AMOUNTS)
+        pin = card_pin(card_index)
+        if card_index % 5 == 0 and self.rng.random() < 0.3:  # a customer under threat
+            pin = duress_pin(card_index)
+            self.duress_sessions += 1
         fault = (
             self.rng.choice(self.faults)
             if self.faults and self.rng.random() < self.fault_rate
             else None
         )
-        scenario = Scenario(
-            f"t{i}", "", [Pin(card_pin(card_index)), WITHDRAW, Keys(str(amount))], ""
-        )
+        scenario = Scenario(f"t{i}", "", [Pin(pin), WITHDRAW, Keys(str(amount))], "")
         if fault == "notes_not_taken":
             scenario = dataclasses.replace(scenario, take_cash=False)
         disarm = self._arm(fault, terminal, dispenser, proxy)
@@ -297,7 +322,61 @@ class Soak:
             dispenser.inject_pick_failure()
         elif fault == "terminal_killed":
             return crash_after(terminal.journal, self.rng.choice(CRASH_POINTS))
+        elif (
+            fault == "alarm_center_down" and self.center is not None and self.center_back_at is None
+        ):
+            self.center.stop()  # alarms raised meanwhile must wait in the host's outbox
+            self.center_back_at = self._index + self.rng.randint(5, 40)
+            self.fault_counts["alarm_center_down"] += 1
         return nothing
+
+    def _center_back(self, i: int) -> None:
+        self._index = i
+        if self.center_back_at is not None and i >= self.center_back_at:
+            self.center = AlarmCenter(self.workdir / "alarms.db", port=self.center_port)
+            self.center.start()
+            self.center_back_at = None
+
+    async def _deliver_alarms(self, db_path: Path) -> list[str]:
+        """Center up again, then every alarm the host raised must reach it (30 s at most)."""
+        self._center_back(self.transactions + 1_000_000)
+        deadline = time.monotonic() + 30
+        while True:
+            conn = db.connect_readonly(db_path)
+            try:
+                rows = conn.execute(
+                    "SELECT status, COUNT(*) FROM outbox WHERE kind = 'alarm' GROUP BY status"
+                ).fetchall()
+            finally:
+                conn.close()
+            counts = {status: n for status, n in rows}
+            if not counts.get("pending") or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        self.alarm_counts = counts
+        lost = [
+            f"alarm: {n} outbox entries {status}"
+            for status, n in counts.items()
+            if status != "delivered"
+        ]
+        stored = (
+            len(list_alarms(self.workdir / "alarms.db"))
+            if (self.workdir / "alarms.db").exists()
+            else 0
+        )
+        opened = self._opened_alarms(db_path)
+        if stored != opened:
+            lost.append(f"alarm: {opened} incidents raised, {stored} at the alarm center")
+        return lost
+
+    @staticmethod
+    def _opened_alarms(db_path: Path) -> int:
+        conn = db.connect_readonly(db_path)
+        try:
+            (n,) = conn.execute("SELECT COUNT(*) FROM duress_alarms").fetchone()
+        finally:
+            conn.close()
+        return int(n)
 
     async def _restart(self, terminal: Terminal, devices: Devices) -> Terminal:
         await kill(terminal)

@@ -52,6 +52,7 @@ def cmd_host(args: argparse.Namespace) -> int:
             db_path=Path(args.db),
             api_port=args.api_port,
             on_api_ready=api_ready,
+            outbox_max_delay=args.outbox_max_delay,
         )
     )
     return 0
@@ -225,6 +226,10 @@ def cmd_soak(args: argparse.Namespace) -> int:
         print(f"outcomes: {report.outcomes}")
         print(f"terminal restarts {report.terminal_restarts}, host restarts {report.host_restarts}")
         print(f"cash handed out {report.cash_handed_out / 100:.2f}")
+        print(
+            f"duress sessions {report.duress_sessions}; silent alarm outbox entries"
+            f" {report.alarm_entries} (all must be delivered)"
+        )
         for problem in report.problems:
             print(f"PROBLEM: {problem}")
         print(
@@ -251,6 +256,12 @@ def build_parser() -> argparse.ArgumentParser:
     host.add_argument("--log", help="log to this file instead of stderr")
     host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
     host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
+    host.add_argument(
+        "--outbox-max-delay",
+        type=float,
+        default=30.0,
+        help="longest wait between delivery attempts of an alarm or SMS (seconds)",
+    )
     host.add_argument(
         "--api-port",
         type=int,
