@@ -29,32 +29,22 @@ customer then (taken by default), exactly once per present, like SimDispenser.
 
 from __future__ import annotations
 
-import collections
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
 from terminal.clock import Clock, SystemClock
 from terminal.drivers.dispenser import lcdm_protocol as p
+from terminal.drivers.dispenser.notes import NoteBooks, NotePath
 from terminal.errors import RemoteProtocolError
 
 log = logging.getLogger(__name__)
 
-PICK_FAILURE, FEED_JAM, TOO_MANY_NOTES, TOO_MANY_REJECTS = 0x01, 0x02, 0x0C, 0x0D
+TOO_MANY_NOTES = 0x0C
 NO_CASSETTE, NO_REJECT_TRAY, BAD_COMMAND, BAD_PARAMETER = 0x24, 0x26, 0x30, 0x31
 MAX_NOTES, MAX_REJECTS = 100, 10
 
 
-@dataclasses.dataclass
-class _Slot:
-    denomination: int
-    count: int
-    present: bool = True
-    near_end: bool = False
-    picked: int = 0  # notes ever picked (exit or reject)
-
-
-class LcdmEmulator:
+class LcdmEmulator(NoteBooks):
     def __init__(
         self,
         cassettes: Sequence[tuple[int, int]],
@@ -65,16 +55,9 @@ class LcdmEmulator:
             raise ValueError("an LCDM-4000 holds 1 to 4 cassettes")
         self._clock: Clock = clock if clock is not None else SystemClock()
         self.seconds_per_note = seconds_per_note
-        self._slots = {i: _Slot(int(d), int(n)) for i, (d, n) in enumerate(cassettes, start=1)}
-        self.initial_amount = self.cassette_amount
-        self._exit: collections.Counter[int] = collections.Counter()
-        self._handed_out: collections.Counter[int] = collections.Counter()
-        self._retracted: collections.Counter[int] = collections.Counter()
-        self._rejected: collections.Counter[int] = collections.Counter()
-        self._take_script: collections.deque[bool] = collections.deque()
-        self._jam_after: int | None = None
-        self._pick_failure = False
-        self._rejects_pending = 0
+        self.notes = NotePath(cassettes)
+        self._slots = self.notes.slots
+        self._exit = self.notes.stacked  # an LCDM presents at its exit: the stacker
         self.fault = 0  # latched device error code, 0 = none
         self.reject_tray = True
         # the wire
@@ -91,24 +74,6 @@ class LcdmEmulator:
         self.naks_received = 0
 
     # -- customer, faults and sensors (SimDispenser's API first) ----------------------------
-
-    def script_take_cash(self, taken: bool) -> None:
-        self._take_script.append(taken)
-
-    def inject_jam(self, after_notes: int) -> None:
-        """The next dispense jams (0x02) after ``after_notes`` notes reached the exit."""
-        if after_notes < 0:
-            raise ValueError("after_notes must not be negative")
-        self._jam_after = after_notes
-
-    def inject_pick_failure(self) -> None:
-        self._pick_failure = True
-
-    def inject_reject(self, notes: int = 1) -> None:
-        """The next dispense double-picks ``notes`` times; the extras go to the reject tray."""
-        if notes < 0:
-            raise ValueError("notes must not be negative")
-        self._rejects_pending += notes
 
     def reset(self) -> None:
         """An engineer cleared the note path: the latched fault is gone."""
@@ -139,57 +104,14 @@ class LcdmEmulator:
     def remove_reject_tray(self, removed: bool = True) -> None:
         self.reject_tray = not removed
 
-    # -- the books --------------------------------------------------------------------------
-
-    def _value(self, notes: Mapping[int, int]) -> int:
-        return sum(n * self._slots[i].denomination for i, n in notes.items())
+    # -- the books (NoteBooks) and what only an LCDM has ------------------------------------
 
     @property
     def cassette_counts(self) -> dict[int, int]:
         return {i: s.count for i, s in self._slots.items()}
 
-    @property
-    def cassette_amount(self) -> int:
-        return sum(s.denomination * s.count for s in self._slots.values())
-
-    @property
-    def stacked_amount(self) -> int:
-        """Cash at the exit: picked, not yet taken or purged."""
-        return self._value(self._exit)
-
-    @property
-    def handed_out(self) -> dict[int, int]:
-        return dict(self._handed_out)
-
-    @property
-    def handed_out_amount(self) -> int:
-        return self._value(self._handed_out)
-
-    @property
-    def retracted_amount(self) -> int:
-        return self._value(self._retracted)
-
-    @property
-    def rejected(self) -> dict[int, int]:
-        """Notes diverted to the reject tray while dispensing, per cassette."""
-        return dict(self._rejected)
-
-    @property
-    def rejected_amount(self) -> int:
-        return self._value(self._rejected)
-
-    @property
-    def dispensed_notes(self) -> dict[int, int]:
-        return {i: s.picked for i, s in self._slots.items()}
-
     def invariant_holds(self) -> bool:
-        return self.initial_amount == (
-            self.cassette_amount
-            + self.handed_out_amount
-            + self.retracted_amount
-            + self.stacked_amount
-            + self.rejected_amount
-        )
+        return self.notes.invariant_holds()
 
     # -- Emulator protocol ------------------------------------------------------------------
 
@@ -270,9 +192,7 @@ class LcdmEmulator:
         if command in (p.Command.DISPENSE, p.Command.TEST_DISPENSE):
             return self._dispense(command, frame.params)
         if command == p.Command.PURGE:
-            swept = collections.Counter(self._exit)
-            self._retracted.update(swept)
-            self._exit.clear()
+            swept = self.notes.retract()
             self._last_op = (command, 0, self._counts({}, swept))
             return 0, p.encode_counts(self._last_op[2]), swept.total() * self.seconds_per_note
         if command == p.Command.LAST_STATUS:
@@ -308,8 +228,8 @@ class LcdmEmulator:
             quantities = p.decode_dispense(params)
         except RemoteProtocolError:
             return BAD_PARAMETER, p.encode_counts(self._counts({}, {})), 0.0
-        exits: collections.Counter[int] = collections.Counter()
-        rejects: collections.Counter[int] = collections.Counter()
+        exits: Mapping[int, int] = {}
+        rejects: Mapping[int, int] = {}
         wanted = {i: q for i, q in enumerate(quantities, start=1) if q}
         if self.fault:
             error = self.fault
@@ -321,48 +241,15 @@ class LcdmEmulator:
             error = TOO_MANY_NOTES
         else:
             to_exit = command == p.Command.DISPENSE
-            error = self._pick(wanted, exits, rejects, to_exit)
-            self._jam_after, self._pick_failure, self._rejects_pending = None, False, 0
+            exits, rejects, error = self.notes.pick(
+                wanted, to_stacker=to_exit, max_rejects=MAX_REJECTS
+            )
             if error and p.ERROR_CODES[error].latches:
                 self.fault = error
         counts = self._counts(exits, rejects)
         self._last_op = (command, error, counts)
-        picks = exits.total() + rejects.total()
+        picks = sum(exits.values()) + sum(rejects.values())
         return error, p.encode_counts(counts, reserved_tail=True), picks * self.seconds_per_note
-
-    def _pick(
-        self,
-        wanted: Mapping[int, int],
-        exits: collections.Counter[int],
-        rejects: collections.Counter[int],
-        to_exit: bool,
-    ) -> int:
-        """Pick note by note, as SimDispenser does; returns the error that stopped it (or 0)."""
-        moved = doubles = 0
-        for index in sorted(wanted):
-            slot = self._slots[index]
-            for _ in range(wanted[index]):
-                if self._pick_failure or slot.count == 0:
-                    return PICK_FAILURE
-                if self._jam_after is not None and moved >= self._jam_after:
-                    return FEED_JAM
-                while self._rejects_pending and slot.count > 1:
-                    if doubles == MAX_REJECTS:
-                        return TOO_MANY_REJECTS
-                    doubles += 1
-                    self._take_note(slot)
-                    rejects[index] += 1
-                    self._rejected[index] += 1
-                    self._rejects_pending -= 1
-                self._take_note(slot)
-                (exits if to_exit else rejects)[index] += 1
-                (self._exit if to_exit else self._rejected)[index] += 1
-                moved += 1
-        return 0
-
-    def _take_note(self, slot: _Slot) -> None:
-        slot.count -= 1
-        slot.picked += 1
 
     def _sensor_diag(self, params: bytes) -> tuple[int, bytes, float]:
         """Five notes from cassette POS into the reject tray, as on the real device."""
@@ -373,15 +260,12 @@ class LcdmEmulator:
             return NO_CASSETTE, b"", 0.0
         n = min(5, slot.count)
         for _ in range(n):
-            self._take_note(slot)
-        self._rejected[params[0] - 0x30] += n
+            self.notes.take(slot)
+        self.notes.rejected[params[0] - 0x30] += n
         return 0, bytes([0x60, 0x70, 0x30, p.OFFSET + n]), n * self.seconds_per_note
 
     def _customer_reaches(self) -> None:
-        taken = self._take_script.popleft() if self._take_script else True
-        if taken:
-            self._handed_out.update(self._exit)
-            self._exit.clear()
+        if self.notes.customer_reaches():
             log.debug("lcdm emulator: the customer took the cash")
         else:
             log.debug("lcdm emulator: the customer leaves the cash at the exit")
