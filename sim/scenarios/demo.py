@@ -10,7 +10,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -27,7 +26,7 @@ from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.keys import pinpad_options, terminal_for
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
-from sim.scenarios.services import log_args, service_process
+from sim.scenarios.services import ServiceProcess, log_args, service_process
 from terminal.app import Terminal
 from terminal.clock import ManualClock, SystemClock
 from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
@@ -51,21 +50,11 @@ TERMINAL_ID = "ATM00001"
 
 
 @dataclasses.dataclass
-class HostProcess:
-    process: subprocess.Popen[str]
-    address: str
-    port: int
-    db_path: Path
-    api_url: str = ""
+class HostProcess(ServiceProcess):
+    """``atm host`` running: its database, and its phone API when asked for."""
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+    db_path: Path = Path()
+    api_url: str = ""
 
 
 @contextlib.contextmanager
@@ -90,7 +79,7 @@ def host_process(
     if api:
         args += ["--api-port", "0"]
     with service_process("host", args) as service:
-        handle = HostProcess(service.process, service.address, service.port, db_path)
+        handle = HostProcess(service.name, service.process, service.address, service.port, db_path)
         if api:
             assert service.process.stdout is not None
             line = service.process.stdout.readline()
