@@ -168,7 +168,9 @@ class HostClient:
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, MacFailure):
             log.error("response with a bad MAC treated as no response: %s", event)
-            future = self._waiters.get(match_key(event.message, as_response=False))
+            key = match_key(event.message, as_response=False)
+            self._conn.forget_key(key)  # the request may be sent again (a SAF repeat)
+            future = self._waiters.get(key)
             if future is not None and not future.done():
                 future.set_exception(MacError(f"response MAC rejected: {event.reason}"))
         elif isinstance(event, ResponseReceived):

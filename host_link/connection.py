@@ -116,7 +116,11 @@ class Connection:
 
     def forget(self, message: Mapping[str, str]) -> None:
         """Stop waiting for the answer to ``message`` (it timed out)."""
-        self._pending.pop(match_key(message, as_response=True), None)
+        self.forget_key(match_key(message, as_response=True))
+
+    def forget_key(self, key: MatchKey) -> None:
+        """Stop waiting for the answer matched by ``key`` (it failed its MAC)."""
+        self._pending.pop(key, None)
 
     def receive_data(self, data: bytes) -> list[Event]:
         """Feed stream bytes; raises :class:`~terminal.errors.FramingError` if unrecoverable."""

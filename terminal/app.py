@@ -67,6 +67,7 @@ class Terminal:
         first = int(last.rsplit("-", 1)[1]) + 1 if last and last.rsplit("-", 1)[1].isdigit() else 1
         self._sessions = itertools.count(first)
         self.out_of_service_reason = "starting"
+        self._recovered = False
 
     @property
     def state(self) -> State:
@@ -83,6 +84,11 @@ class Terminal:
         if not self._recover():
             return False
         return self.check_devices()
+
+    @property
+    def recovered(self) -> bool:
+        """The last session before this start is settled (nobody is served until it is)."""
+        return self._recovered
 
     def _recover(self) -> bool:
         """Settle a session a crash interrupted, before anyone else is served.
@@ -108,6 +114,7 @@ class Terminal:
             return False
         if result.action != "clean":
             log.warning("recovery of %s: %s", result.session, result.action)
+        self._recovered = True
         return True
 
     def check_devices(self) -> bool:
@@ -186,6 +193,8 @@ class Terminal:
         return await self._run(CardlessSession)
 
     async def _ready(self) -> bool:
+        if not self._recovered and not self._recover():
+            return False  # in service only once the last session is settled
         if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
             return False
         if not await self.ensure_signed_on():

@@ -24,10 +24,10 @@ from host_link.client import HostClient
 from host_link.codec import Message
 from terminal.clock import Clock
 from terminal.errors import (
-    CodecError,
     DeviceError,
     HostLinkError,
     JournalError,
+    ProtocolError,
     SecurityError,
 )
 
@@ -128,7 +128,7 @@ class SafQueue:
                 message["t"] = REPEAT_MTI.get(message["t"], message["t"])
             try:
                 response = await host.request(message)
-            except (HostLinkError, CodecError, SecurityError, DeviceError) as exc:
+            except (HostLinkError, ProtocolError, SecurityError, DeviceError) as exc:
                 self._failed(entry_id, attempts + 1, str(exc))
                 break
             code = response.get("39", "")

@@ -22,7 +22,13 @@ from terminal.config import TerminalConfig
 from terminal.devices import Devices
 from terminal.drivers.card_reader.base import CardData, CardUnreadable
 from terminal.drivers.pinpad.base import EntryOutcome
-from terminal.errors import CodecError, DeviceError, HostLinkError, TerminalError
+from terminal.errors import (
+    CodecError,
+    DeviceError,
+    HostLinkError,
+    LocalProtocolError,
+    TerminalError,
+)
 from terminal.evidence import encode, grab
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
@@ -257,9 +263,21 @@ class CustomerSession:
         return response
 
     async def _dispense(self, amount: int, response: Message) -> None:
+        """Pay out an approved amount. Whatever the dispenser does (a fault it reports, an
+        error it raises, notes left behind), the customer ends up debited exactly for
+        what they took: the rest is reversed or advised through the durable queue."""
         dispenser = self.devices.dispenser
         self.log("dispensing", durable=True, amount=amount)
-        result = dispenser.dispense(amount)
+        try:
+            result = dispenser.dispense(amount)
+        except (DeviceError, LocalProtocolError) as exc:
+            # approved, but the dispenser failed outright: nothing was handed over
+            self.log("dispense_error", durable=True, error=str(exc))
+            self._clear_dispenser()
+            await self._reverse(self._approved_request, dispensed=0)
+            self.display.show(Screen.DECLINED, reason="Unable to dispense cash.")
+            self.fire("dispense_failed")
+            raise _End("dispense_failed") from None
         self.log("stacked", durable=True, amount=result.amount)
         if not result.complete:
             self.log("dispense_fault", durable=True, stacked=result.amount, error=str(result.fault))
@@ -270,7 +288,16 @@ class CustomerSession:
                 raise _End("dispense_failed")
         self.fire("notes_stacked")
         self.display.show(Screen.TAKE_CASH)
-        if dispenser.present(self.config.timeouts.take_cash):
+        try:
+            taken = dispenser.present(self.config.timeouts.take_cash)
+        except (DeviceError, LocalProtocolError) as exc:
+            # The exit sensor decides: notes gone means the customer has them.
+            self.log("present_error", durable=True, error=str(exc))
+            try:
+                taken = not dispenser.notes_pending()
+            except (DeviceError, LocalProtocolError):
+                taken = False  # cannot tell: retract what may be there and reverse
+        if taken:
             self.result.dispensed = result.amount
             self.log("cash_taken", durable=True, amount=result.amount)
             self.fire("cash_taken")
@@ -279,11 +306,21 @@ class CustomerSession:
             self.fire("done")
             raise _End("dispensed" if result.complete else "partial_dispense")
         self.fire("cash_not_taken")
-        notes = dispenser.retract()
+        notes = self._clear_dispenser()
         self.log("cash_retracted", durable=True, notes=notes, amount=result.amount)
         await self._reverse(self._approved_request, dispensed=0)
         self.fire("retracted")
         raise _End("cash_retracted")
+
+    def _clear_dispenser(self) -> int:
+        """Retract whatever is left in the stacker or at the exit; how many notes."""
+        dispenser = self.devices.dispenser
+        try:
+            return dispenser.retract() if dispenser.notes_pending() else 0
+        except (DeviceError, LocalProtocolError) as exc:
+            self.log("retract_failed", durable=True, error=str(exc))
+            log.critical("notes may be left at the dispenser exit: %s", exc)
+            return 0
 
     async def _reverse(self, request: Message, dispensed: int) -> None:
         """Queue the reversal durably, then try to deliver the queue now."""

@@ -144,6 +144,8 @@ class Authoriser:
             return self._cardless(request, self.cardless.handle_withdrawal(request))
         if request.get("3") != ProcessingCode.WITHDRAWAL:
             return self._respond(request, "12"), None
+        if self.rules.reversed_in_advance(request):
+            return self._respond(request, "12"), None  # the terminal undid it already
         try:
             session = self.rules.verify_card_and_pin(request)
             self._duress(request, session)

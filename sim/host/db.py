@@ -77,6 +77,12 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_card_day
     ON transfers (pan_ref, business_date, status, kind, amount);  -- covers the daily-limit sum
+CREATE TABLE IF NOT EXISTS reversed_in_advance (  -- reversals that overtook their original
+    terminal_id TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    transmission_time TEXT NOT NULL,
+    PRIMARY KEY (terminal_id, stan, transmission_time)
+);
 CREATE TABLE IF NOT EXISTS requests (
     terminal_id TEXT NOT NULL,
     stan TEXT NOT NULL,

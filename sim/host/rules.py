@@ -182,6 +182,15 @@ class RuleBook:
         ).fetchone()
         return int(row[0])
 
+    def reversed_in_advance(self, request: Message) -> bool:
+        """Was this request reversed before it arrived (a reversal overtook it)?"""
+        row = self.conn.execute(
+            "SELECT 1 FROM reversed_in_advance WHERE terminal_id = ? AND stan = ?"
+            " AND transmission_time = ?",
+            (request.get("41", ""), request.get("11", ""), request.get("7", "")),
+        ).fetchone()
+        return row is not None
+
     def check_withdrawal(self, request: Message, session: CardSession) -> int:
         _require(request, "4")
         if not _digits(request["4"]) or int(request["4"]) <= 0:
@@ -204,14 +213,24 @@ class RuleBook:
         if len(original) != 42 or not _digits(original[:20]):
             raise Decline("30", "field 90 malformed")
         stan, when = original[4:10], original[10:20]
+        if original[:4] != "0200":
+            raise Decline("12", "only a withdrawal (0200) can be reversed")
         row = self.conn.execute(
             "SELECT r.transfer_id, t.* FROM requests r JOIN transfers t ON t.id = r.transfer_id"
             " WHERE r.terminal_id = ? AND r.stan = ? AND r.transmission_time = ?",
             (request["41"], stan, when),
         ).fetchone()
         if row is None:
+            # Acknowledged, and remembered: should the original still arrive (a delayed
+            # stream), it must not be posted, since the terminal has already undone it.
+            self.conn.execute(
+                "INSERT OR IGNORE INTO reversed_in_advance VALUES (?,?,?)",
+                (request["41"], stan, when),
+            )
             log.warning("reversal for a transaction never approved here: acknowledged")
             return None
+        if row["kind"] != "withdrawal":
+            raise Decline("12", f"transfer {row['transfer_id']} is not a withdrawal")
         already = self.conn.execute(
             "SELECT 1 FROM transfers WHERE reverses_id = ?", (row["transfer_id"],)
         ).fetchone()

@@ -427,6 +427,23 @@ def test_reversal_of_unknown_original_is_acknowledged(host: Host, terminal: Term
     assert response["t"] == "0410" and response["39"] == "00"
     assert host.count("transfers", "kind = 'reversal'") == 0
     assert host.balance(ALICE.account) == 250_000
+    # the original arriving late (a reversal overtook it) is refused, never posted
+    late = host.authoriser.handle(never_sent)
+    assert late is not None and late["39"] == "12"
+    assert host.balance(ALICE.account) == 250_000
+    assert host.count("transfers", "kind = 'withdrawal'") == 0
+
+
+def test_a_reversal_of_a_reversal_is_refused(host: Host, terminal: Terminal) -> None:
+    original = terminal.withdrawal(ALICE, 20_000)
+    assert rc(host, original) == "00"
+    first = terminal.reversal(original)
+    assert rc(host, first) == "00"
+    assert host.balance(ALICE.account) == 250_000
+    sneaky = terminal.reversal(first)  # field 90 points at the 0400, not at a 0200
+    response = host.authoriser.handle(sneaky)
+    assert response is not None and response["39"] == "12"
+    assert host.balance(ALICE.account) == 250_000
 
 
 def test_reversal_of_a_declined_withdrawal_refunds_nothing(host: Host, terminal: Terminal) -> None:

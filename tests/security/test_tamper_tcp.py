@@ -107,3 +107,26 @@ def test_tampered_request_is_refused_by_the_host(with_rig: Any) -> None:
         assert count == 0
 
     with_rig(body)
+
+
+def test_a_reversal_answer_with_a_bad_mac_is_retried_not_wedged(with_rig: Any) -> None:
+    async def body(rig: Rig) -> None:
+        proxy = FlippingProxy(rig.host.port, lambda frame: frame.startswith(b"0410"), offset=-1)
+        port = await proxy.start()
+        await rig.terminal.host.close()
+        rig.terminal.host.port = port
+        before = rig.balance(ALICE)
+        result = await rig.play(
+            Scenario(
+                "left", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "", take_cash=False
+            )
+        )
+        assert result.outcome == "cash_retracted" and proxy.flipped == 1
+        assert rig.terminal.saf.pending == 1  # the tampered 0410 counted as no answer
+        # the repeat (same STAN) goes out on the same connection and is acknowledged
+        assert await rig.terminal.saf.drain(rig.terminal.host, force=True) == 1
+        assert rig.terminal.saf.pending == 0
+        assert rig.balance(ALICE) == before
+        await proxy.stop()
+
+    with_rig(body)

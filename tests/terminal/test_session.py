@@ -13,6 +13,7 @@ from sim.scenarios.scripts import BALANCE, DEMO, WITHDRAW, Scenario
 from terminal.config import SiteLocation
 from terminal.drivers.gps.sim import SimGps
 from terminal.drivers.pinpad.sim import Keys, Pin
+from terminal.errors import DeviceTimeout
 from terminal.fsm.customer import State
 from terminal.ui import RecordingDisplay, Screen
 from tests.conftest import Rig
@@ -335,5 +336,51 @@ def test_malformed_field_54_ends_the_session_cleanly(with_rig: Any) -> None:
         result = await rig.play(Scenario("bad54", "ALICE ARDEN", [Pin("1234")], "host_unavailable"))
         assert result.outcome == "host_unavailable"
         assert not rig.reader.card_present
+
+    with_rig(body)
+
+
+@pytest.mark.parametrize(
+    ("step", "after", "debited"),
+    [
+        ("dispense", False, 0),  # DISPENSE raises: nothing handed over, reversed
+        ("present", False, 0),  # the shutter fails before anyone could take the notes
+        ("present", True, 10_000),  # the customer took them, then the device failed
+    ],
+)
+def test_dispenser_error_after_approval_debits_exactly_what_was_taken(
+    with_rig: Any, step: str, after: bool, debited: int
+) -> None:
+    async def body(rig: Rig) -> None:
+        before = rig.balance(ALICE)
+        real = getattr(rig.dispenser, f"_do_{step}")
+
+        def fails(*args: Any) -> Any:
+            if after:
+                real(*args)
+            raise DeviceTimeout("dispenser", f"no answer to {step.upper()}")
+
+        setattr(rig.dispenser, f"_do_{step}", fails)
+        result = await rig.play(
+            Scenario("broken", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "")
+        )
+        assert result.dispensed == debited == rig.dispenser.handed_out_amount
+        assert not rig.dispenser.notes_pending()  # nothing left where a passer-by could take it
+        assert rig.balance(ALICE) == before - debited
+        assert rig.terminal.saf.pending == 0
+        assert not rig.reader.card_present and result.states[-1] == "idle"
+
+    with_rig(body)
+
+
+def test_unsettled_session_keeps_the_terminal_out_of_service(with_rig: Any) -> None:
+    async def body(rig: Rig) -> None:
+        rig.terminal._recovered = False  # as after a start whose recovery failed
+        original = rig.terminal._recover
+        rig.terminal._recover = lambda: False  # type: ignore[method-assign]
+        assert await rig.terminal.serve_one() is None
+        rig.terminal._recover = original  # type: ignore[method-assign]
+        assert rig.terminal._recover() and rig.terminal.recovered
+        assert (await rig.play(DEMO[1])).outcome == "balance_shown"
 
     with_rig(body)
