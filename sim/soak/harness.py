@@ -56,8 +56,9 @@ FAULTS = (
     "terminal_killed",
     "host_killed",
     "alarm_center_down",
+    "dispenser_error",
 )
-DEVICE_FAULTS = ("dispenser_jam", "pick_failure", "notes_not_taken")
+DEVICE_FAULTS = ("dispenser_jam", "pick_failure", "notes_not_taken", "dispenser_error")
 CRASH_POINTS = (
     "pin_entered",
     "authorisation_request",
@@ -320,6 +321,9 @@ class Soak:
             dispenser.inject_jam(after_notes=self.rng.randrange(0, 4))
         elif fault == "pick_failure":
             dispenser.inject_pick_failure()
+        elif fault == "dispenser_error":  # the device stops answering mid-way
+            step = self.rng.choice(("dispense", "present"))
+            dispenser.inject_device_error(step, after=self.rng.random() < 0.5)
         elif fault == "terminal_killed":
             return crash_after(terminal.journal, self.rng.choice(CRASH_POINTS))
         elif (

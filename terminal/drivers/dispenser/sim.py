@@ -22,7 +22,7 @@ from terminal.clock import Clock, SystemClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser.base import Cassette, Dispenser, DispenseResult
 from terminal.drivers.dispenser.notes import FEED_JAM, PICK_FAILURE, NoteBooks, NotePath
-from terminal.errors import ConfigError, DeviceFault, LocalProtocolError
+from terminal.errors import ConfigError, DeviceFault, DeviceTimeout, LocalProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,23 @@ class SimDispenser(NoteBooks, Dispenser):
         self.seconds_per_note = seconds_per_note
         self._presented = False
         self._fault: DeviceFault | None = None
+        self._raise_at: str | None = None  # inject_device_error
 
     def __repr__(self) -> str:
         counts = {i: s.count for i, s in self.notes.slots.items()}
         return f"SimDispenser(cassettes={counts}, stacked={self.notes.stacked.total()})"
+
+    def inject_device_error(self, step: str, *, after: bool = False) -> None:
+        """The next ``step`` ("dispense" or "present") fails with no answer at all, the way
+        a serial device that stops talking does (``after``: once the step did its work)."""
+        if step not in ("dispense", "present"):
+            raise ValueError(f"no step {step!r}")
+        self._raise_at = f"{step}{'+' if after else ''}"
+
+    def _maybe_raise(self, step: str, done: bool) -> None:
+        if self._raise_at == f"{step}{'+' if done else ''}":
+            self._raise_at = None
+            raise DeviceTimeout(self.kind, f"no answer to {step.upper()}")
 
     def reset(self) -> None:
         """Clear a fault, as the RESET command does after an engineer cleared the path."""
@@ -114,11 +127,13 @@ class SimDispenser(NoteBooks, Dispenser):
         for index, n in mix.items():
             if index not in self.notes.slots or n < 0:
                 raise LocalProtocolError(f"dispenser: bad mix entry cassette {index} x {n}")
+        self._maybe_raise("dispense", done=False)
         moved, rejects, code = self.notes.pick(mix)
         self._clock.advance((moved.total() + rejects.total()) * self.seconds_per_note)
         fault = DeviceFault(self.kind, FAULT_MESSAGES[code], code=code) if code else None
         self._fault = fault
         denominations = {i: s.denomination for i, s in self.notes.slots.items()}
+        self._maybe_raise("dispense", done=True)
         return DispenseResult(0, dict(moved), denominations, fault)
 
     def _do_notes_pending(self) -> bool:
@@ -128,7 +143,10 @@ class SimDispenser(NoteBooks, Dispenser):
         if not self.notes.stacked:
             raise LocalProtocolError("dispenser: nothing in the stacker to present")
         self._presented = True
-        if not self.notes.customer_reaches():
+        self._maybe_raise("present", done=False)
+        taken = self.notes.customer_reaches()
+        self._maybe_raise("present", done=True)
+        if not taken:
             self._clock.advance(take_timeout)
             log.warning("dispenser: cash not taken within %.1f s", take_timeout)
             return False
