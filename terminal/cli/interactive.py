@@ -2,7 +2,9 @@
 
 Each session asks for a card (by PAN, from the config's test cards) and the customer's
 inputs, loads them into the simulated devices, and runs the real session code against a
-running ``atm host``. On real hardware the devices themselves are the customer's input.
+running ``atm host``. ``cardless`` at the card prompt starts a cardless withdrawal instead
+(reserved beforehand with ``atm phone``). On real hardware the devices themselves are the
+customer's input.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser
 from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, Signal, SimPinPad
+from terminal.session import SessionResult
 from terminal.ui import CallbackDisplay
 
 log = logging.getLogger(__name__)
@@ -27,7 +30,11 @@ HELP = """Customer inputs, comma-separated, in order. Examples:
   pin 1234, F1, 100        PIN, cash withdrawal, 100 units
   pin 1234, F2, enter      PIN, balance, continue
   cancel | wait            press CANCEL | walk away (timeout)
-Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card prompt quits."""
+Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card prompt quits.
+'cardless' at the card prompt collects a reservation made with `atm phone`:
+  4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code"""
+
+CARDLESS = "cardless"
 
 
 def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, bool]:
@@ -56,6 +63,35 @@ def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, boo
         else:
             raise ValueError(f"unknown input {raw!r}")
     return entries, take_cash, take_card
+
+
+async def serve_prompted(
+    terminal: Terminal, pan: str, expiry: str, text: str
+) -> SessionResult | None:
+    """One customer from the prompt: ``pan`` (or ``cardless``), ``expiry`` and the inputs.
+
+    Raises :class:`ValueError` for inputs that cannot be understood, before anything is
+    loaded into a device. Inputs the session did not use are dropped afterwards, so they
+    cannot leak into the next customer's session.
+    """
+    devices = terminal.devices
+    reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
+    assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
+    assert isinstance(dispenser, SimDispenser)
+    entries, take_cash, take_card = parse_inputs(text)
+    card = None if pan.lower() == CARDLESS else CardData(pan=pan, expiry=expiry)
+    pinpad.script(*entries)
+    if not take_cash:
+        dispenser.script_take_cash(False)
+    try:
+        if card is None:
+            return await terminal.serve_cardless()
+        if not take_card:
+            reader.script_take_card(False)
+        reader.insert(card)
+        return await terminal.serve_one()
+    finally:
+        pinpad.clear_script()
 
 
 async def run_kiosk(config: TerminalConfig) -> int:
@@ -103,24 +139,18 @@ async def run_interactive(config_path: Path, *, sim: bool) -> int:
             pan = (await loop.run_in_executor(None, input, "\ncard PAN (empty to quit)> ")).strip()
             if not pan:
                 return 0
-            expiry = (await loop.run_in_executor(None, input, "expiry YYMM> ")).strip()
+            expiry = ""
+            if pan.lower() != CARDLESS:
+                expiry = (await loop.run_in_executor(None, input, "expiry YYMM> ")).strip()
             text = await loop.run_in_executor(None, input, "inputs> ")
             try:
-                entries, take_cash, take_card = parse_inputs(text)
-                card = CardData(pan=pan, expiry=expiry)
+                result = await serve_prompted(terminal, pan, expiry, text)
             except ValueError as exc:
                 print(f"  {exc}")
                 continue
-            pinpad.script(*entries)
-            if not take_cash:
-                dispenser.script_take_cash(False)
-            if not take_card:
-                reader.script_take_card(False)
-            reader.insert(card)
-            result = await terminal.serve_one()
             if result is not None:
                 print(f"  outcome: {result.outcome}; path: {' -> '.join(result.states)}")
-            while pinpad.pending():
-                pinpad.read_keys(timeout=0.0)  # drop inputs the session did not use
+            else:
+                print(f"  no session: {terminal.out_of_service_reason or 'not ready'}")
     finally:
         await terminal.close()

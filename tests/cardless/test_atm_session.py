@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sim.host.cardless_phone import PhoneBank
+from terminal.cli.interactive import serve_prompted
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 from terminal.face.verify import FaceTemplate
 from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, reserve
@@ -39,5 +40,24 @@ def test_the_terminal_collects_with_the_code(
         ).fetchone()
         assert tuple(row) == ("used", 1, rig.terminal.config.terminal_id)
         assert rig.host.authoriser.ledger.check() == []
+
+    with_rig(body)
+
+
+def test_cardless_at_the_run_prompt_collects_the_reservation(
+    with_rig: Callable[..., Any], template: Callable[[str], FaceTemplate]
+) -> None:
+    """``atm run --sim``: typing ``cardless`` at the card prompt runs the cardless session."""
+    probe = template("obama2.jpg")
+
+    async def body(rig: Rig) -> None:
+        reservation = reserve(PhoneBank(rig.host.authoriser.cardless), probe, amount=4_000)
+        before = rig.host.authoriser.ledger.balance(FRANK_DEBIT).ledger
+        inputs = f"{FRANK_PHONE.lstrip('+')}, F1, pin {reservation['code']}"
+        result = await serve_prompted(rig.terminal, "cardless", "", inputs)
+        assert result is not None, rig.terminal.out_of_service_reason
+        assert (result.response_code, result.dispensed) == ("00", 4_000)
+        assert rig.host.authoriser.ledger.balance(FRANK_DEBIT).ledger < before - 4_000  # + fee
+        assert rig.reader.card_present is False  # no card was ever involved
 
     with_rig(body)
