@@ -71,8 +71,8 @@ async def serve_prompted(
     """One customer from the prompt: ``pan`` (or ``cardless``), ``expiry`` and the inputs.
 
     Raises :class:`ValueError` for inputs that cannot be understood, before anything is
-    loaded into a device. Inputs the session did not use are dropped afterwards, so they
-    cannot leak into the next customer's session.
+    loaded into a device. Inputs and take/leave choices the session did not use are dropped
+    afterwards, so they cannot leak into the next customer's session.
     """
     devices = terminal.devices
     reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
@@ -92,6 +92,8 @@ async def serve_prompted(
         return await terminal.serve_one()
     finally:
         pinpad.clear_script()
+        dispenser.clear_take_script()
+        reader.clear_take_script()
 
 
 async def run_kiosk(config: TerminalConfig) -> int:

@@ -49,5 +49,13 @@ def test_a_prompted_withdrawal_debits_and_leftover_keys_do_not_reach_the_next_cu
             await serve_prompted(rig.terminal, card.pan, card.expiry, "pin 1234, F12")
         assert rig.pinpad.pending() == 0  # nothing was loaded for a line it could not read
         assert rig.reader.card_present is False
+        # A refusal the session never reached (wrong PIN, then CANCEL) is not kept either.
+        declined = await serve_prompted(
+            rig.terminal, card.pan, card.expiry, "pin 1111, cancel, leave cash"
+        )
+        assert declined is not None and declined.dispensed == 0
+        again = await serve_prompted(rig.terminal, card.pan, card.expiry, "pin 1234, F1, 20")
+        assert again is not None and again.outcome == "dispensed", again  # cash taken this time
+        assert rig.dispenser.retracted_amount == 0
 
     with_rig(body)

@@ -107,6 +107,10 @@ class SimCardReader(CardReader):
         """Queue whether the customer takes the card at the next eject (default: taken)."""
         self._take_script.append(taken)
 
+    def clear_take_script(self) -> None:
+        """Forget queued choices no eject used (a session that ended without one)."""
+        self._take_script.clear()
+
     @property
     def card_present(self) -> bool:
         """A card is in the throat (inserted, or ejected but not taken)."""

@@ -193,6 +193,10 @@ class NoteBooks:
         """Queue whether the customer takes the next presented cash (default: taken)."""
         self.notes.script_take_cash(taken)
 
+    def clear_take_script(self) -> None:
+        """Forget queued choices no presentation used (a session that ended before cash)."""
+        self.notes.take_script.clear()
+
     def inject_jam(self, after_notes: int) -> None:
         """The next dispense jams (code 0x02) after ``after_notes`` notes reached the stacker."""
         self.notes.inject_jam(after_notes)
