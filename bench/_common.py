@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-DEFAULT_BASELINE_DIR = Path(__file__).resolve().parents[2] / "shared" / "bench"
+# The project's own baseline scripts (bench/baselines/, see its README.md).
+DEFAULT_BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
 
 
 def progress(text: str) -> None:
@@ -24,7 +25,7 @@ def progress(text: str) -> None:
 
 
 def run_baseline(baseline_dir: Path, script: str, *args: str, timeout: float = 600) -> Any:
-    """Run one ../shared/bench baseline script; its last stdout line is the JSON result."""
+    """Run one bench/baselines script (e.g. ``"codec.py"``); its last stdout line is JSON."""
     path = baseline_dir / script
     if not path.is_file():
         raise SystemExit(f"baseline {path} not found (use --baseline-dir)")

@@ -1,6 +1,6 @@
 """Benchmark: face verification time per 1280x720 camera frame, ours vs the raw library.
 
-What is measured: :meth:`terminal.face.verify.FaceVerifier.verify` (default settings:
+What is measured: :meth:`atm_common.face.verify.FaceVerifier.verify` (default settings:
 HOG on a grey copy scaled by ``detect_scale`` 0.5 with upsample 1, boxes mapped back,
 128-d encoding on the full frame, distance to the enrolled template) on a 1280x720 BGR
 frame letterboxed from ``--photo`` (obama.jpg) against a template enrolled from
@@ -9,7 +9,7 @@ warm-up; detection alone (``locate``) is timed the same way, encoding is the res
 timed: basic liveness over ``--liveness-frames`` frames of a generated moving-face video
 read through :class:`OpenCvCamera`.
 
-Baseline, in the same run: ``../shared/bench/baseline_face.py`` (face_recognition's own
+Baseline, in the same run: ``bench/baselines/face.py`` (face_recognition's own
 pipeline on the same letterboxed frame: ``up1`` default, ``up0``, and ``half_up1`` which
 is the closest to ours but detects in colour). Ratios are ours / baseline: below 1 is
 faster. Progress goes to stderr; the last stdout line is one JSON object.
@@ -28,12 +28,12 @@ from typing import Any
 
 from _common import DEFAULT_BASELINE_DIR, progress, run_baseline
 
+from atm_common.clock import ManualClock
+from atm_common.face.verify import FaceTemplate, FaceVerifier, letterbox
 from sim.devices.camera_video import make_camera_video
-from terminal.clock import ManualClock
 from terminal.drivers.camera.opencv import OpenCvCamera
-from terminal.face.verify import FaceTemplate, FaceVerifier, letterbox
 
-DEFAULT_FACES = DEFAULT_BASELINE_DIR.parent / "data" / "faces"
+DEFAULT_FACES = Path(__file__).resolve().parents[1] / "sim" / "data" / "faces"
 
 
 def median_ms(action: Callable[[], object], runs: int) -> tuple[float, list[float]]:
@@ -105,7 +105,7 @@ def main() -> None:
     ours = measure_ours(args)
     baseline = run_baseline(
         args.baseline_dir,
-        "baseline_face.py",
+        "face.py",
         "--runs",
         str(args.runs),
         "--faces",

@@ -9,12 +9,12 @@ so STANs never collide) and sends requests back to back, one outstanding at a ti
 0200 cash withdrawals and/or 0100 balance inquiries, each with a real PIN block, on
 cards with balances and limits that never decline. For each kind and N, after a
 warm-up, requests started in the next ``--duration`` seconds are counted and timed
-(the method of ``baseline_echo.py``).
+(the method of ``baselines/echo.py``).
 
 Reported per kind and N: requests/s, p50/p99 latency, the host process's CPU time per
-request, and, measured in the same run, ratios against ``../shared/bench/``:
-``baseline_echo.py`` at the same N (loopback limit), ``baseline_codec.py`` (pyiso8583
-0200 round trip) and ``baseline_sqlite.py`` (``synchronous=FULL`` commit rate; each
+request, and, measured in the same run, ratios against ``bench/baselines/``:
+``echo.py`` at the same N (loopback limit), ``codec.py`` (pyiso8583
+0200 round trip) and ``sqlite_commit.py`` (``synchronous=FULL`` commit rate; each
 request is one such commit). Progress goes to stderr; the last stdout line is one JSON
 object.
 """
@@ -200,9 +200,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cards", type=int, default=1000, help="cards, shared out to clients")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="parent of the temp dir")
     parser.add_argument(
-        "--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR, help="../shared/bench"
+        "--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR, help="baseline scripts"
     )
-    parser.add_argument("--codec-number", type=int, default=5000, help="baseline_codec --number")
+    parser.add_argument("--codec-number", type=int, default=5000, help="codec.py --number")
     parser.add_argument("--sqlite-seconds", type=float, default=1.0, help="0 skips it")
     parser.add_argument("--skip-baselines", action="store_true", help="no ratios (dev only)")
     args = parser.parse_args(argv)
@@ -227,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_baselines:
         baselines["echo"] = run_baseline(
             args.baseline_dir,
-            "baseline_echo.py",
+            "echo.py",
             "--clients",
             clients_arg,
             "--duration",
@@ -237,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         baselines["codec"] = run_baseline(
             args.baseline_dir,
-            "baseline_codec.py",
+            "codec.py",
             "--repeats",
             "3",
             "--number",
@@ -246,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.sqlite_seconds > 0:
             baselines["sqlite"] = run_baseline(
                 args.baseline_dir,
-                "baseline_sqlite.py",
+                "sqlite_commit.py",
                 "--seconds",
                 str(args.sqlite_seconds),
                 "--dir",

@@ -1,7 +1,7 @@
 """Chaos soak at benchmark scale: 10,000 headless withdrawals with every fault injected.
 
 Measures the wall time of ``atm soak`` (its checks included) and its session rate, with
-the SQLite durable-commit baseline from ../shared/bench/ run in the same run, since a
+the SQLite durable-commit baseline from bench/baselines/ run in the same run, since a
 soak session's cost is mostly durable commits and process restarts. Prints one JSON
 object last: the soak's own report (discrepancies must be 0) plus timing and ratio.
 """
@@ -25,7 +25,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR)
     args = parser.parse_args()
-    baseline = run_baseline(args.baseline_dir, "baseline_sqlite.py", "--seconds", "1")
+    baseline = run_baseline(args.baseline_dir, "sqlite_commit.py", "--seconds", "1")
     with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
         progress(f"soak: {args.transactions} transactions, seed {args.seed}, all faults")
         started = time.perf_counter()
@@ -33,7 +33,7 @@ def main() -> int:
             [
                 sys.executable,
                 "-m",
-                "terminal.cli",
+                "atm",
                 "soak",
                 "--transactions",
                 str(args.transactions),

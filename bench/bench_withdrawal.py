@@ -13,8 +13,8 @@ ATM00001) with many cards on large balances and daily limits, so no session decl
 
 Reported: sessions/s, p50/p99 session latency, CPU time per session of the terminal
 (this process) and the host process, the terminal journal's durable commits per session,
-and, measured in the same run, the ratios against ``../shared/bench/baseline_echo.py``
-(loopback round trip, N=1) and ``baseline_sqlite.py`` (``synchronous=FULL`` commit rate).
+and, measured in the same run, the ratios against ``bench/baselines/echo.py``
+(loopback round trip, N=1) and ``sqlite_commit.py`` (``synchronous=FULL`` commit rate).
 Progress goes to stderr; the last stdout line is one JSON object.
 """
 
@@ -42,6 +42,7 @@ from _common import (
     run_baseline,
 )
 
+from atm_common.clock import ManualClock
 from sim.scenarios.demo import (
     TERMINAL_ID,
     host_process,
@@ -55,7 +56,6 @@ from sim.scenarios.seedgen import card_name as bench_card_name
 from sim.scenarios.seedgen import card_pin as bench_pin
 from sim.scenarios.seedgen import write_seed
 from terminal.app import Terminal
-from terminal.clock import ManualClock
 from terminal.config import HostConfig, TerminalConfig
 from terminal.devices import Devices
 from terminal.drivers.card_reader.base import CardData
@@ -206,10 +206,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--amount", type=int, default=20, help="whole currency units")
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="parent of the temp dir")
     parser.add_argument(
-        "--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR, help="../shared/bench"
+        "--baseline-dir", type=Path, default=DEFAULT_BASELINE_DIR, help="baseline scripts"
     )
-    parser.add_argument("--echo-duration", type=float, default=1.0, help="baseline_echo s")
-    parser.add_argument("--sqlite-seconds", type=float, default=1.0, help="baseline_sqlite s")
+    parser.add_argument("--echo-duration", type=float, default=1.0, help="echo.py seconds")
+    parser.add_argument("--sqlite-seconds", type=float, default=1.0, help="sqlite_commit.py s")
     parser.add_argument("--skip-baselines", action="store_true", help="no ratios (dev only)")
     args = parser.parse_args(argv)
     if args.sessions < 1 or args.cards < 1 or args.warmup < 0 or args.max_seconds <= 0:
@@ -225,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_baselines:
         baselines["echo"] = run_baseline(
             args.baseline_dir,
-            "baseline_echo.py",
+            "echo.py",
             "--clients",
             "1",
             "--duration",
@@ -235,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         baselines["sqlite"] = run_baseline(
             args.baseline_dir,
-            "baseline_sqlite.py",
+            "sqlite_commit.py",
             "--seconds",
             str(args.sqlite_seconds),
             "--dir",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 
-from terminal.errors import CodecError
+from host_link.errors import CodecError
 
 
 class AmountType(enum.StrEnum):

@@ -16,8 +16,8 @@ import hmac
 from collections.abc import Mapping
 from typing import Protocol
 
+from atm_common.errors import AtmError
 from host_link.codec import Message, encode
-from terminal.errors import TerminalError
 
 MAC_HEX_LEN = 16
 
@@ -55,7 +55,7 @@ def check_mac(message: Mapping[str, str], raw: bytes, authenticator: Authenticat
         return f"MAC field {field} is not the last field"
     try:
         expected = authenticator.sign(message, raw[:-MAC_HEX_LEN]).hex().upper()
-    except (KeyError, ValueError, TerminalError) as exc:
+    except (KeyError, ValueError, AtmError) as exc:
         return f"no key to verify the MAC: {exc}"
     if not hmac.compare_digest(expected.encode(), received.encode()):
         return "MAC does not verify"

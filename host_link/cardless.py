@@ -13,7 +13,7 @@ two ends cannot drift apart. The contract (see ``docs/cardless.md``):
 
 from __future__ import annotations
 
-from terminal.errors import CodecError
+from host_link.errors import CodecError
 
 MODES = ("code", "face", "both")
 PHONE_MIN_DIGITS, PHONE_MAX_DIGITS = 8, 15  # E.164 allows at most 15

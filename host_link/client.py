@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Mapping
 
+from atm_common.clock import Clock, SystemClock
 from host_link.authentication import Authenticator
 from host_link.codec import Message, describe
 from host_link.connection import (
@@ -23,8 +24,7 @@ from host_link.connection import (
     ResponseReceived,
     match_key,
 )
-from terminal.clock import Clock, SystemClock
-from terminal.errors import FramingError, HostTimeout, HostUnavailable, MacError
+from host_link.errors import FramingError, HostTimeout, HostUnavailable, MacError
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Encode and decode ISO 8583 messages with pyiso8583 and our spec.
 
 A message is a plain ``dict[str, str]`` keyed as pyiso8583 keys it: ``"t"`` for the MTI
-and field numbers as strings. Errors come out as :class:`~terminal.errors.CodecError`
+and field numbers as strings. Errors come out as :class:`~host_link.errors.CodecError`
 naming the field and byte position; :func:`describe` renders a message with every
 sensitive field masked, for logs and exception texts.
 """
@@ -12,8 +12,8 @@ from collections.abc import Mapping
 
 import iso8583
 
+from host_link.errors import CodecError
 from host_link.spec import SENSITIVE_FIELDS, SPEC
-from terminal.errors import CodecError
 
 Message = dict[str, str]
 

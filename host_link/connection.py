@@ -12,12 +12,13 @@ from collections.abc import Mapping
 
 import iso8583
 
+from atm_common.errors import LocalProtocolError
 from host_link.authentication import Authenticator, check_mac, encode_signed
 from host_link.codec import Message, decode, describe, encode
 from host_link.codes import response_mti
+from host_link.errors import CodecError, FramingError
 from host_link.framing import DEFAULT_MAX_FRAME, FrameDecoder, frame
 from host_link.spec import SPEC
-from terminal.errors import CodecError, FramingError, LocalProtocolError
 
 MatchKey = tuple[str, str, str]
 
@@ -123,7 +124,7 @@ class Connection:
         self._pending.pop(key, None)
 
     def receive_data(self, data: bytes) -> list[Event]:
-        """Feed stream bytes; raises :class:`~terminal.errors.FramingError` if unrecoverable."""
+        """Feed stream bytes; raises :class:`~host_link.errors.FramingError` if unrecoverable."""
         events: list[Event] = []
         for payload in self._decoder.feed(data):
             try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 
-from terminal.errors import CodecError
+from host_link.errors import CodecError
 
 PART_CHARS = 880  # base64 characters per advice: field 63 holds 999 with the header
 MAX_SNAPSHOTS = 4

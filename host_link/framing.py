@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import struct
 
-from terminal.errors import FramingError, LocalProtocolError
+from atm_common.errors import LocalProtocolError
+from host_link.errors import FramingError
 
 PREFIX = struct.Struct(">H")
 DEFAULT_MAX_FRAME = 4096

@@ -12,14 +12,16 @@ import asyncio
 import itertools
 import logging
 
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError, SecurityError
 from host_link.client import HostClient
+from host_link.errors import CodecError, HostLinkError
 from terminal.cardless import CardlessSession
-from terminal.clock import Clock, SystemClock
 from terminal.config import TerminalConfig
 from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
-from terminal.errors import CodecError, DeviceError, HostLinkError, SecurityError, TerminalError
+from terminal.errors import DeviceError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
 from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
@@ -221,7 +223,7 @@ class Terminal:
         except DeviceError as exc:
             self._out_of_service(f"device error: {exc}")
             return None
-        except TerminalError as exc:
+        except AtmError as exc:
             # A defect or an input no rule foresaw: stop serving rather than guess.
             log.exception("session failed")
             self._out_of_service(f"session failed: {exc}")

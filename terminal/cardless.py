@@ -13,10 +13,12 @@ from __future__ import annotations
 import logging
 from typing import NoReturn
 
+from atm_common.masking import mask_phone
 from host_link.cardless import cardless_pan, encode_field63, phone_digits
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode, response_code
-from terminal.errors import CodecError, DeviceError, HostLinkError
+from host_link.errors import CodecError, HostLinkError
+from terminal.errors import DeviceError
 from terminal.link_security import with_ksn
 from terminal.session import CustomerSession, _check_response, _End, _original
 from terminal.ui import Screen
@@ -38,10 +40,6 @@ ENDINGS = {
 }
 
 
-def masked_phone(phone: str) -> str:
-    return "*" * (len(phone) - 4) + phone[-4:]
-
-
 class CardlessSession(CustomerSession):
     phone = ""
     method = ""
@@ -57,7 +55,7 @@ class CardlessSession(CustomerSession):
     async def _transact(self) -> None:
         self.phone = self._phone()
         self.method = self._method()
-        self.result.masked_pan = masked_phone(self.phone)
+        self.result.masked_pan = mask_phone(self.phone)
         if self.method == "face":
             self.fire("face_chosen")
         else:
@@ -128,7 +126,7 @@ class CardlessSession(CustomerSession):
             except ValueError:
                 self.display.show(Screen.NOT_MATCHED)
                 continue
-            self.log("cardless_phone", phone=masked_phone(phone))
+            self.log("cardless_phone", phone=mask_phone(phone))
             self.fire("phone_entered")
             return phone
         self.fire("cancel")
@@ -157,7 +155,7 @@ class CardlessSession(CustomerSession):
 
     def _face(self) -> str:
         """The template of the live face in front of the camera (text for field 63)."""
-        from terminal.face.verify import FaceError, FaceVerifier
+        from atm_common.face.verify import FaceError, FaceVerifier
 
         camera = self.devices.camera
         if camera is None:

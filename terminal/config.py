@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from atm_common.errors import ConfigError
 from terminal.drivers.base import BACKENDS
-from terminal.errors import ConfigError
 
 DEVICE_KINDS = tuple(BACKENDS)
 

@@ -7,7 +7,8 @@ import dataclasses
 import logging
 from typing import Any, TypeVar
 
-from terminal.clock import Clock
+from atm_common.clock import Clock
+from atm_common.errors import AtmError, ConfigError
 from terminal.config import TerminalConfig
 from terminal.drivers.base import Device, DeviceStatus, backend_class
 from terminal.drivers.camera.base import Camera
@@ -15,7 +16,6 @@ from terminal.drivers.card_reader.base import CardReader
 from terminal.drivers.dispenser.base import Dispenser
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.pinpad.base import PinPad
-from terminal.errors import ConfigError, TerminalError
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Device)
@@ -39,7 +39,7 @@ class Devices:
 
     def close(self) -> None:
         for name, device in self.all().items():
-            with contextlib.suppress(TerminalError):
+            with contextlib.suppress(AtmError):
                 device.close()
             log.debug("%s closed", name)
 

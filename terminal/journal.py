@@ -19,8 +19,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock
-from terminal.drivers.card_reader.base import mask_pan
+from atm_common.clock import Clock
+from atm_common.masking import mask_pan
 from terminal.errors import JournalError
 
 FORBIDDEN_KEYS = re.compile(r"(^|_)(pin|pinblock|pin_block|key|track2|track|cvv|cvc)($|_)")

@@ -13,11 +13,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from atm_common.errors import SecurityError
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, NetworkCode, is_key_exchange
+from host_link.errors import HostLinkError
 from terminal.drivers.pinpad.base import MacKey, PinPad
-from terminal.errors import HostLinkError, SecurityError
 
 log = logging.getLogger(__name__)
 

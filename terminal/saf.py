@@ -20,16 +20,12 @@ import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
+from atm_common.clock import Clock
+from atm_common.errors import ProtocolError, SecurityError
 from host_link.client import HostClient
 from host_link.codec import Message
-from terminal.clock import Clock
-from terminal.errors import (
-    DeviceError,
-    HostLinkError,
-    JournalError,
-    ProtocolError,
-    SecurityError,
-)
+from host_link.errors import HostLinkError
+from terminal.errors import DeviceError, JournalError
 
 log = logging.getLogger(__name__)
 

@@ -12,23 +12,19 @@ import dataclasses
 import logging
 from typing import Any, NoReturn
 
+from atm_common.errors import AtmError, LocalProtocolError
 from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, response_code
+from host_link.errors import CodecError, HostLinkError
 from host_link.evidence import EvidenceRequest, parse_request, parts
 from terminal import transactions
 from terminal.config import TerminalConfig
 from terminal.devices import Devices
 from terminal.drivers.card_reader.base import CardData, CardUnreadable
 from terminal.drivers.pinpad.base import EntryOutcome
-from terminal.errors import (
-    CodecError,
-    DeviceError,
-    HostLinkError,
-    LocalProtocolError,
-    TerminalError,
-)
+from terminal.errors import DeviceError
 from terminal.evidence import encode, grab
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
@@ -400,7 +396,7 @@ class CustomerSession:
     def _retain_card(self) -> None:
         try:
             self.devices.card_reader.retain()
-        except TerminalError as exc:
+        except AtmError as exc:
             self.log("card_retain_failed", error=str(exc))
         self.result.card_retained = True
         self.log("card_retained")

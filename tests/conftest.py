@@ -12,12 +12,12 @@ from typing import Any, TypeVar
 
 import pytest
 
+from atm_common.clock import ManualClock
 from sim.host.app import build_host
 from sim.host.server import HostServer
 from sim.scenarios.demo import DEMO_SEED, demo_terminal, seed_cards
 from sim.scenarios.scripts import Customer, Scenario, apply
 from terminal.app import Terminal
-from terminal.clock import ManualClock
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser

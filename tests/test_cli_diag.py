@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from terminal.security.pinpad_keys import check_value
+from atm_common.crypto.tdes import key_check_value as check_value
+from sim.data import FACES_DIR as FACES
 
-ATM = [sys.executable, "-m", "terminal.cli"]
+ATM = [sys.executable, "-m", "atm"]
 pytestmark = pytest.mark.serial_pty
 
 
@@ -88,7 +89,7 @@ def test_gps_replay_prints_one_object_per_fix() -> None:
 
 
 def test_saf_report(tmp_path: Path) -> None:
-    from terminal.clock import ManualClock
+    from atm_common.clock import ManualClock
     from terminal.saf import SafQueue
 
     journal = tmp_path / "journal.db"
@@ -148,9 +149,6 @@ def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path) -> None:
         check=False,
     )
     assert wrong.returncode == 1
-
-
-FACES = Path(__file__).resolve().parents[2] / "shared" / "data" / "faces"
 
 
 def test_camera_verify_prints_faces_match_distance() -> None:

@@ -15,7 +15,7 @@ from sim.scenarios.scripts import DEMO
 
 pytestmark = pytest.mark.e2e
 
-ATM = [sys.executable, "-m", "terminal.cli"]
+ATM = [sys.executable, "-m", "atm"]
 
 
 @pytest.mark.parametrize("security", ["tdes", "aes-dukpt"])

@@ -19,7 +19,7 @@ def _soak(tmp_path: Path, transactions: int, seed: int, faults: str = "all") -> 
         [
             sys.executable,
             "-m",
-            "terminal.cli",
+            "atm",
             "soak",
             "--transactions",
             str(transactions),
@@ -64,7 +64,7 @@ def test_unknown_fault_is_a_clear_error(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "terminal.cli",
+            "atm",
             "soak",
             "--transactions",
             "1",

@@ -24,9 +24,9 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from atm_common.clock import Clock
 from sim.alarm_center.store import AlarmStore, AlarmValidationError, validate_alarm
 from sim.http_service import JsonHandler, ThreadedService, run_until_signalled
-from terminal.clock import Clock
 
 log = logging.getLogger(__name__)
 

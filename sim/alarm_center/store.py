@@ -28,8 +28,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
-from terminal.errors import TerminalError
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError
 
 REQUIRED = (
     "alarm_id",
@@ -76,7 +76,7 @@ SCHEMA = (
 )
 
 
-class AlarmError(TerminalError):
+class AlarmError(AtmError):
     """Root of the alarm center's deliberate errors."""
 
 

@@ -27,8 +27,8 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from atm_common.errors import ConfigError
 from sim.http_service import JsonHandler, ThreadedService, run_until_signalled
-from terminal.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from terminal.errors import ConfigError, TerminalError
-from terminal.face.verify import ImageInput, as_bgr, letterbox, require_module
+from atm_common.errors import AtmError, ConfigError
+from atm_common.face.verify import ImageInput, as_bgr, letterbox, require_module
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fps=args.fps,
             variation=0.0 if args.static else 1.0,
         )
-    except TerminalError as exc:
+    except AtmError as exc:
         parser.exit(2, f"camera_video: error: {exc}\n")
     return 0
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import threading
 from typing import Protocol
 
+import serial
+
 from terminal.errors import DeviceUnavailable
 
 
@@ -29,10 +31,22 @@ class Emulator(Protocol):
 
 _registry: dict[str, Emulator] = {}
 _lock = threading.Lock()
+_HANDLERS = "sim.serial_handlers"
+
+
+def register_serial_handler() -> None:
+    """Teach pyserial the ``sim://`` scheme (its ``protocol_handler_packages`` hook).
+
+    The simulator registers itself, so the terminal's drivers never need to know it: they
+    open whatever URL their config names.
+    """
+    if _HANDLERS not in serial.protocol_handler_packages:
+        serial.protocol_handler_packages.append(_HANDLERS)
 
 
 def register(name: str, emulator: Emulator) -> str:
     """Make ``emulator`` reachable as ``sim://name``; returns that URL."""
+    register_serial_handler()
     with _lock:
         if name in _registry and _registry[name] is not emulator:
             raise ValueError(f"an emulator is already registered as sim://{name}")

@@ -35,12 +35,12 @@ from __future__ import annotations
 import collections
 import logging
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.crypto.dukpt import AesKsn
+from atm_common.errors import ConfigError, KeyUnavailable, LocalProtocolError
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import MacKey
 from terminal.drivers.pinpad.sim import CANCEL, DEFAULT_PIN_KEY, NO_INPUT, Entry, Fkey, Keys, Pin
-from terminal.errors import ConfigError, KeyUnavailable, LocalProtocolError
-from terminal.security.dukpt import AesKsn
 from terminal.security.pinpad_keys import AES_DUKPT, TDES, PinPadKeys
 
 log = logging.getLogger(__name__)

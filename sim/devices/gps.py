@@ -32,7 +32,7 @@ from collections.abc import Sequence
 from functools import reduce
 from pathlib import Path
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
 
 log = logging.getLogger(__name__)
 

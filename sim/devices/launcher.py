@@ -14,12 +14,12 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from atm_common.clock import Clock, SystemClock
 from sim.devices.epp import EppEmulator
 from sim.devices.gps import GpsEmulator
 from sim.devices.lcdm import LcdmEmulator
 from sim.devices.pty import PtyBridge
 from sim.scenarios.keys import pinpad_options
-from terminal.clock import Clock, SystemClock
 
 DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 200), (5000, 100))
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import RemoteProtocolError
 from terminal.drivers.dispenser import lcdm_protocol as p
 from terminal.drivers.dispenser.notes import NoteBooks, NotePath
-from terminal.errors import RemoteProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
+from atm_common.errors import AtmError
 from sim.devices.vcard import CardProfile, load_seed_card
-from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ CHANNELID    0x8C7B
 """
 
 
-class PcscEnvError(TerminalError):
+class PcscEnvError(AtmError):
     """The PC/SC test environment cannot be set up (missing tool, other pcscd, ...)."""
 
 

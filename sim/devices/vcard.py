@@ -30,8 +30,8 @@ import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
+from host_link.errors import FramingError
 from terminal.drivers.card_reader.tlv import encode, parse_dol
-from terminal.errors import FramingError
 
 log = logging.getLogger(__name__)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import uvicorn
 
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError
 from sim.host import db
 from sim.host.api import create_app
 from sim.host.authoriser import Authoriser
@@ -23,8 +25,6 @@ from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.seed import load_seed
 from sim.host.server import HostServer
-from terminal.clock import Clock, SystemClock
-from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ async def serve(
             while not api.started and not tasks[-1].done():
                 await asyncio.sleep(0.01)  # startup takes a few loop turns
             if tasks[-1].done():
-                raise TerminalError(f"the phone API did not start: {tasks[-1].exception()}")
+                raise AtmError(f"the phone API did not start: {tasks[-1].exception()}")
         port = await server.start()
         if on_ready is not None:
             on_ready(server.host, port)
@@ -162,7 +162,7 @@ async def _sweep(desk: CardlessDesk, stop: asyncio.Event, interval: float) -> No
     while not stop.is_set():
         try:
             desk.sweep()
-        except (sqlite3.Error, TerminalError) as exc:
+        except (sqlite3.Error, AtmError) as exc:
             log.error("cardless sweep failed, trying again later: %s", exc)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval)

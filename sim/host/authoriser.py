@@ -14,6 +14,8 @@ import logging
 import sqlite3
 from collections.abc import Callable, Mapping
 
+from atm_common.clock import Clock
+from atm_common.errors import AtmError
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
@@ -25,8 +27,6 @@ from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
 from sim.host.seed import HostKeys, HostSettings
-from terminal.clock import Clock
-from terminal.errors import TerminalError
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ class Authoriser:
                     ),
                 )
             return response
-        except (sqlite3.Error, TerminalError) as exc:
+        except (sqlite3.Error, AtmError) as exc:
             log.error("cannot process %s: %s", describe(request), exc)
             return self._respond(request, "96")
 
@@ -227,7 +227,7 @@ class Authoriser:
         terminal = request.get("41", "")
         try:
             keys = self.key_store.issue_working_keys(terminal, self.clock.now().isoformat())
-        except TerminalError as exc:
+        except AtmError as exc:
             log.error("key exchange refused for %s: %s", terminal, exc)
             return self._respond(request, "12", extra={"70": request.get("70", "")})
         log.info(

@@ -27,17 +27,18 @@ import sqlite3
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from atm_common.clock import Clock
+from atm_common.crypto.pinblock import ibm3624_offset
+from atm_common.errors import AtmError, KeyUnavailable
 from host_link.cardless import cardless_pan, parse_field63, phone_digits
 from host_link.codec import Message
+from host_link.errors import CodecError
 from sim.host.ledger import Ledger, transaction
-from terminal.clock import Clock
-from terminal.errors import CodecError, KeyUnavailable, TerminalError
-from terminal.security.pinblock import ibm3624_offset
 
 if TYPE_CHECKING:
+    from atm_common.face.verify import FaceTemplate
     from sim.host.keys import KeyStore
     from sim.host.seed import HostKeys, HostSettings
-    from terminal.face.verify import FaceTemplate
 
 __all__ = [
     "CardlessDesk",
@@ -268,7 +269,7 @@ def ensure_accounts(conn: sqlite3.Connection, currency: str) -> None:
 
 def load_template(text: str) -> FaceTemplate:
     """Import the face module only when a face is involved: hosts without numpy run."""
-    from terminal.face.verify import FaceTemplate
+    from atm_common.face.verify import FaceTemplate
 
     return FaceTemplate.from_text(text)
 
@@ -629,7 +630,7 @@ class CardlessDesk:
         if "template" in wire:
             try:
                 probe = load_template(wire["template"])
-            except TerminalError as exc:  # TemplateError: damaged, not a wrong face
+            except AtmError as exc:  # TemplateError: damaged, not a wrong face
                 raise Refusal("30", f"face template unreadable: {exc}") from None
         method = row["method"]
         if wire["mode"] != method:

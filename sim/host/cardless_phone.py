@@ -26,21 +26,22 @@ import sqlite3
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from atm_common.errors import AtmError
+from atm_common.masking import mask_phone
 from host_link.cardless import MODES, phone_digits
 from sim.host import outbox
 from sim.host.cardless import CardlessDesk, load_template
 from sim.host.ledger import balance_of, transaction
-from terminal.errors import TerminalError
 
 if TYPE_CHECKING:
-    from terminal.face.verify import FaceTemplate
+    from atm_common.face.verify import FaceTemplate
 
 log = logging.getLogger(__name__)
 
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 
 
-class PhoneError(TerminalError):
+class PhoneError(AtmError):
     """A refused phone step; ``status`` is the HTTP status it maps to."""
 
     status = 400
@@ -70,10 +71,6 @@ class Unavailable(PhoneError):
     status = 503
 
 
-def masked_phone(digits: str) -> str:
-    return f"+{digits[:3]}{'*' * max(0, len(digits) - 7)}{digits[-4:]}"
-
-
 def _iso(epoch: float) -> str:
     return dt.datetime.fromtimestamp(epoch, dt.UTC).isoformat()
 
@@ -92,7 +89,7 @@ def probe_template(image_b64: str, tolerance: float) -> FaceTemplate:
     try:
         import numpy as np
 
-        from terminal.face.verify import (
+        from atm_common.face.verify import (
             FaceEngineUnavailable,
             FaceError,
             FaceVerifier,
@@ -554,4 +551,4 @@ class SimulatedSmsGateway:
 
     async def __call__(self, payload: dict[str, Any]) -> None:
         to = str(payload.get("to", ""))
-        log.info("SMS to %s handed to the simulated network", masked_phone(to.lstrip("+")))
+        log.info("SMS to %s handed to the simulated network", mask_phone(to))

@@ -16,11 +16,11 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
+from atm_common.clock import Clock
 from host_link.codec import Message
+from host_link.errors import CodecError
+from host_link.location import parse_field62
 from sim.host import outbox
-from terminal.clock import Clock
-from terminal.errors import CodecError
-from terminal.location import parse_field62
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,12 @@ import base64
 import logging
 import sqlite3
 
+from atm_common.clock import Clock
 from host_link.codec import Message
+from host_link.errors import CodecError
 from host_link.evidence import parse_part
 from sim.host import outbox
 from sim.host.duress import ALARM_CENTER
-from terminal.clock import Clock
-from terminal.errors import CodecError
 
 log = logging.getLogger(__name__)
 

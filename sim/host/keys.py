@@ -15,12 +15,13 @@ import os
 import sqlite3
 from collections.abc import Mapping
 
+from atm_common.crypto import dukpt
+from atm_common.crypto.mac import aes_cmac, retail_mac
+from atm_common.crypto.pinblock import recover_pin_format0, recover_pin_format4, verify_ibm3624
+from atm_common.crypto.tdes import decrypt_block, encrypt_block
+from atm_common.crypto.tdes import key_check_value as kcv
+from atm_common.errors import KeyUnavailable, RemoteProtocolError
 from host_link.codes import is_key_exchange
-from terminal.errors import KeyUnavailable, RemoteProtocolError
-from terminal.security import dukpt
-from terminal.security.mac import aes_cmac, retail_mac
-from terminal.security.pinblock import recover_pin_format0, recover_pin_format4, verify_ibm3624
-from terminal.security.tdes import decrypt_block, encrypt_block
 
 TDES, AES_DUKPT = "tdes", "aes-dukpt"
 SECURITY_MODES = (TDES, AES_DUKPT)
@@ -33,11 +34,6 @@ CREATE TABLE IF NOT EXISTS terminal_keys (
     issued_at TEXT NOT NULL
 );
 """
-
-
-def kcv(key: bytes) -> str:
-    """Key check value: first 3 bytes of the key encrypting a zero block (TDES)."""
-    return encrypt_block(key, bytes(8))[:3].hex().upper()
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

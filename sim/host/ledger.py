@@ -14,8 +14,8 @@ import dataclasses
 import sqlite3
 from collections.abc import Iterator
 
-from terminal.clock import Clock
-from terminal.errors import LedgerError
+from atm_common.clock import Clock
+from sim.host.errors import LedgerError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -36,8 +36,8 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
-from terminal.errors import TerminalError
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ Deliverer = Callable[[Payload], Awaitable[None]]
 Preparer = Callable[[Payload], Awaitable[Payload]]
 
 
-class OutboxError(TerminalError):
+class OutboxError(AtmError):
     """The outbox refused an entry, or was used against its rules."""
 
 

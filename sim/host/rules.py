@@ -11,13 +11,13 @@ import dataclasses
 import logging
 import sqlite3
 
+from atm_common.clock import Clock
+from atm_common.errors import KeyUnavailable
+from atm_common.masking import mask_pan
 from host_link.codec import Message
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import HostKeys, HostSettings
-from terminal.clock import Clock
-from terminal.drivers.card_reader.base import mask_pan
-from terminal.errors import KeyUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -17,12 +17,12 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from atm_common.crypto.pinblock import ibm3624_offset
+from atm_common.errors import AtmError, ConfigError
+from atm_common.masking import mask_pan
 from sim.host.cardless import CardlessSettings, FeeRule, enrol_face, ensure_schema
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
-from terminal.drivers.card_reader.base import mask_pan
-from terminal.errors import ConfigError, TerminalError
-from terminal.security.pinblock import ibm3624_offset
 
 log = logging.getLogger(__name__)
 
@@ -402,12 +402,12 @@ def _face_templates(root: _Reader, seed: Path) -> dict[str, tuple[str, str]]:
 
 
 def _template_text(p: _Reader) -> str:
-    from terminal.face.verify import FaceTemplate
+    from atm_common.face.verify import FaceTemplate
 
     text: str = p.get("face_template", str)
     try:
         return FaceTemplate.from_text(text).to_text()
-    except TerminalError as exc:
+    except AtmError as exc:
         raise ConfigError(p.source, f"{p.prefix}face_template", str(exc)) from None
 
 
@@ -419,7 +419,7 @@ def _photo_template(p: _Reader, photo: Path) -> str | None:
     if digest in _template_cache:
         return _template_cache[digest]
     try:
-        from terminal.face.verify import FaceEngineUnavailable, FaceVerifier
+        from atm_common.face.verify import FaceEngineUnavailable, FaceVerifier
 
         template = FaceVerifier().template(photo).to_text()
     except FaceEngineUnavailable as exc:
@@ -428,7 +428,7 @@ def _photo_template(p: _Reader, photo: Path) -> str | None:
     except ImportError as exc:  # numpy itself missing
         log.error("%s: cannot enrol %s's face: %s", p.source, p.get("id", str), exc)
         return None
-    except TerminalError as exc:  # unreadable image, no face, several faces
+    except AtmError as exc:  # unreadable image, no face, several faces
         raise ConfigError(p.source, f"{p.prefix}face_photo", f"{photo}: {exc}") from None
     _template_cache[digest] = template
     return template

@@ -13,6 +13,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from atm_common.errors import LocalProtocolError, SecurityError
 from host_link.codec import describe
 from host_link.codes import response_mti
 from host_link.connection import (
@@ -22,8 +23,8 @@ from host_link.connection import (
     MessageReceived,
     ResponseReceived,
 )
+from host_link.errors import CodecError, FramingError
 from sim.host.authoriser import Authoriser
-from terminal.errors import CodecError, FramingError, LocalProtocolError, SecurityError
 
 log = logging.getLogger(__name__)
 

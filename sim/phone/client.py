@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 
-from terminal.errors import TerminalError
+from atm_common.errors import AtmError
 
 _CODE = re.compile(r"\b(\d{6})\b")
 
 
-class PhoneApiError(TerminalError):
+class PhoneApiError(AtmError):
     """The host refused a step (4xx/5xx) or could not be reached; ``status`` is the HTTP
     status (0 when there was no answer) and ``detail`` the host's explanation."""
 

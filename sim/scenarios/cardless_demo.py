@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from pathlib import Path
 from typing import Any
 
+from sim.data import FACES_DIR as FACES
 from sim.devices.camera_video import photo_frames
 from sim.phone.client import PhoneClient
 from sim.scenarios.scripts import Customer
@@ -20,7 +20,6 @@ from terminal.app import Terminal
 from terminal.drivers.camera.sim import SimCamera
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 
-FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 FRANK_PHONE = "+4915100000006"
 FRANK_DEBIT = "1000000006"
 METHOD_KEYS = {"code": "F1", "face": "F2", "both": "F3"}

@@ -17,6 +17,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from atm_common.clock import ManualClock, SystemClock
+from atm_common.errors import AtmError
 from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
 from sim.host.authoriser import EVIDENCE_SNAPSHOTS
@@ -26,9 +28,8 @@ from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.keys import pinpad_options, terminal_for
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
-from sim.scenarios.services import ServiceProcess, log_args, service_process
+from sim.services import ServiceProcess, log_args, service_process
 from terminal.app import Terminal
-from terminal.clock import ManualClock, SystemClock
 from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
 from terminal.devices import Devices
 from terminal.drivers.base import create_device
@@ -40,7 +41,6 @@ from terminal.drivers.dispenser.sim import SimDispenser
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.pinpad.base import PinPad
 from terminal.drivers.pinpad.sim import SimPinPad
-from terminal.errors import TerminalError
 from terminal.ui import RecordingDisplay
 
 log = logging.getLogger(__name__)
@@ -84,7 +84,7 @@ def host_process(
             assert service.process.stdout is not None
             line = service.process.stdout.readline()
             if not line.startswith("api on "):
-                raise TerminalError(f"host API did not start: {line.strip()!r}")
+                raise AtmError(f"host API did not start: {line.strip()!r}")
             handle.api_url = line.split()[-1]
         yield handle
 
@@ -324,7 +324,7 @@ async def run_demo(
         if card_reader == "pcsc":
             use_pcsc(stack, terminal, customer)
         if not terminal.start():
-            raise TerminalError(f"terminal did not go in service: {terminal.out_of_service_reason}")
+            raise AtmError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         try:
             sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
             for cardless in cardless_scenarios:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from atm_common.crypto.dukpt import aes_initial_key
+from atm_common.errors import ConfigError
 from sim.host.seed import read_toml
-from terminal.errors import ConfigError
-from terminal.security.dukpt import aes_initial_key
 
 
 def pinpad_options(seed: Path, terminal_id: str) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+from atm_common.clock import Clock, SystemClock
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
 from sim.scenarios.keys import pinpad_options
-from terminal.clock import Clock, SystemClock
 from terminal.drivers.pinpad.sim import Pin, SimPinPad
 from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 

@@ -19,28 +19,28 @@ import random
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from atm_common.clock import ManualClock
+from atm_common.errors import AtmError
 from sim.alarm_center import AlarmCenter, list_alarms
 from sim.host import db
 from sim.host.ledger import Ledger, balance_of
 from sim.scenarios.keys import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
 from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
+from sim.services import read_listening, service_argv
 from sim.soak.crash import SimulatedCrash, crash_after, kill
 from sim.soak.proxy import FaultProxy
 from terminal.app import Terminal
-from terminal.clock import ManualClock
 from terminal.config import HostConfig, TerminalConfig, Timeouts
 from terminal.devices import Devices
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser
 from terminal.drivers.pinpad.sim import Keys, Pin, SimPinPad
-from terminal.errors import TerminalError
 from terminal.ui import RecordingDisplay
 
 log = logging.getLogger(__name__)
@@ -86,16 +86,12 @@ class HostRunner:
         self.restarts = 0
 
     def start(self) -> int:
-        cmd = [sys.executable, "-m", "terminal.cli", "host", "--db", str(self.db_path)]
-        cmd += ["--seed", str(self.seed), "--port", "0", "--log", str(self.log_path)]
+        cmd = service_argv("host", "--db", str(self.db_path), "--seed", str(self.seed))
+        cmd += ["--port", "0", "--log", str(self.log_path)]
         # alarms retried at most a second apart: an outage ends, delivery follows quickly
         cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        if not line.startswith("listening on "):
-            raise TerminalError(f"host did not start: {line!r}")
-        self.port = int(line.rsplit(":", 1)[1])
+        _, self.port = read_listening(self.process, "host")
         return self.port
 
     def kill(self) -> None:
@@ -216,7 +212,7 @@ class Soak:
         assert isinstance(dispenser, SimDispenser)
         try:
             if not terminal.start():
-                raise TerminalError(terminal.out_of_service_reason)
+                raise AtmError(terminal.out_of_service_reason)
             for i in range(self.transactions):
                 terminal = await self._one(i, terminal, devices, proxy, host)
             terminal = await self._settle(terminal, proxy, host)

@@ -19,8 +19,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
+from host_link.errors import FramingError
 from host_link.framing import FrameDecoder, frame
-from terminal.errors import FramingError
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
-"""The ``atm`` command: host simulator, demo, terminal loop, journal, diagrams.
+"""The kiosk's commands: the terminal loop, diagnostics, the journal, the state diagram.
 
-This is the only module that prints; everything below it logs.
+Registered on the ``atm`` command by :mod:`atm.cli`; nothing here knows the simulator.
 """
 
 from __future__ import annotations
@@ -8,137 +8,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
-import sys
-from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
-from sim.phone.cli import add_arguments as add_phone_arguments
-from terminal.cli.diag import add_diag_parser
-from terminal.errors import TerminalError
-
-log = logging.getLogger("atm")
-
-
-def _setup_logging(level: str, log_file: str | None = None) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers = [logging.FileHandler(log_file)]
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-        handlers=handlers,
-    )
-
-
-def cmd_host(args: argparse.Namespace) -> int:
-    from sim.host.app import build_host, serve
-
-    server = build_host(Path(args.db), Path(args.seed), host=args.host, port=args.port)
-
-    def ready(host: str, port: int) -> None:
-        print(f"listening on {host}:{port}", flush=True)
-
-    def api_ready(host: str, port: int) -> None:
-        print(f"api on http://{host}:{port}", flush=True)
-
-    asyncio.run(
-        serve(
-            server,
-            ready,
-            alarm_center=args.alarm_center,
-            carrier=args.carrier,
-            db_path=Path(args.db),
-            api_port=args.api_port,
-            on_api_ready=api_ready,
-            outbox_max_delay=args.outbox_max_delay,
-        )
-    )
-    return 0
-
-
-def cmd_phone(args: argparse.Namespace) -> int:
-    from sim.phone.cli import run
-
-    return run(args)
-
-
-def cmd_alarm_center(args: argparse.Namespace) -> int:
-    from sim.alarm_center import format_alarms, list_alarms, serve
-
-    if args.alarm_command == "list":
-        alarms = list_alarms(args.db)
-        if args.json:
-            print(json.dumps(alarms, indent=2))
-        else:
-            for line in format_alarms(alarms) or ["no alarms"]:
-                print(line)
-        return 0
-
-    def ready(host: str, port: int) -> None:
-        print(f"listening on {host}:{port}", flush=True)
-
-    serve(args.db, args.host, args.port, ready)
-    return 0
-
-
-def cmd_carrier(args: argparse.Namespace) -> int:
-    from sim.carrier import serve
-
-    def ready(host: str, port: int) -> None:
-        print(f"listening on {host}:{port}", flush=True)
-
-    serve(args.table, args.host, args.port, ready)
-    return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from sim.scenarios.demo import main as demo_main
-
-    report = demo_main(
-        Path(args.workdir) if args.workdir else None,
-        security=args.security,
-        devices=args.devices,
-        card_reader=args.card_reader,
-    )
-    if args.json:
-        print(json.dumps(report, indent=None if args.compact else 2))
-    else:
-        for s in report["sessions"]:
-            mark = "ok " if s["ok"] else "BAD"
-            print(
-                f"[{mark}] {s['name']}: {s['outcome']} (expected {s['expected']}),"
-                f" dispensed {s['dispensed'] / 100:.2f}"
-            )
-            print(f"      {' -> '.join(s['states'])}")
-        print()
-        for a in report["accounts"]:
-            mark = "ok " if a["ok"] else "BAD"
-            print(
-                f"[{mark}] {a['account']:<16} {a['opening'] / 100:>12.2f} -> "
-                f"{a['closing'] / 100:>12.2f}  change {a['change'] / 100:>10.2f}"
-            )
-        for problem in report["ledger_problems"]:
-            print(f"[BAD] ledger: {problem}")
-        print()
-        for alarm in report["alarms"]:
-            where = alarm["location"]
-            print(
-                f"[alarm] {alarm['time']} terminal {alarm['terminal_id']} ({alarm['terminal_ip']})"
-                f" at {where['lat']},{where['lon']} ({where['source']}) card {alarm['masked_pan']}"
-                f" requested {alarm['amount_requested'] / 100:.2f},"
-                f" {len(alarm['evidence'])} snapshot(s)"
-            )
-        print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
-        print(
-            f"\nterminal {report['terminal_id']} ({report['security']});"
-            f" cash handed out {report['cash_handed_out'] / 100:.2f};"
-            f" reconciled: {str(report['reconciled']).lower()};"
-            f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
-        )
-    ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
-    return 0 if ok else 1
+from terminal.cli.diag import DEFAULT_CONFIG, add_diag_parser
 
 
 def cmd_journal(args: argparse.Namespace) -> int:
@@ -170,158 +43,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     return asyncio.run(run_interactive(Path(args.config), sim=args.sim))
 
 
-DEMO_SEED_PATH = Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"
-
-
-def cmd_sim_devices(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from sim.devices.launcher import emulators_on_ptys, kiosk_toml
-
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with emulators_on_ptys(Path(args.seed), args.terminal) as emulated:
-        for name, path in emulated.paths.items():
-            print(f"{name}: {path}", flush=True)
-        if args.config_out:
-            Path(args.config_out).write_text(kiosk_toml(emulated, args.terminal, args.host_port))
-            print(f"config: {args.config_out}", flush=True)
-        stop.wait(args.seconds)
-    return 0
-
-
-def cmd_soak(args: argparse.Namespace) -> int:
-    from sim.soak.harness import FAULTS, run_soak
-
-    faults: tuple[str, ...]
-    if args.faults == "all":
-        faults = FAULTS
-    elif args.faults == "none":
-        faults = ()
-    else:
-        faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
-    # the run's own log: thousands of injected faults would bury a console
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
-    root.addHandler(logging.FileHandler(workdir / "soak.log", mode="w"))
-    try:
-        report = run_soak(
-            Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
-        )
-    except ValueError as exc:
-        print(f"atm soak: error: {exc}", file=sys.stderr)
-        return 2
-    clean = not (report.discrepancies or report.duplicate_postings)
-    clean = clean and not (report.saf_pending or report.exception_queue)
-    if args.json:
-        print(json.dumps(report.summary()))
-    else:
-        print(f"{report.transactions} transactions, seed {report.seed}, {report.elapsed_s} s")
-        print(f"faults: {report.faults}")
-        print(f"outcomes: {report.outcomes}")
-        print(f"terminal restarts {report.terminal_restarts}, host restarts {report.host_restarts}")
-        print(f"cash handed out {report.cash_handed_out / 100:.2f}")
-        print(
-            f"duress sessions {report.duress_sessions}; silent alarm outbox entries"
-            f" {report.alarm_entries} (all must be delivered)"
-        )
-        for problem in report.problems:
-            print(f"PROBLEM: {problem}")
-        print(
-            f"discrepancies {report.discrepancies}, duplicate postings {report.duplicate_postings},"
-            f" SAF pending {report.saf_pending}, exception queue {report.exception_queue}"
-        )
-    return 0 if clean else 1
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atm", description=__doc__)
-    parser.add_argument("--log-level", default="warning", help="debug, info, warning, error")
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TCP)")
-    host.add_argument("--db", default="var/host.db", help="SQLite database file")
-    host.add_argument(
-        "--seed",
-        default=str(Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"),
-        help="TOML seed: keys, terminals, people, accounts, cards",
-    )
-    host.add_argument("--host", default="127.0.0.1")
-    host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
-    host.add_argument("--log", help="log to this file instead of stderr")
-    host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
-    host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
-    host.add_argument(
-        "--outbox-max-delay",
-        type=float,
-        default=30.0,
-        help="longest wait between delivery attempts of an alarm or SMS (seconds)",
-    )
-    host.add_argument(
-        "--api-port",
-        type=int,
-        default=None,
-        help="serve the phone API (cardless withdrawal, ATM routing); 0 picks a free port",
-    )
-    host.set_defaults(func=cmd_host)
-
-    alarm = sub.add_parser(
-        "alarm-center", help="the bank's alarm center (HTTP), or list its alarms"
-    )
-    alarm.add_argument("alarm_command", nargs="?", choices=("serve", "list"), default="serve")
-    alarm.add_argument("--db", default="var/alarms.db")
-    alarm.add_argument("--host", default="127.0.0.1")
-    alarm.add_argument("--port", type=int, default=8590, help="0 picks a free port")
-    alarm.add_argument("--json", action="store_true")
-    alarm.add_argument("--log", help="log to this file instead of stderr")
-    alarm.set_defaults(func=cmd_alarm_center)
-
-    carrier = sub.add_parser("carrier", help="the mobile carrier's network location service")
-    carrier.add_argument("--table", help="TOML/JSON table of terminal locations")
-    carrier.add_argument("--host", default="127.0.0.1")
-    carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
-    carrier.add_argument("--log", help="log to this file instead of stderr")
-    carrier.set_defaults(func=cmd_carrier)
-
-    phone = sub.add_parser(
-        "phone", help="the customer's phone: cardless withdrawal against atm host --api-port"
-    )
-    add_phone_arguments(phone)
-    phone.set_defaults(func=cmd_phone)
-
-    demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
-    demo.add_argument("--json", action="store_true", help="print one JSON report")
-    demo.add_argument("--compact", action="store_true", help="JSON on one line")
-    demo.add_argument("--workdir", help="keep the run's files here (default: a temp dir)")
-    demo.add_argument(
-        "--devices",
-        choices=("sim", "pty"),
-        default="sim",
-        help="in-process simulated devices, or dispenser/PIN pad/GPS emulators on real ptys",
-    )
-    demo.add_argument(
-        "--card-reader",
-        choices=("sim", "pcsc"),
-        default="sim",
-        help="in-process card reader, or virtual EMV cards through a real pcscd (root)",
-    )
-    demo.add_argument(
-        "--security",
-        choices=("tdes", "aes-dukpt"),
-        default="tdes",
-        help="terminal key set: TDES master/session keys (PIN format 0) or AES DUKPT (format 4)",
-    )
-    demo.set_defaults(func=cmd_demo)
-
+def register(sub: Any) -> None:
+    """Add the kiosk's subcommands to the ``atm`` subparsers ``sub``."""
     run = sub.add_parser("run", help="run the terminal loop")
     run.add_argument(
         "--config",
-        default=str(Path(__file__).resolve().parents[2] / "sim" / "data" / "sim-terminal.toml"),
+        default=DEFAULT_CONFIG,
+        help="the terminal's TOML config (default: simulated devices)",
     )
     run.add_argument("--sim", action="store_true", help="customer actions typed at a prompt")
     run.set_defaults(func=cmd_run)
@@ -336,48 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_diag_parser(sub)
 
-    soak = sub.add_parser("soak", help="chaos soak: many sessions with faults, then money checks")
-    soak.add_argument("--transactions", type=int, default=2000)
-    soak.add_argument("--seed", type=int, default=1)
-    soak.add_argument("--faults", default="all", help="all, none, or a comma-separated list")
-    soak.add_argument(
-        "--fault-rate", type=float, default=0.3, help="share of sessions with a fault"
-    )
-    soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
-    soak.add_argument("--json", action="store_true")
-    soak.set_defaults(func=cmd_soak)
-
-    simp = sub.add_parser("sim", help="simulators")
-    ssub = simp.add_subparsers(dest="sim_command", required=True)
-    devices = ssub.add_parser("devices", help="dispenser, PIN pad and GPS emulators on ptys")
-    devices.add_argument("--seed", default=str(DEMO_SEED_PATH), help="host seed (for PIN pad keys)")
-    devices.add_argument("--terminal", default="ATM00001", help="whose keys the PIN pad holds")
-    devices.add_argument("--host-port", type=int, default=8583)
-    devices.add_argument("--config-out", help="write a terminal config using these devices")
-    devices.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
-    devices.set_defaults(func=cmd_sim_devices)
-
     fsm = sub.add_parser("fsm", help="state machine tools")
     fsm.add_argument(
         "--diagram", required=True, help="output path (.md/.mmd; .svg/.png need graphviz)"
     )
     fsm.set_defaults(func=cmd_fsm)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    _setup_logging(args.log_level, getattr(args, "log", None))
-    try:
-        return int(args.func(args))
-    except TerminalError as exc:
-        print(f"atm: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # output piped into head & co.
-        return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from terminal.errors import ConfigError, TerminalError
+from atm_common.errors import AtmError, ConfigError
 
-DEFAULT_CONFIG = str(Path(__file__).resolve().parents[2] / "sim" / "data" / "sim-terminal.toml")
+DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "data" / "sim-terminal.toml")
 
 
 def _emit(data: Any, as_json: bool) -> None:
@@ -31,7 +31,7 @@ def _emit(data: Any, as_json: bool) -> None:
 
 
 def _open(config_path: str, kind: str) -> Any:
-    from terminal.clock import SystemClock
+    from atm_common.clock import SystemClock
     from terminal.config import load_config
     from terminal.drivers.base import create_device
 
@@ -162,6 +162,6 @@ def add_diag_parser(sub: Any) -> None:
     saf.set_defaults(func=cmd_saf)
 
 
-def main_error(exc: TerminalError) -> int:
+def main_error(exc: AtmError) -> int:
     print(f"atm diag: error: {exc}", file=sys.stderr)
     return 2

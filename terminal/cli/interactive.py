@@ -14,8 +14,8 @@ import logging
 import signal
 from pathlib import Path
 
+from atm_common.clock import SystemClock
 from terminal.app import Terminal
-from terminal.clock import SystemClock
 from terminal.config import TerminalConfig, load_config
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader

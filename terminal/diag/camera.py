@@ -24,11 +24,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError, ConfigError
 from terminal.config import TerminalConfig
 from terminal.drivers.base import create_device
 from terminal.drivers.camera.base import Camera, Frame
-from terminal.errors import ConfigError, DeviceError, TerminalError
+from terminal.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,16 @@ def open_camera(config: TerminalConfig, clock: Clock | None = None) -> Camera:
 
 def save_jpeg(frame: Frame, path: str | os.PathLike[str], quality: int = 90) -> None:
     """Write ``frame`` as JPEG (any backend's frames, so the sim camera can be checked too)."""
-    from terminal.face.verify import require_module
+    from atm_common.face.verify import require_module
 
     cv2 = require_module("cv2")
     ok, data = cv2.imencode(".jpg", frame.image, [cv2.IMWRITE_JPEG_QUALITY, quality])
     if not ok:
-        raise TerminalError(f"cannot JPEG-encode a {frame.width}x{frame.height} frame")
+        raise AtmError(f"cannot JPEG-encode a {frame.width}x{frame.height} frame")
     try:
         Path(path).write_bytes(data.tobytes())
     except OSError as exc:
-        raise TerminalError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
+        raise AtmError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
 
 
 def camera_report(
@@ -130,7 +131,7 @@ def verify_images(
     The enrolment photo is turned into a template and sent through the same text form the
     host link carries (``to_text``/``from_text``), so the check covers the wire format too.
     """
-    from terminal.face.verify import FaceCountError, FaceTemplate, FaceVerifier
+    from atm_common.face.verify import FaceCountError, FaceTemplate, FaceVerifier
 
     verifier = FaceVerifier(tolerance=tolerance)
     try:

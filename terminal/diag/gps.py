@@ -20,13 +20,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError
 from terminal.config import TerminalConfig
 from terminal.drivers.base import create_device
 from terminal.drivers.gps.base import Fix, Gps
 from terminal.drivers.gps.nmea import NmeaGps
 from terminal.drivers.gps.nmea_stream import FixTracker, NmeaStream, StreamCounters
-from terminal.errors import ConfigError, DeviceError
+from terminal.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

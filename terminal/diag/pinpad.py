@@ -23,11 +23,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from terminal.drivers.pinpad import epp_protocol as proto
+from atm_common.crypto.tdes import key_check_value
+from atm_common.errors import LocalProtocolError, RemoteProtocolError
 from terminal.drivers.pinpad.base import PinPad
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import SimPinPad
-from terminal.errors import DeviceError, LocalProtocolError, RemoteProtocolError
+from terminal.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def _component_kcv(component: str) -> str:
         raise LocalProtocolError("a key component is not a hex string") from None
     if len(key) not in (16, 24):
         raise LocalProtocolError(f"a key component must be 16 or 24 bytes, got {len(key)}")
-    return proto.key_check_value(key)
+    return key_check_value(key)
 
 
 def load_master_key(

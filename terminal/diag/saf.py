@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import SystemClock
+from atm_common.clock import SystemClock
 from terminal.errors import JournalError
 from terminal.saf import SafQueue
 

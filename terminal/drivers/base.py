@@ -15,7 +15,8 @@ from abc import ABC, abstractmethod
 from types import TracebackType
 from typing import Any, Self
 
-from terminal.errors import ConfigError, DeviceUnavailable
+from atm_common.errors import ConfigError
+from terminal.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -1,12 +1,11 @@
 """Open a serial port from a pyserial URL: ``/dev/ttyUSB0``, a pty, or ``sim://NAME``.
 
-The ``sim`` scheme is served by :mod:`sim.serial_handlers` when the simulator package is
-installed; a kiosk without it simply cannot open ``sim://`` URLs.
+Other schemes (the simulator's ``sim://``) are registered in pyserial by whoever provides
+them; this module knows none of them.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from typing import Any
 
@@ -16,21 +15,12 @@ from terminal.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
-_SIM_HANDLERS = "sim.serial_handlers"
-
-
-def _register_sim_handlers() -> None:
-    registered = _SIM_HANDLERS in serial.protocol_handler_packages
-    if not registered and importlib.util.find_spec(_SIM_HANDLERS) is not None:
-        serial.protocol_handler_packages.append(_SIM_HANDLERS)
-
 
 def open_port(url: str, device: str, **settings: Any) -> serial.SerialBase:
     """Open ``url`` with pyserial ``settings`` (baudrate, parity, timeout ...).
 
     Raises :class:`DeviceUnavailable` naming the device and the URL when it cannot.
     """
-    _register_sim_handlers()
     try:
         port = serial.serial_for_url(url, **settings)
     except (serial.SerialException, ValueError, OSError) as exc:

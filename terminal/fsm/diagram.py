@@ -7,7 +7,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from terminal.errors import ConfigError
+from atm_common.errors import ConfigError
 from terminal.fsm.customer import TRANSITIONS, State, mermaid
 
 log = logging.getLogger(__name__)

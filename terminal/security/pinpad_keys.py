@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import enum
 
-from terminal.errors import KeyUnavailable, LocalProtocolError
-from terminal.security import dukpt
-from terminal.security.mac import aes_cmac, retail_mac
-from terminal.security.pinblock import encrypt_format0, encrypt_format4
-from terminal.security.tdes import decrypt_block, encrypt_block
+from atm_common.crypto import dukpt
+from atm_common.crypto.mac import aes_cmac, retail_mac
+from atm_common.crypto.pinblock import encrypt_format0, encrypt_format4
+from atm_common.crypto.tdes import decrypt_block
+from atm_common.crypto.tdes import key_check_value as check_value
+from atm_common.errors import KeyUnavailable, LocalProtocolError
 
 TDES, AES_DUKPT = "tdes", "aes-dukpt"
 
@@ -31,10 +32,6 @@ TDES, AES_DUKPT = "tdes", "aes-dukpt"
 class MacKey(enum.Enum):
     MASTER = "master"  # the TMK: key exchange only
     WORKING = "working"  # the TAK, or the DUKPT transaction's MAC key
-
-
-def check_value(key: bytes) -> str:
-    return encrypt_block(key, bytes(8))[:3].hex().upper()
 
 
 def _hex_key(value: bytes | str | None, sizes: tuple[int, ...], what: str) -> bytes | None:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from atm_common.clock import ManualClock
 from sim.alarm_center import AlarmCenter, list_alarms
 from sim.carrier import CarrierService, CellLocation, default_location
 from sim.host import db
@@ -28,7 +29,6 @@ from sim.host.outbox import (
     ensure_schema,
     entries,
 )
-from terminal.clock import ManualClock
 
 NO_LOCATION = {"lat": None, "lon": None, "source": "none", "age": None}
 

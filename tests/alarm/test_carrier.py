@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from atm_common.errors import ConfigError
 from sim.carrier import CarrierService, default_location, load_table, serve
-from terminal.errors import ConfigError
 
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 TABLE_TOML = """

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from atm_common.clock import ManualClock, SystemClock
 from sim.host import db
 from sim.host.ledger import transaction
 from sim.host.outbox import (
@@ -21,7 +22,6 @@ from sim.host.outbox import (
     ensure_schema,
     entries,
 )
-from terminal.clock import ManualClock, SystemClock
 
 
 @pytest.fixture

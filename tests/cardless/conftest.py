@@ -10,10 +10,10 @@ with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what we h
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient
 
+from atm_common.clock import ManualClock
+from atm_common.face.verify import FaceTemplate, FaceVerifier
 from sim.host.api import create_app
 from sim.host.cardless_phone import PhoneBank
-from terminal.clock import ManualClock
-from terminal.face.verify import FaceTemplate, FaceVerifier
 from tests.cardless.helpers import face
 from tests.host.helpers import DUKPT_TERMINAL, Host, Terminal, open_host
 

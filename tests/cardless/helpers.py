@@ -16,20 +16,20 @@ import pytest
 from host_link.cardless import cardless_pan, encode_field63
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
+from sim.data import FACES_DIR as FACES
 from sim.host.cardless_phone import PhoneBank
 from tests.host.helpers import Card, Host, Terminal
 
-FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 FRANK_PHONE = "+4915100000006"
 FRANK_DEBIT, FRANK_CREDIT = "1000000006", "1000000007"  # debit and credit card products
 CLEARING, FEES = "GL-CARDLESS", "GL-FEES-CARDLESS"
 
 
 def face(name: str) -> Path:
-    """A photo from the shared test data; a missing one fails the test, never skips it."""
+    """A photo from the repository's test data; a missing one fails the test, never skips it."""
     path = FACES / name
     if not path.is_file():
-        pytest.fail(f"test photo {path} is missing (see /work/shared/data/faces/README.md)")
+        pytest.fail(f"test photo {path} is missing (see sim/data/faces/README.md)")
     return path
 
 

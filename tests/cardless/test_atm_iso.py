@@ -7,10 +7,10 @@ from collections.abc import Callable
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.face.verify import FaceTemplate
 from host_link.codes import Mti, NetworkCode
 from sim.host.cardless_phone import PhoneBank
-from terminal.clock import ManualClock
-from terminal.face.verify import FaceTemplate
 from tests.cardless.helpers import (
     CLEARING,
     FEES,

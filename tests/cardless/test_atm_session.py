@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from atm_common.face.verify import FaceTemplate
 from sim.host.cardless_phone import PhoneBank
 from terminal.cli.interactive import serve_prompted
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
-from terminal.face.verify import FaceTemplate
 from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, reserve
 from tests.conftest import Rig
 

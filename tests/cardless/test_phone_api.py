@@ -1,6 +1,6 @@
 """The phone's side over the HTTP API (FastAPI's TestClient: ASGI in process).
 
-The face checks here run the real detection on the shared photos: obama.jpg is enrolled
+The face checks here run the real detection on the photos in sim/data/faces: obama.jpg is enrolled
 by the demo seed, obama2.jpg is the genuine probe, biden.jpg the impostor.
 """
 
@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 from fastapi.testclient import TestClient
 
+from atm_common.clock import ManualClock
+from atm_common.face.verify import load_image
 from sim.host.cardless_phone import PhoneBank
 from sim.host.ledger import transaction
-from terminal.clock import ManualClock
-from terminal.face.verify import load_image
 from tests.cardless.helpers import CLEARING, FRANK_CREDIT, FRANK_DEBIT, FRANK_PHONE, face, sms_code
 from tests.host.helpers import Host
 

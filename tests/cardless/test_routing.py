@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient  # conftest imported it quietly first
 
+from atm_common.clock import ManualClock
 from host_link.codes import NetworkCode
 from sim.host.api import create_app
 from sim.host.cardless_phone import PhoneBank
@@ -21,7 +22,6 @@ from sim.host.routing import (
     haversine_km,
     rank_atms,
 )
-from terminal.clock import ManualClock
 from tests.host.helpers import ALICE, DEMO_SEED, Host, Terminal, open_host
 
 CUSTOMER = (52.5215, 13.4075)  # near Main Street (ATM00001)

@@ -9,17 +9,17 @@ import cv2
 import numpy as np
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError
 from sim.host import db
 from sim.host.cardless import CardlessSettings, FeeRule
 from sim.host.ledger import Ledger
 from sim.host.seed import load_seed
-from terminal.clock import ManualClock
-from terminal.errors import ConfigError
 from tests.cardless.helpers import face
 from tests.host.helpers import DEMO_SEED
 
 DEMO_TEXT = DEMO_SEED.read_text()
-PHOTO_LINE = 'face_photo = "../../../shared/data/faces/obama.jpg"'
+PHOTO_LINE = 'face_photo = "faces/obama.jpg"'
 
 
 def load(where: Path, text: str) -> tuple[CardlessSettings, list[str]]:

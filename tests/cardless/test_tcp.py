@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.clock import ManualClock
 from host_link.cardless import cardless_pan, encode_field63
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
@@ -21,7 +22,6 @@ from sim.host.app import build_host, serve
 from sim.phone import PhoneApiError, PhoneClient
 from sim.phone.cli import main
 from sim.scenarios.link import TerminalLink
-from terminal.clock import ManualClock
 from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, face
 from tests.host.helpers import DEMO_SEED
 

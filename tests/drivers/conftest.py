@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
 from terminal.drivers.base import Device, create_device
 
 # The PIN key every pinpad rig is built with, so tests can decrypt the blocks (host side).

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from atm_common.clock import ManualClock
 from sim.devices.emulator import register
 from sim.devices.epp import EppEmulator
-from terminal.clock import ManualClock
 from terminal.drivers.pinpad.epp import EppPinPad
 
 from .conftest import TEST_PIN_KEY

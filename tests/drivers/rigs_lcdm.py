@@ -15,9 +15,9 @@ import itertools
 from collections.abc import Sequence
 from typing import Any
 
+from atm_common.clock import Clock
 from sim.devices.emulator import register
 from sim.devices.lcdm import LcdmEmulator
-from terminal.clock import Clock
 from terminal.drivers.base import Device
 from terminal.drivers.dispenser.lcdm import LcdmDispenser
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+from atm_common.clock import ManualClock
 from sim.devices.emulator import register
 from sim.devices.gps import GpsEmulator
-from terminal.clock import ManualClock
 from terminal.drivers.base import Device
 from terminal.drivers.gps.nmea import NmeaGps
 

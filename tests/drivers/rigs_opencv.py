@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from atm_common.clock import ManualClock
 from sim.devices.camera_video import VideoInfo, write_video
-from terminal.clock import ManualClock
 from terminal.drivers.base import Device
 from terminal.drivers.camera.opencv import OpenCvCamera
 

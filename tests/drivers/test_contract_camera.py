@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError
 from terminal.drivers.camera.base import Camera
 from terminal.drivers.camera.sim import SimCamera
-from terminal.errors import ConfigError
 
 from .conftest import RigFactory
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.card_reader.base import CardData, CardReader, CardUnreadable
 from terminal.drivers.card_reader.sim import DEFAULT_TEST_CARD, SimCardReader
-from terminal.errors import ConfigError, LocalProtocolError
 
 CARD = CardData(
     pan="5413330089604111",

@@ -10,11 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser.base import CannotDispense, Cassette, Dispenser, choose_mix
 from terminal.drivers.dispenser.sim import SimDispenser
-from terminal.errors import ConfigError, DeviceFault, LocalProtocolError
+from terminal.errors import DeviceFault
 
 from .conftest import RIGS, RigFactory
 

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.gps.sim import SimGps
-from terminal.errors import ConfigError
 
 from .conftest import RigFactory
 

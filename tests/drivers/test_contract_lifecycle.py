@@ -7,14 +7,15 @@ from typing import Any
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError
 from terminal.drivers.base import BACKENDS, Device, DeviceStatus, create_device
 from terminal.drivers.camera.base import Camera
 from terminal.drivers.card_reader.base import CardReader
 from terminal.drivers.dispenser.base import Dispenser
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.pinpad.base import PinPad
-from terminal.errors import ConfigError, DeviceUnavailable
+from terminal.errors import DeviceUnavailable
 
 from .conftest import RIGS
 

@@ -16,25 +16,20 @@ from typing import Any
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.crypto.dukpt import AesKsn, KeyUsage, aes_initial_key, aes_working_key
+from atm_common.crypto.mac import aes_cmac, retail_mac
+from atm_common.crypto.pinblock import clear_format0, recover_pin_format0, recover_pin_format4
+from atm_common.crypto.tdes import encrypt_block
+from atm_common.crypto.tdes import key_check_value as check_value
+from atm_common.errors import ConfigError, KeyUnavailable, LocalProtocolError, RemoteProtocolError
 from sim.devices.emulator import register
 from sim.devices.epp import EppEmulator
-from terminal.clock import ManualClock
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import EntryOutcome, KeyEntry, MacKey, PinEntry, PinPad
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import CANCEL, NO_INPUT, Fkey, Keys, Pin, SimPinPad
-from terminal.errors import (
-    ConfigError,
-    DeviceFault,
-    KeyUnavailable,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
-from terminal.security.dukpt import AesKsn, KeyUsage, aes_initial_key, aes_working_key
-from terminal.security.mac import aes_cmac, retail_mac
-from terminal.security.pinblock import clear_format0, recover_pin_format0, recover_pin_format4
-from terminal.security.pinpad_keys import check_value
-from terminal.security.tdes import encrypt_block
+from terminal.errors import DeviceFault
 
 from .conftest import TEST_PIN_KEY
 from .rigs_epp import build_epp

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from host_link.errors import FramingError
 from sim.devices.vcard import ATR, CardProfile, Disconnect, EmvCard, VpcdLink, load_seed_card
 from terminal.drivers.card_reader.atr import AtrError, parse_atr
 from terminal.drivers.card_reader.base import CardUnreadable
@@ -24,7 +25,6 @@ from terminal.drivers.card_reader.emv import (
     with_le,
 )
 from terminal.drivers.card_reader.tlv import TlvError, encode, parse
-from terminal.errors import FramingError
 
 ALICE = CardProfile("4761739001010010", "3012", "ALICE ARDEN")
 BOB = CardProfile("5413330089010012", "2911", "BOB BRANDT")

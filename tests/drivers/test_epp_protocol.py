@@ -12,24 +12,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atm_common.clock import ManualClock
+from atm_common.crypto.pinblock import recover_pin_format0
+from atm_common.crypto.tdes import encrypt_block, key_check_value
+from atm_common.errors import AtmError, ConfigError, LocalProtocolError, RemoteProtocolError
 from sim.devices.emulator import register
 from sim.devices.epp import EppEmulator
-from terminal.clock import ManualClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import Pin
-from terminal.errors import (
-    ConfigError,
-    DeviceFault,
-    DeviceTimeout,
-    LocalProtocolError,
-    RemoteProtocolError,
-    TerminalError,
-)
-from terminal.security.pinblock import recover_pin_format0
-from terminal.security.tdes import encrypt_block
+from terminal.errors import DeviceFault, DeviceTimeout
 
 from .rigs_epp import build_epp
 
@@ -123,7 +117,7 @@ def test_encode_decode_round_trip(items: list[str | int], chunk: int) -> None:
 
 @given(_text)
 def test_response_parser_raises_only_project_errors(text: str) -> None:
-    with contextlib.suppress(TerminalError):
+    with contextlib.suppress(AtmError):
         proto.parse_status(text)
 
 
@@ -183,7 +177,7 @@ def blank(clock: ManualClock) -> Iterator[Rig]:
 
 
 def test_kcv_vector() -> None:
-    assert proto.key_check_value(bytes.fromhex(KCV_KEY)) == "08D7B4"
+    assert key_check_value(bytes.fromhex(KCV_KEY)) == "08D7B4"
 
 
 def test_key_ceremony_components_then_encrypted_pin_key(blank: Rig) -> None:
@@ -195,10 +189,10 @@ def test_key_ceremony_components_then_encrypted_pin_key(blank: Rig) -> None:
         a ^ b for a, b in zip(bytes.fromhex(KCV_KEY), bytes.fromhex(COMPONENT_2), strict=True)
     )
     tmk = bytes(b ^ 1 if bin(b).count("1") % 2 == 0 else b for b in tmk)  # parity-adjusted
-    assert kcv2 == proto.key_check_value(tmk)
+    assert kcv2 == key_check_value(tmk)
     wrapped = encrypt_block(tmk, PIN_KEY).hex()
-    assert pad.load_encrypted(1, 0, wrapped) == proto.key_check_value(PIN_KEY)
-    assert pad.key_check_values() == {0: kcv2, 1: proto.key_check_value(PIN_KEY)}
+    assert pad.load_encrypted(1, 0, wrapped) == key_check_value(PIN_KEY)
+    assert pad.key_check_values() == {0: kcv2, 1: key_check_value(PIN_KEY)}
 
 
 def test_key_loading_errors(blank: Rig) -> None:
@@ -293,7 +287,7 @@ def test_mute_device_times_out_on_the_clock(rig: Rig, clock: ManualClock) -> Non
     pad, emulator = rig
     emulator.mute(1)
     start = clock.monotonic()
-    assert pad.key_check_values() == {1: proto.key_check_value(PIN_KEY)}
+    assert pad.key_check_values() == {1: key_check_value(PIN_KEY)}
     assert clock.monotonic() - start == pytest.approx(1.5)
     emulator.mute(3)
     start = clock.monotonic()

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import pytest
 
+from atm_common.clock import SystemClock
+from atm_common.crypto.pinblock import recover_pin_format0
 from sim.devices.epp import EppEmulator
 from sim.devices.pty import PtyBridge
-from terminal.clock import SystemClock
 from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import CANCEL, Keys, Pin
-from terminal.security.pinblock import recover_pin_format0
 
 PAN = "4012345678909"
 PIN_KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")

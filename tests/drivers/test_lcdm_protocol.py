@@ -14,21 +14,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from atm_common.clock import ManualClock
+from atm_common.errors import AtmError, ConfigError, LocalProtocolError, RemoteProtocolError
 from sim.devices.emulator import register, unregister
 from sim.devices.lcdm import LcdmEmulator
-from terminal.clock import ManualClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser import lcdm_protocol as p
 from terminal.drivers.dispenser.lcdm import LcdmDispenser
-from terminal.errors import (
-    ConfigError,
-    DeviceFault,
-    DeviceTimeout,
-    DeviceUnavailable,
-    LocalProtocolError,
-    RemoteProtocolError,
-    TerminalError,
-)
+from terminal.errors import DeviceFault, DeviceTimeout, DeviceUnavailable
 
 from .conftest import RIGS
 from .rigs_lcdm import build_lcdm
@@ -483,7 +476,7 @@ def test_any_device_babble_ends_in_a_project_error_or_an_answer(chunks: list[byt
     url = register("lcdm-noise", NoiseDevice(clock, chunks))
     try:
         dispenser = LcdmDispenser(url, clock, denominations=[1000], counts=[5])
-        with dispenser, contextlib.suppress(TerminalError):
+        with dispenser, contextlib.suppress(AtmError):
             dispenser.cassettes()
         # bounded: 4 ACK waits, then a response wait and its NAK grace periods at most
         assert clock.monotonic() <= 4 * 1.0 + 60.0 + 4 * 1.0 + 1.0
@@ -521,7 +514,7 @@ def _trace(backend: str, ops: list[tuple[str, int]]) -> list[object]:
                     customer.inject_pick_failure()
                 elif op == "reset":
                     customer.reset()
-            except TerminalError as exc:
+            except AtmError as exc:
                 seen.append((type(exc).__name__, getattr(exc, "code", None)))
             seen.append(
                 (

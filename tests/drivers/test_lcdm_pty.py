@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from atm_common.clock import SystemClock
 from sim.devices.lcdm import LcdmEmulator
 from sim.devices.pty import PtyBridge
-from terminal.clock import SystemClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser import lcdm_protocol as p
 from terminal.drivers.dispenser.lcdm import LcdmDispenser

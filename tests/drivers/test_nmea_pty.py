@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from atm_common.clock import SystemClock
 from sim.devices.gps import GpsEmulator
 from sim.devices.pty import PtyBridge
-from terminal.clock import SystemClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.gps.base import Fix
 from terminal.drivers.gps.nmea import NmeaGps

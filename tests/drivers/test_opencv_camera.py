@@ -12,17 +12,12 @@ import cv2
 import numpy as np
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.errors import AtmError, ConfigError
 from sim.devices.camera_video import write_video
-from terminal.clock import ManualClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.camera.opencv import OpenCvCamera
-from terminal.errors import (
-    ConfigError,
-    DeviceFault,
-    DeviceTimeout,
-    DeviceUnavailable,
-    TerminalError,
-)
+from terminal.errors import DeviceFault, DeviceTimeout, DeviceUnavailable
 
 from .rigs_opencv import synthetic_frames
 
@@ -146,7 +141,7 @@ def test_snapshot_writes_a_readable_jpeg(tmp_path: Path, video: Path, clock: Man
 
 
 def test_snapshot_to_an_unwritable_path_is_a_terminal_error(tmp_path: Path, video: Path) -> None:
-    with OpenCvCamera(video) as camera, pytest.raises(TerminalError, match="snapshot"):
+    with OpenCvCamera(video) as camera, pytest.raises(AtmError, match="snapshot"):
         camera.snapshot(tmp_path / "no" / "such" / "dir" / "snap.jpg")
 
 

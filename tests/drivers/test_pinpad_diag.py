@@ -13,19 +13,20 @@ from typing import Any
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.crypto.dukpt import AesKsn, aes_initial_key
+from atm_common.crypto.mac import retail_mac
+from atm_common.crypto.pinblock import recover_pin_format0
+from atm_common.crypto.tdes import encrypt_block
+from atm_common.crypto.tdes import key_check_value as check_value
+from atm_common.errors import LocalProtocolError
 from sim.devices.epp import EppEmulator
-from terminal.clock import ManualClock
 from terminal.diag.pinpad import device_report, load_master_key
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import MacKey
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import Pin, SimPinPad
-from terminal.errors import DeviceFault, LocalProtocolError
-from terminal.security.dukpt import AesKsn, aes_initial_key
-from terminal.security.mac import retail_mac
-from terminal.security.pinblock import recover_pin_format0
-from terminal.security.pinpad_keys import check_value
-from terminal.security.tdes import encrypt_block
+from terminal.errors import DeviceFault
 
 from .conftest import TEST_PIN_KEY
 from .rigs_epp import build_epp
@@ -122,7 +123,7 @@ def test_ceremony_loads_the_tmk_the_pad_then_uses(clock: ManualClock, count: int
         parts = result["components"]
         assert [p["part"] for p in parts] == list(range(1, count + 1))
         assert [p["component_kcv"] for p in parts] == [
-            proto.key_check_value(bytes.fromhex(c)) for c in components
+            check_value(bytes.fromhex(c)) for c in components
         ]
         assert parts[0]["slot_kcv"] == parts[0]["component_kcv"]
         assert parts[-1]["slot_kcv"] == result["tmk_kcv"]

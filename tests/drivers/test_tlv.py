@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from atm_common.errors import RemoteProtocolError
 from terminal.drivers.card_reader.tlv import (
     Tlv,
     TlvError,
@@ -19,7 +20,6 @@ from terminal.drivers.card_reader.tlv import (
     parse_dol,
     walk,
 )
-from terminal.errors import RemoteProtocolError
 
 # An FCI as a card answers SELECT PSE: 6F { 84 DF name, A5 { 88 SFI, 5F2D language } }
 FCI = bytes.fromhex("6F1A840E315041592E5359532E4444463031A5088801015F2D02656E")

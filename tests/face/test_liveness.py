@@ -1,6 +1,7 @@
 """Basic liveness on real video: a moving face passes, a photo held up (identical frames) fails.
 
-The videos are made by :mod:`sim.devices.camera_video` from the shared photos and read back
+The videos are made by :mod:`sim.devices.camera_video` from the photos in sim/data/faces and
+read back
 through the real :class:`OpenCvCamera`, as a kiosk would read its webcam.
 """
 
@@ -12,14 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.face.verify import FaceVerifier, ImageError, NoFace, letterbox
+from sim.data import FACES_DIR as FACES
 from sim.devices.camera_video import make_camera_video, make_held_photo_video
-from terminal.clock import ManualClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.camera.base import Frame
 from terminal.drivers.camera.opencv import OpenCvCamera
-from terminal.face.verify import FaceVerifier, ImageError, NoFace, letterbox
 
-FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 SIZE = (640, 360)  # small frames keep the one detection per check fast
 FRAMES = 8
 
@@ -27,7 +28,7 @@ FRAMES = 8
 def photo(name: str) -> Path:
     path = FACES / name
     if not path.is_file():
-        pytest.fail(f"test photo {path} is missing: the shared face photos must be present")
+        pytest.fail(f"test photo {path} is missing: see sim/data/faces")
     return path
 
 
@@ -133,8 +134,8 @@ def test_camera_video_letterboxes_every_photo_and_varies_each_frame(tmp_path: Pa
 
 
 def test_camera_video_refuses_bad_requests(tmp_path: Path) -> None:
+    from atm_common.errors import ConfigError
     from sim.devices.camera_video import write_video
-    from terminal.errors import ConfigError
 
     frame = np.zeros((48, 64, 3), np.uint8)
     with pytest.raises(ConfigError, match="suffix"):

@@ -1,6 +1,6 @@
 """1:1 face verification on real photos: genuine pairs, an impostor, face counts, templates.
 
-Photos come from ``/work/shared/data/faces`` (see its README). Encodings cost about
+Photos come from ``sim/data/faces`` (see its README). Encodings cost about
 100 ms each here, so templates are made once per module.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from terminal.errors import ConfigError, TerminalError
-from terminal.face.verify import (
+from atm_common.errors import AtmError, ConfigError
+from atm_common.face.verify import (
     FIELD_63_MAX,
     TEMPLATE_TEXT_CHARS,
     FaceTemplate,
@@ -27,8 +27,8 @@ from terminal.face.verify import (
     letterbox,
     load_image,
 )
+from sim.data import FACES_DIR as FACES
 
-FACES = Path(__file__).resolve().parents[3] / "shared" / "data" / "faces"
 PHOTOS = ("obama.jpg", "obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "biden.jpg")
 GENUINE = [("obama.jpg", "obama2.jpg"), ("obama.jpg", "obama3.jpg"), ("obama2.jpg", "obama3.jpg")]
 
@@ -36,7 +36,7 @@ GENUINE = [("obama.jpg", "obama2.jpg"), ("obama.jpg", "obama3.jpg"), ("obama2.jp
 def photo(name: str) -> Path:
     path = FACES / name
     if not path.is_file():
-        pytest.fail(f"test photo {path} is missing: the shared face photos must be present")
+        pytest.fail(f"test photo {path} is missing: see sim/data/faces")
     return path
 
 
@@ -95,7 +95,7 @@ def test_blank_image_has_no_face(verifier: FaceVerifier) -> None:
     with pytest.raises(NoFace, match="no face") as info:
         verifier.template(blank)
     assert info.value.faces == 0
-    assert isinstance(info.value, TerminalError)
+    assert isinstance(info.value, AtmError)
 
 
 def test_two_faces_side_by_side_are_several(
@@ -212,7 +212,7 @@ def test_bad_verifier_options_are_config_errors(options: dict[str, Any]) -> None
 def test_missing_face_recognition_names_the_packages() -> None:
     code = (
         "import sys, numpy as np; sys.modules['face_recognition'] = None\n"
-        "from terminal.face.verify import FaceVerifier, FaceEngineUnavailable\n"
+        "from atm_common.face.verify import FaceVerifier, FaceEngineUnavailable\n"
         "try:\n    FaceVerifier().template(np.zeros((8, 8, 3), np.uint8))\n"
         "except FaceEngineUnavailable as exc:\n    print(exc)\n"
     )

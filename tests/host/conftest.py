@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
 from tests.host.helpers import Host, Terminal, open_host
 
 

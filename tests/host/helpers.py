@@ -16,6 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from atm_common.clock import Clock, ManualClock
+from atm_common.crypto.pinblock import encrypt_format0
+from atm_common.crypto.tdes import decrypt_block
 from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
@@ -27,13 +30,10 @@ from sim.host.seed import HostKeys, HostSettings, load_seed
 from sim.scenarios.keys import pinpad_options
 from sim.scenarios.link import TerminalLink
 from terminal import transactions
-from terminal.clock import Clock, ManualClock
 from terminal.config import TerminalConfig
 from terminal.drivers.card_reader.base import CardData
 from terminal.link_security import PinPadAuthenticator
-from terminal.security.pinblock import encrypt_format0
 from terminal.security.pinpad_keys import PinPadKeys
-from terminal.security.tdes import decrypt_block
 
 DEMO_SEED = Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"
 TDES_TERMINAL, DUKPT_TERMINAL = "ATM00001", "ATM00002"

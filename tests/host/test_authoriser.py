@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.crypto.tdes import decrypt_block, encrypt_block
 from host_link.amounts import AmountType
 from host_link.codec import decode, encode
 from sim.host.authoriser import Authoriser
-from terminal.clock import ManualClock
-from terminal.security.tdes import decrypt_block, encrypt_block
 from tests.host.helpers import (
     ALICE,
     BOB,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from atm_common.clock import ManualClock
 from sim.host import db
+from sim.host.errors import LedgerError
 from sim.host.ledger import Ledger, transaction
-from terminal.clock import ManualClock
-from terminal.errors import LedgerError
 
 
 @pytest.fixture

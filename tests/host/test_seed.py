@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.crypto.pinblock import verify_ibm3624
+from atm_common.crypto.tdes import decrypt_block
+from atm_common.errors import ConfigError
 from sim.host import db
 from sim.host.ledger import Ledger
 from sim.host.seed import load_seed
-from terminal.clock import ManualClock
-from terminal.errors import ConfigError
-from terminal.security.pinblock import verify_ibm3624
-from terminal.security.tdes import decrypt_block
 from tests.host.helpers import (
     CARDS,
     DEMO_SEED,

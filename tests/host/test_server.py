@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from atm_common.clock import ManualClock
 from host_link.codec import Message, decode, encode
 from host_link.codes import response_code
 from host_link.framing import FrameDecoder, frame
 from sim.host.server import HostServer
-from terminal.clock import ManualClock
 from tests.host.helpers import (
     ALICE,
     BOB,

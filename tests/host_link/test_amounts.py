@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from host_link.amounts import AmountType, decode_amounts, encode_amounts
 from host_link.codec import decode, encode
-from terminal.errors import CodecError
+from host_link.errors import CodecError
 
 
 def test_encode_layout() -> None:

@@ -10,12 +10,12 @@ from typing import TypeVar
 
 import pytest
 
+from atm_common.clock import ManualClock
 from host_link.client import HostClient, StanSequence, transmission_time
 from host_link.codec import Message
 from host_link.codes import response_mti
 from host_link.connection import Connection, MessageReceived, ResponseReceived
-from terminal.clock import ManualClock
-from terminal.errors import HostLinkError, HostTimeout, HostUnavailable
+from host_link.errors import HostLinkError, HostTimeout, HostUnavailable
 
 T = TypeVar("T")
 

@@ -8,9 +8,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from atm_common.errors import RemoteProtocolError
 from host_link.codec import Message, decode, describe, encode, mask_value
+from host_link.errors import CodecError
 from host_link.spec import SENSITIVE_FIELDS, SPEC
-from terminal.errors import CodecError, RemoteProtocolError
 
 PAN = "4761739001010010"
 

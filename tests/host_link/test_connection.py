@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 import pytest
 
+from atm_common.crypto.mac import retail_mac
+from atm_common.errors import LocalProtocolError
 from host_link.codec import Message, decode, encode
 from host_link.connection import (
     Connection,
@@ -15,9 +17,8 @@ from host_link.connection import (
     ResponseReceived,
     match_key,
 )
+from host_link.errors import CodecError, FramingError
 from host_link.framing import frame
-from terminal.errors import CodecError, FramingError, LocalProtocolError
-from terminal.security.mac import retail_mac
 
 
 def response_to(request: Message, code: str = "00", **extra: str) -> Message:

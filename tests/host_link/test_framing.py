@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from atm_common.errors import LocalProtocolError, RemoteProtocolError
+from host_link.errors import FramingError
 from host_link.framing import DEFAULT_MAX_FRAME, FrameDecoder, frame
-from terminal.errors import FramingError, LocalProtocolError, RemoteProtocolError
 
 PAYLOADS = [b"0800" + b"A" * 60, b"x", b"0210" + bytes(range(256)) * 3, b"\x00\x01\x02"]
 

@@ -1,4 +1,4 @@
-"""ISO 9564 format 0 PIN blocks and IBM 3624 offsets (terminal.security.pinblock)."""
+"""ISO 9564 format 0 PIN blocks and IBM 3624 offsets (atm_common.crypto.pinblock)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from cryptography.hazmat.primitives.ciphers import Cipher, modes
 from hypothesis import given
 from hypothesis import strategies as st
 
-from terminal.errors import RemoteProtocolError, TerminalError
-from terminal.security.pinblock import (
+from atm_common.crypto.pinblock import (
     clear_format0,
     encrypt_format0,
     ibm3624_offset,
     recover_pin_format0,
     verify_ibm3624,
 )
-from terminal.security.tdes import decrypt_block, encrypt_block
+from atm_common.crypto.tdes import decrypt_block, encrypt_block
+from atm_common.errors import AtmError, RemoteProtocolError
 
 KEY = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")
 PVK = bytes.fromhex("0123456789ABCDEFFEDCBA9876543210")
@@ -129,7 +129,7 @@ def test_random_block_is_refused_or_decodes_to_digits() -> None:
 
 
 def test_errors_belong_to_the_tree() -> None:
-    with pytest.raises(TerminalError):
+    with pytest.raises(AtmError):
         recover_pin_format0(b"\x00" * 8, PAN, KEY)
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.clock import ManualClock
 from sim.devices.pcsc_env import CardProcess, PcscEnv, PcscEnvError, wait_reader_state
 from sim.devices.vcard import CardProfile, load_seed_card
-from terminal.clock import ManualClock
 from terminal.drivers.card_reader.pcsc import PcscCardReader
 
 SEED = Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"

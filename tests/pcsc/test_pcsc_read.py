@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
 from terminal.drivers.card_reader.base import CardUnreadable
 from terminal.drivers.card_reader.pcsc import PcscCardReader
 

@@ -7,12 +7,13 @@ import time
 
 import pytest
 
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from sim.devices.vcard import ATR
-from terminal.clock import ManualClock
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.card_reader.base import CardUnreadable
 from terminal.drivers.card_reader.pcsc import PcscCardReader
-from terminal.errors import ConfigError, DeviceUnavailable, LocalProtocolError
+from terminal.errors import DeviceUnavailable
 
 from .conftest import READER0, SLOT1, StartCard
 

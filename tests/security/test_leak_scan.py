@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.crypto.dukpt import aes_initial_key
 from sim.scenarios.demo import DEMO_SEED
 from sim.scenarios.scripts import DEMO
 from terminal.drivers.pinpad.sim import Pin
-from terminal.security.dukpt import aes_initial_key
 
 pytestmark = pytest.mark.e2e
 
@@ -57,7 +57,7 @@ def test_no_pin_block_pan_or_key_anywhere(tmp_path: Path, security: str) -> None
         [
             sys.executable,
             "-m",
-            "terminal.cli",
+            "atm",
             "--log-level",
             "debug",
             "demo",

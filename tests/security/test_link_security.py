@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.crypto import dukpt
 from host_link.authentication import encode_signed
 from host_link.codes import is_key_exchange
 from host_link.connection import Connection, MacFailure, MessageReceived
+from host_link.errors import FramingError
 from host_link.framing import frame
 from sim.host.keys import TDES, KeyStore, TerminalKeys
 from sim.scenarios.demo import DEMO_SEED
 from sim.scenarios.keys import pinpad_options
-from terminal.errors import FramingError
-from terminal.security import dukpt
 from terminal.security.pinpad_keys import AES_DUKPT, MacKey, PinPadKeys
 
 TMK = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")

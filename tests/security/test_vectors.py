@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from terminal.errors import RemoteProtocolError
-from terminal.security import dukpt
-from terminal.security.mac import aes_cmac, retail_mac
-from terminal.security.pinblock import (
+from atm_common.crypto import dukpt
+from atm_common.crypto.mac import aes_cmac, retail_mac
+from atm_common.crypto.pinblock import (
     clear_format0,
     encrypt_format0,
     encrypt_format4,
@@ -17,6 +16,7 @@ from terminal.security.pinblock import (
     recover_pin_format4,
     verify_ibm3624,
 )
+from atm_common.errors import RemoteProtocolError
 
 H = bytes.fromhex
 TDES_BDK = H("0123456789ABCDEFFEDCBA9876543210")

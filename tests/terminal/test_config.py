@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
+from atm_common.errors import ConfigError
 from terminal.config import load_config, parse_config
 from terminal.devices import build_devices
-from terminal.errors import ConfigError
 
-SIM_CONFIG = Path(__file__).resolve().parents[2] / "sim" / "data" / "sim-terminal.toml"
+SIM_CONFIG = Path(__file__).resolve().parents[2] / "terminal" / "data" / "sim-terminal.toml"
 
 
 def test_shipped_sim_config_loads_and_builds_devices() -> None:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from atm_common.clock import ManualClock
 from sim.alarm_center import AlarmCenter
 from sim.host.app import build_host
 from sim.host.outbox import AlarmDeliverer, OutboxWorker, entries
 from sim.scenarios.demo import DEMO_SEED, demo_terminal, seed_cards, sim_customer
 from sim.scenarios.scripts import WITHDRAW, Scenario, apply
-from terminal.clock import ManualClock
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.ui import RecordingDisplay
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from terminal.clock import ManualClock
+from atm_common.clock import ManualClock
 from terminal.errors import JournalError
 from terminal.journal import Journal, read_tail
 

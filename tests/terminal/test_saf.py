@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from atm_common.clock import ManualClock
 from host_link.codec import Message
 from sim.scenarios.scripts import WITHDRAW, Scenario
-from terminal.clock import ManualClock
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.errors import JournalError
 from terminal.saf import SafQueue

@@ -31,17 +31,11 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError, ConfigError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.camera.base import Camera, Frame
-from terminal.errors import (
-    ConfigError,
-    DeviceError,
-    DeviceFault,
-    DeviceTimeout,
-    DeviceUnavailable,
-    TerminalError,
-)
+from terminal.errors import DeviceError, DeviceFault, DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +154,7 @@ class OpenCvCamera(Camera):
         try:
             Path(path).write_bytes(data.tobytes())
         except OSError as exc:
-            raise TerminalError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
+            raise AtmError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
         log.info("camera snapshot %s (%dx%d)", path, frame.width, frame.height)
         return frame
 

@@ -13,10 +13,10 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.camera.base import Camera, Frame
-from terminal.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from terminal.errors import RemoteProtocolError
+from atm_common.errors import RemoteProtocolError
 
 CONVENTIONS = {0x3B: "direct", 0x3F: "inverse"}
 MAX_ATR_BYTES = 33  # ISO 7816-3: TS plus at most 32 characters

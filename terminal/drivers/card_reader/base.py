@@ -7,17 +7,11 @@ import datetime as dt
 import logging
 from abc import abstractmethod
 
+from atm_common.masking import mask_pan
 from terminal.drivers.base import Device
 from terminal.errors import DeviceError
 
 log = logging.getLogger(__name__)
-
-
-def mask_pan(pan: str) -> str:
-    """First 6 / last 4, the most a PAN may ever be shown or logged."""
-    if len(pan) <= 10:
-        return "*" * len(pan)
-    return f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}"
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

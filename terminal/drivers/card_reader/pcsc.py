@@ -34,12 +34,13 @@ from typing import Any, NoReturn
 
 from smartcard import scard
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import AtmError, ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.card_reader.atr import Atr, AtrError, parse_atr
 from terminal.drivers.card_reader.base import CardData, CardReader, CardUnreadable
 from terminal.drivers.card_reader.emv import DEFAULT_AIDS, EmvReader, EmvResult
-from terminal.errors import ConfigError, DeviceUnavailable, LocalProtocolError, TerminalError
+from terminal.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class _ReadJob(threading.Thread):
     def _set_step(self, step: str) -> None:
         self.step = step
 
-    def _fail(self, rv: int) -> TerminalError:
+    def _fail(self, rv: int) -> AtmError:
         if _category(rv) in ("service", "reader"):
             return DeviceUnavailable(KIND, f"reader lost during {self.step} ({describe(rv)})")
         return CardUnreadable(

@@ -4,7 +4,7 @@ Why it exists: unit tests and headless scenario runs need a card reader that beh
 one (a throat that holds at most one card, cards that can be mute, customers who forget
 their card) without pcscd. Nothing here sleeps: a customer who never comes or never takes
 the card is modelled by advancing the injected clock by the timeout, so a
-:class:`~terminal.clock.ManualClock` run replays exactly.
+:class:`~atm_common.clock.ManualClock` run replays exactly.
 
 The customer's side of the reader is the scripting API: :meth:`SimCardReader.insert`,
 :meth:`SimCardReader.script_take_card` and the ``cards`` queue of customers waiting in
@@ -19,10 +19,10 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.card_reader.base import CardData, CardReader, CardUnreadable
-from terminal.errors import ConfigError, LocalProtocolError
 
 log = logging.getLogger(__name__)
 

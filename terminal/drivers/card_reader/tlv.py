@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Iterator, Sequence
 
-from terminal.errors import RemoteProtocolError
+from atm_common.errors import RemoteProtocolError
 
 MAX_DEPTH = 16
 MAX_TAG_BYTES = 4

@@ -12,8 +12,9 @@ import logging
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 
+from atm_common.errors import LocalProtocolError
 from terminal.drivers.base import Device
-from terminal.errors import DeviceFault, LocalProtocolError
+from terminal.errors import DeviceFault
 
 log = logging.getLogger(__name__)
 

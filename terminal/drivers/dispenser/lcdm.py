@@ -41,18 +41,13 @@ from collections.abc import Mapping, Sequence
 
 import serial
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser import lcdm_protocol as p
 from terminal.drivers.dispenser.base import Cassette, Dispenser, DispenseResult
 from terminal.drivers.serial_port import open_port
-from terminal.errors import (
-    ConfigError,
-    DeviceTimeout,
-    DeviceUnavailable,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from terminal.errors import DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -47,7 +47,8 @@ import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
 
-from terminal.errors import DeviceFault, LocalProtocolError, RemoteProtocolError
+from atm_common.errors import LocalProtocolError, RemoteProtocolError
+from terminal.errors import DeviceFault
 
 SOH, STX, ETX, EOT, ACK, NAK = 0x01, 0x02, 0x03, 0x04, 0x06, 0x15
 DEVICE_ID = 0x30

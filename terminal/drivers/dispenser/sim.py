@@ -18,11 +18,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.dispenser.base import Cassette, Dispenser, DispenseResult
 from terminal.drivers.dispenser.notes import FEED_JAM, PICK_FAILURE, NoteBooks, NotePath
-from terminal.errors import ConfigError, DeviceFault, DeviceTimeout, LocalProtocolError
+from terminal.errors import DeviceFault, DeviceTimeout
 
 log = logging.getLogger(__name__)
 

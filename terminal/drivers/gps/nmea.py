@@ -22,12 +22,13 @@ import logging
 
 import serial
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.gps.base import Fix, Gps
 from terminal.drivers.gps.nmea_stream import MAX_LINE, FixTracker, NmeaStream, StreamCounters
 from terminal.drivers.serial_port import open_port
-from terminal.errors import ConfigError, DeviceUnavailable
+from terminal.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
 

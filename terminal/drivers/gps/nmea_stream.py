@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import pynmea2
 
-from terminal.clock import Clock
+from atm_common.clock import Clock
 from terminal.drivers.gps.base import Fix
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Why it exists: the terminal tags transactions and alarms with its location and must
 react to a lost or stale fix (a kiosk being carried away stops getting fixes). Tests set
 the position, drop the fix, or pin the fix time and advance a
-:class:`~terminal.clock.ManualClock` until it goes stale - all deterministic.
+:class:`~atm_common.clock.ManualClock` until it goes stale - all deterministic.
 
 A fix with ``fix_time=None`` is *live*: every read is timestamped with the clock's "now",
 as from a receiver that keeps tracking. A fix with a ``fix_time`` is frozen at that
@@ -15,10 +15,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.gps.base import Fix, Gps
-from terminal.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import dataclasses
 import enum
 from abc import abstractmethod
 
+from atm_common.errors import LocalProtocolError
 from terminal.drivers.base import Device
-from terminal.errors import LocalProtocolError
 from terminal.security.pinpad_keys import MacKey
 
 __all__ = ["MacKey"]

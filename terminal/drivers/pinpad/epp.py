@@ -3,7 +3,7 @@
 Why it is shaped like this: all framing lives in the sans-I/O
 :mod:`~terminal.drivers.pinpad.epp_protocol`; this class only moves bytes between a
 pyserial port (``/dev/ttyUSB0``, a pty, or ``sim://NAME``) and that decoder, and keeps every
-wait on the injected :class:`~terminal.clock.Clock` so a simulated customer who walks away
+wait on the injected :class:`~atm_common.clock.Clock` so a simulated customer who walks away
 costs no real time. The clear PIN never reaches this process: during PIN entry the pad
 reports ``*`` per digit and hands over an encrypted ISO 9564 block. Nothing here logs
 frame text, keys, PINs or blocks; logs carry command codes, lengths and KCVs only.
@@ -20,7 +20,7 @@ Keys: the pad computes MACs, derives DUKPT keys and unwraps the host's working k
 driver sends data and wrapped keys and gets MACs, KSNs and check values back. It needs no
 ``security`` option: the pad knows its mode, a bare ``PB`` answers in the pad's own block
 format (0 under TDES, 4 plus the KSN under AES DUKPT) and :meth:`EppPinPad.security_mode`
-asks. Pad errors meaning "no usable key" raise :class:`~terminal.errors.KeyUnavailable`
+asks. Pad errors meaning "no usable key" raise :class:`~atm_common.errors.KeyUnavailable`
 (as :class:`~terminal.drivers.pinpad.epp_protocol.KeyFault`, still a ``DeviceFault``
 with the code), so callers handle both PIN pad backends alike.
 """
@@ -33,7 +33,8 @@ from typing import Any
 
 import serial
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import (
@@ -48,13 +49,7 @@ from terminal.drivers.pinpad.base import (
     PinPad,
 )
 from terminal.drivers.serial_port import open_port
-from terminal.errors import (
-    ConfigError,
-    DeviceTimeout,
-    DeviceUnavailable,
-    LocalProtocolError,
-    RemoteProtocolError,
-)
+from terminal.errors import DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 

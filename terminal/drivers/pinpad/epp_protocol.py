@@ -34,10 +34,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+from atm_common.errors import KeyUnavailable, LocalProtocolError, RemoteProtocolError
 from terminal.drivers.pinpad.base import CANCEL, CLEAR, ENTER, FUNCTION_KEYS, MacKey
-from terminal.errors import DeviceFault, KeyUnavailable, LocalProtocolError, RemoteProtocolError
+from terminal.errors import DeviceFault
 from terminal.security.pinpad_keys import AES_DUKPT, TDES
-from terminal.security.tdes import encrypt_block
 
 STX, ETX = 0x02, 0x03
 MAX_TEXT = 999
@@ -455,8 +455,3 @@ def parse_key_check_values(data: str) -> dict[int, str]:
             raise RemoteProtocolError("EPP key check values: bad slot number")
         result[int(data[i : i + 2])] = parse_kcv(data[i + 2 : i + 8])
     return result
-
-
-def key_check_value(key: bytes) -> str:
-    """KCV: the first 3 bytes of TDES-encrypting 8 zero bytes, as 6 hex digits."""
-    return encrypt_block(key, bytes(8))[:3].hex().upper()

@@ -24,7 +24,8 @@ import collections
 import enum
 import logging
 
-from terminal.clock import Clock, SystemClock
+from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus
 from terminal.drivers.pinpad.base import (
     FUNCTION_KEYS,
@@ -33,7 +34,6 @@ from terminal.drivers.pinpad.base import (
     PinEntry,
     PinPad,
 )
-from terminal.errors import ConfigError, LocalProtocolError
 from terminal.security.pinpad_keys import MacKey, PinPadKeys
 
 log = logging.getLogger(__name__)

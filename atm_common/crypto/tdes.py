@@ -37,3 +37,12 @@ def decrypt_block(key: bytes, block: bytes) -> bytes:
         raise ValueError("TDES ECB data must be a multiple of 8 bytes")
     dec = _cipher(key).decryptor()
     return dec.update(block) + dec.finalize()
+
+
+def key_check_value(key: bytes) -> str:
+    """KCV: the first 3 bytes of TDES-encrypting 8 zero bytes, as 6 hex digits.
+
+    How a key ceremony and a key exchange prove both ends hold the same key without
+    showing it.
+    """
+    return encrypt_block(key, bytes(8))[:3].hex().upper()

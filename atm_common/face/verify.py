@@ -40,15 +40,23 @@ import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from numpy.typing import NDArray
 
-from terminal.drivers.camera.base import Frame
-from terminal.errors import ConfigError, TerminalError
+from atm_common.errors import AtmError, ConfigError
 
 log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Frame(Protocol):
+    """Anything carrying an ``image`` (a camera frame): the foundation knows no drivers."""
+
+    @property
+    def image(self) -> Any: ...
+
 
 Image = NDArray[np.uint8]
 ImageInput = NDArray[np.uint8] | Frame | str | os.PathLike[str]
@@ -67,7 +75,7 @@ INSTALL_HINT = (
 )
 
 
-class FaceError(TerminalError):
+class FaceError(AtmError):
     """A face could not be used for verification."""
 
 

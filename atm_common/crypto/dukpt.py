@@ -15,7 +15,7 @@ import warnings
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from terminal.security.tdes import encrypt_block
+from atm_common.crypto.tdes import encrypt_block
 
 _KEY_MASK = bytes.fromhex("C0C0C0C000000000C0C0C0C000000000")
 _PIN_VARIANT = bytes.fromhex("00000000000000FF00000000000000FF")

@@ -13,8 +13,8 @@ import os
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from terminal.errors import RemoteProtocolError
-from terminal.security.tdes import decrypt_block, encrypt_block
+from atm_common.crypto.tdes import decrypt_block, encrypt_block
+from atm_common.errors import RemoteProtocolError
 
 DECIMALISATION = "0123456789012345"
 

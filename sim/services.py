@@ -1,5 +1,8 @@
-"""Run the project's own services (``atm host``, ``atm alarm-center``, ``atm carrier``) as
-separate processes on free loopback ports, the way a bank-side tester would."""
+"""The one launcher of service processes: ``atm host``, ``atm alarm-center``, ``atm carrier``.
+
+Each runs as a separate process (``python -m sim NAME ...``) on a free loopback port, the
+way a bank-side tester runs them; the demo, the soak and the tests all start them here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from terminal.errors import TerminalError
+from atm_common.errors import AtmError
 
 
 @dataclasses.dataclass
@@ -36,24 +39,38 @@ class ServiceProcess:
                 self.process.wait()
 
 
+def service_argv(name: str, *args: str) -> list[str]:
+    """The command line of ``atm NAME ARGS`` as a service process of its own."""
+    return [sys.executable, "-m", "sim", name, *args]
+
+
+def read_listening(proc: subprocess.Popen[str], name: str) -> tuple[str, int]:
+    """Wait for a service's first line, ``listening on HOST:PORT``; its address and port."""
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening on "):
+        raise AtmError(f"{name} did not start: {line.strip()!r}")
+    address, _, port = line.split()[-1].rpartition(":")
+    return address, int(port)
+
+
 @contextlib.contextmanager
 def service_process(name: str, args: list[str]) -> Iterator[ServiceProcess]:
     """``atm NAME ARGS --port 0``; waits for its "listening on HOST:PORT" line."""
-    cmd = [sys.executable, "-m", "terminal.cli", name, *args, "--port", "0"]
+    cmd = service_argv(name, *args, "--port", "0")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # stderr to a file, never an unread pipe: a chatty service would block once it filled
     with tempfile.TemporaryFile(mode="w+") as errors:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=errors, text=True, env=env)
         handle: ServiceProcess | None = None
         try:
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            if not line.startswith("listening on "):
+            try:
+                address, port = read_listening(proc, name)
+            except AtmError as exc:
                 proc.wait(timeout=10)
                 errors.seek(0)
-                raise TerminalError(f"{name} did not start: {line.strip()} {errors.read().strip()}")
-            address, _, port = line.split()[-1].rpartition(":")
-            handle = ServiceProcess(name, proc, address, int(port))
+                raise AtmError(f"{exc} {errors.read().strip()}") from None
+            handle = ServiceProcess(name, proc, address, port)
             yield handle
         finally:
             if handle is not None:

@@ -1,7 +1,0 @@
-"""``python -m terminal.cli``."""
-
-import sys
-
-from terminal.cli import main
-
-sys.exit(main())
