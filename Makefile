@@ -28,9 +28,12 @@ $(STAMP_PY): pyproject.toml | $(STAMP_APT)
 demo: setup
 	$(BIN)/atm demo
 
+SOURCES := atm atm_common host_link terminal sim tests bench
+
 lint: setup
-	$(BIN)/ruff check terminal host_link sim tests bench
-	$(BIN)/ruff format --check terminal host_link sim tests bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
 
 typecheck: setup
 	$(BIN)/mypy

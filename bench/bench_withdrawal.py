@@ -43,6 +43,7 @@ from _common import (
 )
 
 from atm_common.clock import ManualClock
+from sim.devices.key_injection import pinpad_options
 from sim.scenarios.demo import (
     TERMINAL_ID,
     host_process,
@@ -50,7 +51,6 @@ from sim.scenarios.demo import (
     ledger_snapshot,
     seed_cards,
 )
-from sim.scenarios.keys import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
 from sim.scenarios.seedgen import card_name as bench_card_name
 from sim.scenarios.seedgen import card_pin as bench_pin

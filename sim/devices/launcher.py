@@ -17,9 +17,9 @@ from typing import Any
 from atm_common.clock import Clock, SystemClock
 from sim.devices.epp import EppEmulator
 from sim.devices.gps import GpsEmulator
+from sim.devices.key_injection import pinpad_options
 from sim.devices.lcdm import LcdmEmulator
 from sim.devices.pty import PtyBridge
-from sim.scenarios.keys import pinpad_options
 
 DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 200), (5000, 100))
 

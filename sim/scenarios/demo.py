@@ -19,6 +19,7 @@ from typing import Any
 
 from atm_common.clock import ManualClock, SystemClock
 from atm_common.errors import AtmError
+from sim.devices.key_injection import pinpad_options, terminal_for
 from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
 from sim.host.authoriser import EVIDENCE_SNAPSHOTS
@@ -26,7 +27,6 @@ from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
-from sim.scenarios.keys import pinpad_options, terminal_for
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
 from sim.services import ServiceProcess, log_args, service_process
 from terminal.app import Terminal

@@ -12,7 +12,7 @@ from pathlib import Path
 from atm_common.clock import Clock, SystemClock
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
-from sim.scenarios.keys import pinpad_options
+from sim.devices.key_injection import pinpad_options
 from terminal.drivers.pinpad.sim import Pin, SimPinPad
 from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 

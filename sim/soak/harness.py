@@ -26,9 +26,9 @@ from typing import Any
 from atm_common.clock import ManualClock
 from atm_common.errors import AtmError
 from sim.alarm_center import AlarmCenter, list_alarms
+from sim.devices.key_injection import pinpad_options
 from sim.host import db
 from sim.host.ledger import Ledger, balance_of
-from sim.scenarios.keys import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
 from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
 from sim.services import read_listening, service_argv

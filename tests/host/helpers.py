@@ -23,11 +23,11 @@ from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
 from host_link.connection import Connection
+from sim.devices.key_injection import pinpad_options
 from sim.host import db
 from sim.host.authoriser import Authoriser
 from sim.host.ledger import Ledger
 from sim.host.seed import HostKeys, HostSettings, load_seed
-from sim.scenarios.keys import pinpad_options
 from sim.scenarios.link import TerminalLink
 from terminal import transactions
 from terminal.config import TerminalConfig

@@ -14,9 +14,9 @@ from host_link.codes import is_key_exchange
 from host_link.connection import Connection, MacFailure, MessageReceived
 from host_link.errors import FramingError
 from host_link.framing import frame
+from sim.devices.key_injection import pinpad_options
 from sim.host.keys import TDES, KeyStore, TerminalKeys
 from sim.scenarios.demo import DEMO_SEED
-from sim.scenarios.keys import pinpad_options
 from terminal.security.pinpad_keys import AES_DUKPT, MacKey, PinPadKeys
 
 TMK = bytes.fromhex("89ABCDEF01234567FEDCBA9876543210")
