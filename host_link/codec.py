@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import iso8583
 
+from atm_common.masking import mask_pan, mask_track2
 from host_link.errors import CodecError
 from host_link.spec import SENSITIVE_FIELDS, SPEC
 
@@ -61,12 +62,10 @@ def _masked_reason(exc: Exception) -> str:
 def mask_value(field: str, value: str) -> str:
     if field not in SENSITIVE_FIELDS:
         return value
-    if field == "2" and len(value) > 10:
-        return f"{value[:6]}{'*' * (len(value) - 10)}{value[-4:]}"
+    if field == "2":
+        return mask_pan(value)
     if field == "35":
-        pan = value.split("=")[0]
-        masked = mask_value("2", pan) if len(pan) > 10 else "*" * len(pan)
-        return f"{masked}=****"
+        return mask_track2(value)
     return f"<{len(value)} chars>"
 
 
