@@ -1,7 +1,8 @@
 """The terminal application: config -> devices -> state machine -> host link, and the loop.
 
 :class:`Terminal` owns the long-lived parts (devices, journal, host client, machine) and
-runs one :class:`~terminal.session.CustomerSession` per card. It goes in service only
+runs one :class:`~terminal.session.CardSession` per card (or a
+:class:`~terminal.session.CardlessSession` when one is chosen). It goes in service only
 when the devices it cannot work without are healthy, and out of service cleanly (never
 crashing) when one fails.
 """
@@ -16,7 +17,6 @@ from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, SecurityError
 from host_link.client import HostClient
 from host_link.errors import CodecError, HostLinkError
-from terminal.cardless import CardlessSession
 from terminal.config import TerminalConfig
 from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
@@ -27,7 +27,7 @@ from terminal.journal import Journal
 from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 from terminal.recovery import recover
 from terminal.saf import SafQueue
-from terminal.session import CustomerSession, SessionResult
+from terminal.session import CardlessSession, CardSession, CustomerSession, SessionResult
 from terminal.ui import Display, RecordingDisplay, Screen
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class Terminal:
         except DeviceError as exc:
             self._out_of_service(f"device error: {exc}")
             return None
-        return await self._run(CustomerSession)
+        return await self._run(CardSession)
 
     async def serve_cardless(self) -> SessionResult | None:
         """A customer chose "cardless withdrawal" on the idle screen."""

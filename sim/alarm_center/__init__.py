@@ -4,18 +4,15 @@
 read its store for ``atm alarm-center list`` without disturbing a running server.
 """
 
-from sim.alarm_center.server import MAX_BODY, AlarmCenter, serve
-from sim.alarm_center.store import (
+from sim.alarm_center.contract import (
     Alarm,
     AlarmError,
-    AlarmStore,
-    AlarmStoreError,
     AlarmValidationError,
     Evidence,
-    format_alarms,
-    list_alarms,
     validate_alarm,
 )
+from sim.alarm_center.server import MAX_BODY, AlarmCenter, serve
+from sim.alarm_center.store import AlarmStore, AlarmStoreError, format_alarms, list_alarms
 
 __all__ = [
     "MAX_BODY",

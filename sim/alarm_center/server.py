@@ -4,7 +4,7 @@ A real HTTP server (stdlib ``ThreadingHTTPServer``) so the host's outbox is test
 against the failure modes it will meet in production: connection refused while the
 center is down, a slow or crashed peer, 4xx for a payload that will never be accepted.
 
-``POST /alarms`` takes one JSON alarm (see :mod:`sim.alarm_center.store` for the
+``POST /alarms`` takes one JSON alarm (see :mod:`sim.alarm_center.contract` for the
 contract) and answers 201 when stored, 200 for a repeat of an ``alarm_id`` already
 stored (the outbox retries until it hears an answer, so repeats are normal), 400 naming
 the bad field, 411 without a length and 413 above ``max_body``. ``GET /alarms`` lists,
@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.clock import Clock
-from sim.alarm_center.store import AlarmStore, AlarmValidationError, validate_alarm
+from sim.alarm_center.contract import AlarmValidationError, validate_alarm
+from sim.alarm_center.store import AlarmStore
 from sim.http_service import JsonHandler, ThreadedService, run_until_signalled
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,9 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from sim.host.cardless_phone import PhoneBank, PhoneError, probe_template
+from sim.host.cardless.errors import PhoneError
+from sim.host.cardless.faces import probe_template
+from sim.host.cardless.phone import PhoneBank
 from sim.host.routing import RouteModel, rank_atms
 
 log = logging.getLogger(__name__)

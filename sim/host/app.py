@@ -19,8 +19,9 @@ from atm_common.errors import AtmError
 from sim.host import db
 from sim.host.api import create_app
 from sim.host.authoriser import Authoriser
-from sim.host.cardless import CardlessDesk
-from sim.host.cardless_phone import PhoneBank, SimulatedSmsGateway
+from sim.host.cardless.iso import CardlessDesk
+from sim.host.cardless.phone import PhoneBank
+from sim.host.cardless.sms import SimulatedSmsGateway
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.seed import load_seed

@@ -20,13 +20,13 @@ from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
 from host_link.evidence import request_field
-from sim.host.cardless import CardlessDesk, IsoOutcome
+from sim.host.cardless.iso import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
 from sim.host.evidence import EvidenceDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
-from sim.host.seed import HostKeys, HostSettings
+from sim.host.settings import HostKeys, HostSettings
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +188,7 @@ class Authoriser:
             return self._respond(request, decline.code), None
         return self._respond(request, "00"), transfer_id
 
-    # -- cardless withdrawal: sim/host/cardless.py decides, this only builds the response --
+    # -- cardless withdrawal: sim/host/cardless/iso.py decides, this only builds the response
 
     def _cardless(self, request: Message, outcome: IsoOutcome) -> tuple[Message, int | None]:
         extra = dict(outcome.fields)

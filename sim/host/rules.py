@@ -17,7 +17,7 @@ from atm_common.masking import mask_pan
 from host_link.codec import Message
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, balance_of
-from sim.host.seed import HostKeys, HostSettings
+from sim.host.settings import HostKeys, HostSettings
 
 log = logging.getLogger(__name__)
 

@@ -3,14 +3,13 @@
 A seed may give a card's PIN in clear for test and demo data; it is turned into an
 IBM 3624 offset here and never stored. Likewise a person's ``face_photo`` is turned into
 a face template (for cardless withdrawal) and the photo is never stored. Every problem
-names the file and the key.
+names the file and the key. What it returns, the keys and the settings, is the plain data
+of :mod:`sim.host.settings`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import hmac
 import logging
 import sqlite3
 import tomllib
@@ -20,39 +19,15 @@ from typing import Any
 from atm_common.crypto.pinblock import ibm3624_offset
 from atm_common.errors import AtmError, ConfigError
 from atm_common.masking import mask_pan
-from sim.host.cardless import CardlessSettings, FeeRule, enrol_face, ensure_schema
+from sim.host.cardless.faces import enrol_face
+from sim.host.cardless.schema import ensure_schema
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
+from sim.host.settings import CardlessSettings, FeeRule, HostKeys, HostSettings
 
 log = logging.getLogger(__name__)
 
 OPENING_ACCOUNT = "GL-OPENING"
-
-
-@dataclasses.dataclass(frozen=True, repr=False)
-class HostKeys:
-    """Keys the host (its HSM, in a real bank) holds. ``repr`` shows none of them."""
-
-    pvk: bytes  # PIN verification key, IBM 3624
-    pan_key: bytes  # keys the PAN references stored instead of PANs
-    lmk: bytes  # local master key: working keys are stored only under it
-    bdk_aes: bytes | None  # AES DUKPT base derivation key
-    terminals: dict[str, TerminalKeys]
-
-    def pan_ref(self, pan: str) -> str:
-        return hmac.new(self.pan_key, pan.encode(), hashlib.sha256).hexdigest()
-
-    def __repr__(self) -> str:
-        return f"HostKeys(terminals={sorted(self.terminals)})"
-
-
-@dataclasses.dataclass(frozen=True)
-class HostSettings:
-    currency: str = "840"
-    pin_tries: int = 3
-    institution_id: str = "100001"
-    safety_amount: int = 20_000  # the most a duress session may take, unless the account says
-    cardless: CardlessSettings = dataclasses.field(default_factory=CardlessSettings)
 
 
 class _Reader:

@@ -42,6 +42,29 @@ def _open(config_path: str, kind: str) -> Any:
     return create_device(kind, section.backend, clock=SystemClock(), **dict(section.options))
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from terminal.config import load_config
+    from terminal.diag.status import format_report, status_report
+
+    report = status_report(load_config(Path(args.config)))
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0 if report["ok"] else 1
+
+
+STATUS_EPILOG = """\
+Every device configured in the terminal's config is opened and listed with its kind,
+backend, state (ok, degraded, fault, offline; error when its config section cannot
+build it), what it reports about itself (model, firmware, serial number, port ...), its
+counters and its last error. A device that cannot be opened or does not answer is
+listed as offline with its error.
+
+exit status:
+  0  every device is ok
+  1  at least one device is not ok (degraded, fault, offline or error)
+  2  the config itself cannot be read
+"""
+
+
 def cmd_dispenser(args: argparse.Namespace) -> int:
     from terminal.diag.dispenser import report
 
@@ -115,11 +138,20 @@ def add_diag_parser(sub: Any) -> None:
     diag = sub.add_parser("diag", help="field-engineer diagnostics")
     dsub = diag.add_subparsers(dest="diag_command", required=True)
 
-    def device(name: str, help_text: str) -> argparse.ArgumentParser:
-        p: argparse.ArgumentParser = dsub.add_parser(name, help=help_text)
+    def device(name: str, help_text: str, **kwargs: Any) -> argparse.ArgumentParser:
+        p: argparse.ArgumentParser = dsub.add_parser(name, help=help_text, **kwargs)
         p.add_argument("--config", default=DEFAULT_CONFIG, help="the terminal's TOML config")
-        p.add_argument("--json", action="store_true")
+        p.add_argument("--json", action="store_true", help="machine-readable output")
         return p
+
+    status = device(
+        "status",
+        "every configured device: state, model/firmware/serial, counters, last error",
+        description="Open every configured device and report how it is.",
+        epilog=STATUS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.set_defaults(func=cmd_status)
 
     disp = device("dispenser", "cassette counts, sensors; --test dispenses to the reject bin")
     disp.add_argument("--test", action="store_true", help="one note per cassette to the reject bin")

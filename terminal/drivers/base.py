@@ -12,8 +12,9 @@ import enum
 import importlib
 import logging
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeAlias
 
 from atm_common.errors import ConfigError
 from terminal.errors import DeviceUnavailable
@@ -30,8 +31,20 @@ class DeviceStatus(enum.Enum):
     OFFLINE = "offline"  # not answering / not opened / closed
 
 
+# What :meth:`Device.info` may report: plain values that print and serialise as they are.
+Scalar: TypeAlias = str | int | float | bool
+InfoValue: TypeAlias = Scalar | tuple[Scalar, ...]
+
+
 class Device(ABC):
-    """Common life cycle: open, status, close (safe twice), context manager."""
+    """Common life cycle: open, status, close (safe twice), context manager.
+
+    Diagnostics (``atm diag status``) ask every device the same three questions, each a
+    hook a backend overrides when it knows the answer: :meth:`info` (who it is: model,
+    firmware, serial number, port ...; may talk to the device), :meth:`counter_values`
+    (what it counted) and :meth:`last_error` (the fault it last reported or met); neither
+    of the last two does I/O.
+    """
 
     kind: str = "device"
     # True when calls wait on real I/O (a serial line, pcscd): the terminal then runs
@@ -63,6 +76,27 @@ class Device(ABC):
             return DeviceStatus.OFFLINE
         return self._do_status()
 
+    def info(self) -> dict[str, InfoValue]:
+        """What the device says about itself: model, firmware, serial number, port ...
+
+        May talk to the device, so a device that does not answer raises the backend's
+        usual :class:`~terminal.errors.DeviceError` (or a protocol error). Keys a device
+        does not know are left out; values are never None.
+        """
+        self._require_open()
+        return dict(self._do_info())
+
+    def counter_values(self) -> dict[str, int]:
+        """What the device (or its driver) counted: notes, retained cards, line errors ...
+
+        Local state only, no I/O: safe on a device that stopped answering or is closed.
+        """
+        return dict(self._do_counter_values())
+
+    def last_error(self) -> str | None:
+        """The fault the device last reported or the driver last met, if any (no I/O)."""
+        return self._do_last_error()
+
     def _require_open(self) -> None:
         if not self._opened or self._closed:
             raise DeviceUnavailable(self.kind, "device is not open")
@@ -84,6 +118,18 @@ class Device(ABC):
 
     def _do_close(self) -> None:  # noqa: B027 - optional hook
         """Release the hardware. Called at most once."""
+
+    def _do_info(self) -> Mapping[str, InfoValue]:
+        """Identity and properties for :meth:`info`. Default: nothing known."""
+        return {}
+
+    def _do_counter_values(self) -> Mapping[str, int]:
+        """Counters for :meth:`counter_values`; no I/O. Default: none kept."""
+        return {}
+
+    def _do_last_error(self) -> str | None:
+        """Last fault for :meth:`last_error`; no I/O. Default: none recorded."""
+        return None
 
     @abstractmethod
     def _do_status(self) -> DeviceStatus: ...

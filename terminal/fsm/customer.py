@@ -2,8 +2,13 @@
 
 States are an Enum and every legal move is a row of :data:`TRANSITIONS`; asking for any
 other move raises :class:`~terminal.errors.TransitionError`. The machine decides nothing
-itself: the session controller (:mod:`terminal.session`) talks to devices and the host and
-fires the trigger that names what happened. The path taken is kept for the journal.
+itself: the session controllers (:mod:`terminal.session`) talk to devices and the host and
+fire the trigger that names what happened. The path taken is kept for the journal.
+
+The card and cardless sessions share the cash path (authorising to retracting) and fire
+the same triggers on it; where the two go different ways afterwards (back to the card
+reader, or with no card straight to the receipt) the row carries a :class:`Guard`, so the
+table, and the diagram drawn from it, decides every path: no session rewrites a trigger.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from transitions import Machine, MachineError
 
@@ -49,78 +54,137 @@ S = State
 # States where the customer is expected to act, each with a timeout.
 CUSTOMER_WAITS = [S.PIN_ENTRY, S.MENU, S.AMOUNT_ENTRY, S.BALANCE_SHOWN]
 CARDLESS_WAITS = [S.CARDLESS_PHONE, S.CARDLESS_METHOD, S.CARDLESS_CODE]
-# A cardless session has no card to give back: it ends at the receipt from these states.
-CARDLESS_ENDS = [
-    *CARDLESS_WAITS,
-    S.FACE_CAPTURE,
-    S.VERIFYING_RESERVATION,
-    S.AUTHORISING,
-    S.DISPENSING,
-    S.CASH_TAKEN,
-    S.RETRACTING,
-]
 IN_SESSION = [s for s in State if s not in (S.OUT_OF_SERVICE, S.IDLE)]
 
-# trigger, source(s), destination
-TRANSITIONS: list[tuple[str, State | list[State], State]] = [
-    ("go_in_service", S.OUT_OF_SERVICE, S.IDLE),
-    ("card_inserted", S.IDLE, S.READING_CARD),
-    ("card_read", S.READING_CARD, S.PIN_ENTRY),
-    ("card_unreadable", S.READING_CARD, S.RETURNING_CARD),
-    ("pin_entered", S.PIN_ENTRY, S.VERIFYING_PIN),
-    ("pin_accepted", S.VERIFYING_PIN, S.MENU),
-    ("pin_rejected", S.VERIFYING_PIN, S.PIN_ENTRY),
-    ("pin_tries_exceeded", [S.VERIFYING_PIN, S.AUTHORISING], S.CARD_RETAINED),
-    ("withdrawal_chosen", S.MENU, S.AMOUNT_ENTRY),
-    ("balance_chosen", S.MENU, S.BALANCE_SHOWN),
-    ("amount_entered", S.AMOUNT_ENTRY, S.AUTHORISING),
-    ("amount_rejected", S.AMOUNT_ENTRY, S.AMOUNT_ENTRY),
-    ("approved", S.AUTHORISING, S.DISPENSING),
-    ("declined", [S.VERIFYING_PIN, S.AUTHORISING], S.RETURNING_CARD),
-    ("host_unavailable", [S.VERIFYING_PIN, S.AUTHORISING], S.RETURNING_CARD),
-    ("notes_stacked", S.DISPENSING, S.PRESENTING),
-    ("dispense_failed", S.DISPENSING, S.RETURNING_CARD),
-    ("cash_taken", S.PRESENTING, S.CASH_TAKEN),
-    ("cash_not_taken", S.PRESENTING, S.RETRACTING),
-    ("retracted", S.RETRACTING, S.RETURNING_CARD),
-    ("done", [S.CASH_TAKEN, S.BALANCE_SHOWN], S.RETURNING_CARD),
-    ("cancel", CUSTOMER_WAITS, S.RETURNING_CARD),
-    ("timeout", CUSTOMER_WAITS, S.RETURNING_CARD),
-    ("card_taken", S.RETURNING_CARD, S.RECEIPT),
-    ("card_not_taken", S.RETURNING_CARD, S.CARD_RETAINED),
-    ("card_captured", S.CARD_RETAINED, S.RECEIPT),
-    ("session_ended", S.RECEIPT, S.IDLE),
-    ("go_out_of_service", [S.IDLE, *IN_SESSION], S.OUT_OF_SERVICE),
-    # cardless: phone number, collection method, code and/or face, then the shared path
-    ("cardless_chosen", S.IDLE, S.CARDLESS_PHONE),
-    ("phone_entered", S.CARDLESS_PHONE, S.CARDLESS_METHOD),
-    ("code_chosen", S.CARDLESS_METHOD, S.CARDLESS_CODE),
-    ("face_chosen", S.CARDLESS_METHOD, S.FACE_CAPTURE),
-    ("code_entered", S.CARDLESS_CODE, S.VERIFYING_RESERVATION),
-    ("code_entered_face_next", S.CARDLESS_CODE, S.FACE_CAPTURE),
-    ("face_captured", S.FACE_CAPTURE, S.VERIFYING_RESERVATION),
-    ("reservation_rejected_code", S.VERIFYING_RESERVATION, S.CARDLESS_CODE),
-    ("reservation_rejected_face", S.VERIFYING_RESERVATION, S.FACE_CAPTURE),
-    ("reservation_confirmed", S.VERIFYING_RESERVATION, S.AUTHORISING),
-    ("cardless_ended", CARDLESS_ENDS, S.RECEIPT),
+
+class Guard(enum.Enum):
+    """Which customer a row is for, where the card and cardless paths share a state.
+
+    Both kinds of session pass through authorising, dispensing, presenting and
+    retracting; from there a card session goes on to give the card back and a cardless
+    one, having none, goes straight to the receipt. The guard is the model's ``has_card``
+    flag, set by the trigger that began the session (:data:`SESSION_STARTS`).
+    """
+
+    CARD = "card"
+    NO_CARD = "no card"
+
+    def holds(self, has_card: bool) -> bool:
+        return has_card if self is Guard.CARD else not has_card
+
+
+CARD, NO_CARD = Guard.CARD, Guard.NO_CARD
+# The triggers that begin a session, and whether the customer has a card in the reader.
+SESSION_STARTS = {"card_inserted": True, "cardless_chosen": False}
+
+
+class Row(NamedTuple):
+    """One legal move: ``trigger`` from any of ``source`` to ``dest``, if ``guard`` holds."""
+
+    trigger: str
+    source: State | list[State]
+    dest: State
+    guard: Guard | None = None
+
+    @property
+    def sources(self) -> list[State]:
+        return _as_list(self.source)
+
+    def label(self) -> str:
+        """The edge's name in a diagram: the trigger, and its guard in brackets."""
+        return self.trigger if self.guard is None else f"{self.trigger} [{self.guard.value}]"
+
+
+TRANSITIONS: list[Row] = [
+    Row("go_in_service", S.OUT_OF_SERVICE, S.IDLE),
+    Row("card_inserted", S.IDLE, S.READING_CARD),
+    Row("card_read", S.READING_CARD, S.PIN_ENTRY),
+    Row("card_unreadable", S.READING_CARD, S.RETURNING_CARD),
+    Row("pin_entered", S.PIN_ENTRY, S.VERIFYING_PIN),
+    Row("pin_accepted", S.VERIFYING_PIN, S.MENU),
+    Row("pin_rejected", S.VERIFYING_PIN, S.PIN_ENTRY),
+    Row("pin_tries_exceeded", [S.VERIFYING_PIN, S.AUTHORISING], S.CARD_RETAINED, CARD),
+    Row("withdrawal_chosen", S.MENU, S.AMOUNT_ENTRY),
+    Row("balance_chosen", S.MENU, S.BALANCE_SHOWN),
+    Row("amount_entered", S.AMOUNT_ENTRY, S.AUTHORISING),
+    Row("amount_rejected", S.AMOUNT_ENTRY, S.AMOUNT_ENTRY),
+    Row("approved", S.AUTHORISING, S.DISPENSING),
+    Row("declined", [S.VERIFYING_PIN, S.AUTHORISING], S.RETURNING_CARD, CARD),
+    Row("declined", [S.VERIFYING_RESERVATION, S.AUTHORISING], S.RECEIPT, NO_CARD),
+    Row("host_unavailable", [S.VERIFYING_PIN, S.AUTHORISING], S.RETURNING_CARD, CARD),
+    Row("host_unavailable", [S.VERIFYING_RESERVATION, S.AUTHORISING], S.RECEIPT, NO_CARD),
+    Row("notes_stacked", S.DISPENSING, S.PRESENTING),
+    Row("dispense_failed", S.DISPENSING, S.RETURNING_CARD, CARD),
+    Row("dispense_failed", S.DISPENSING, S.RECEIPT, NO_CARD),
+    Row("cash_taken", S.PRESENTING, S.CASH_TAKEN),
+    Row("cash_not_taken", S.PRESENTING, S.RETRACTING),
+    Row("retracted", S.RETRACTING, S.RETURNING_CARD, CARD),
+    Row("retracted", S.RETRACTING, S.RECEIPT, NO_CARD),
+    Row("done", [S.CASH_TAKEN, S.BALANCE_SHOWN], S.RETURNING_CARD, CARD),
+    Row("done", S.CASH_TAKEN, S.RECEIPT, NO_CARD),
+    Row("cancel", CUSTOMER_WAITS, S.RETURNING_CARD),
+    Row("timeout", CUSTOMER_WAITS, S.RETURNING_CARD),
+    Row("card_taken", S.RETURNING_CARD, S.RECEIPT),
+    Row("card_not_taken", S.RETURNING_CARD, S.CARD_RETAINED),
+    Row("card_captured", S.CARD_RETAINED, S.RECEIPT),
+    Row("session_ended", S.RECEIPT, S.IDLE),
+    Row("go_out_of_service", [S.IDLE, *IN_SESSION], S.OUT_OF_SERVICE),
+    # cardless: phone number, collection method, code and/or face, then the shared cash
+    # path (the guarded rows above); with no card to give back it ends at the receipt.
+    Row("cardless_chosen", S.IDLE, S.CARDLESS_PHONE),
+    Row("phone_entered", S.CARDLESS_PHONE, S.CARDLESS_METHOD),
+    Row("code_chosen", S.CARDLESS_METHOD, S.CARDLESS_CODE),
+    Row("face_chosen", S.CARDLESS_METHOD, S.FACE_CAPTURE),
+    Row("code_entered", S.CARDLESS_CODE, S.VERIFYING_RESERVATION),
+    Row("code_entered_face_next", S.CARDLESS_CODE, S.FACE_CAPTURE),
+    Row("face_captured", S.FACE_CAPTURE, S.VERIFYING_RESERVATION),
+    Row("reservation_rejected_code", S.VERIFYING_RESERVATION, S.CARDLESS_CODE),
+    Row("reservation_rejected_face", S.VERIFYING_RESERVATION, S.FACE_CAPTURE),
+    Row("reservation_confirmed", S.VERIFYING_RESERVATION, S.AUTHORISING),
+    Row("cancel", [*CARDLESS_WAITS, S.FACE_CAPTURE], S.RECEIPT),
+    Row("timeout", CARDLESS_WAITS, S.RECEIPT),
 ]
+
+
+def machine_transitions(rows: list[Row], name: Callable[[State], Any]) -> list[dict[str, Any]]:
+    """``rows`` as ``transitions`` definitions (states named by ``name``), guards as
+    conditions on the model's ``has_card``."""
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        spec: dict[str, Any] = {
+            "trigger": row.trigger,
+            "source": [name(s) for s in row.sources],
+            "dest": name(row.dest),
+        }
+        if row.guard is Guard.CARD:
+            spec["conditions"] = "has_card"
+        elif row.guard is Guard.NO_CARD:
+            spec["unless"] = "has_card"
+        out.append(spec)
+    return out
 
 
 class CustomerMachine:
-    """The model the ``transitions`` machine drives; ``path`` records every state entered."""
+    """The model the ``transitions`` machine drives; ``path`` records every state entered.
+
+    ``has_card`` says whether the session in progress began with a card: the guarded rows
+    of :data:`TRANSITIONS` read it, so the table alone decides where each path goes.
+    """
 
     state: State
 
     def __init__(self, on_enter: Callable[[State, State, str], None] | None = None) -> None:
         self.path: list[State] = []
+        self.has_card = False
         self._on_enter = on_enter
         self._machine = Machine(
             model=self,
             states=State,
-            transitions=[{"trigger": t, "source": src, "dest": dst} for t, src, dst in TRANSITIONS],
+            transitions=machine_transitions(TRANSITIONS, lambda s: s),
             initial=State.OUT_OF_SERVICE,
             auto_transitions=False,
             ignore_invalid_triggers=False,
+            before_state_change="_starting",
             after_state_change="_entered",
             send_event=True,
         )
@@ -133,14 +197,29 @@ class CustomerMachine:
             raise TransitionError(f"no trigger named {trigger!r}") from None
         before = self.state
         try:
-            method()
+            moved = method()
         except MachineError as exc:
             raise TransitionError(f"{trigger!r} is not allowed in state {before.value}") from exc
+        if not moved:  # rows exist from here, but no guard holds for this customer
+            who = "with a card" if self.has_card else "without a card"
+            raise TransitionError(f"{trigger!r} is not allowed in state {before.value} {who}")
         return self.state
 
     def allowed(self) -> list[str]:
-        """Triggers the table allows from the current state."""
-        return sorted(t for t, src, _ in TRANSITIONS if self.state in _as_list(src))
+        """Triggers the table allows from the current state, for this customer."""
+        return sorted(
+            {
+                row.trigger
+                for row in TRANSITIONS
+                if self.state in row.sources
+                and (row.guard is None or row.guard.holds(self.has_card))
+            }
+        )
+
+    def _starting(self, event: Any) -> None:
+        start = SESSION_STARTS.get(event.event.name)
+        if start is not None:
+            self.has_card = start
 
     def _entered(self, event: Any) -> None:
         source: State = (
@@ -159,9 +238,10 @@ def _as_list(src: State | list[State]) -> list[State]:
 
 
 def mermaid() -> str:
-    """The state diagram in Mermaid syntax, straight from the transition table."""
+    """The state diagram in Mermaid syntax, straight from the transition table; a guarded
+    edge is labelled with its guard (``declined [card]``, ``declined [no card]``)."""
     lines = ["stateDiagram-v2", f"    [*] --> {State.OUT_OF_SERVICE.name}"]
-    for trigger, sources, dest in TRANSITIONS:
-        for src in _as_list(sources):
-            lines.append(f"    {src.name} --> {dest.name}: {trigger}")
+    for row in TRANSITIONS:
+        for src in row.sources:
+            lines.append(f"    {src.name} --> {row.dest.name}: {row.label()}")
     return "\n".join(lines) + "\n"

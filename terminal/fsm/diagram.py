@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from atm_common.errors import ConfigError
-from terminal.fsm.customer import TRANSITIONS, State, mermaid
+from terminal.fsm.customer import TRANSITIONS, State, machine_transitions, mermaid
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,12 @@ def write_diagram(path: Path) -> list[Path]:
         from transitions.extensions import GraphMachine
 
         class _Model:
-            pass
+            has_card = False  # read by the guarded rows' conditions
 
         machine = GraphMachine(
             model=_Model(),
             states=[s.name for s in State],
-            transitions=[
-                {
-                    "trigger": t,
-                    "source": [s.name for s in (src if isinstance(src, list) else [src])],
-                    "dest": dst.name,
-                }
-                for t, src, dst in TRANSITIONS
-            ],
+            transitions=machine_transitions(TRANSITIONS, lambda s: s.name),
             initial=State.OUT_OF_SERVICE.name,
             auto_transitions=False,
             graph_engine="graphviz",

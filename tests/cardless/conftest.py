@@ -13,7 +13,7 @@ with warnings.catch_warnings():  # starlette asks for httpx2; httpx is what we h
 from atm_common.clock import ManualClock
 from atm_common.face.verify import FaceTemplate, FaceVerifier
 from sim.host.api import create_app
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from tests.cardless.helpers import face
 from tests.host.helpers import DUKPT_TERMINAL, Host, Terminal, open_host
 

@@ -1,6 +1,6 @@
 """Builders for cardless tests: the demo host, the phone steps, and ATM requests.
 
-ATM requests are built the way the ATM builds them (``terminal/cardless.py``): field 63
+ATM requests are built the way the ATM builds them (``terminal/session/cardless.py``): field 63
 from :func:`host_link.cardless.encode_field63`, and the reservation code as a PIN block
 whose "PAN" is :func:`host_link.cardless.cardless_pan` of the phone.
 """
@@ -17,7 +17,7 @@ from host_link.cardless import cardless_pan, encode_field63
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
 from sim.data import FACES_DIR as FACES
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from tests.host.helpers import Card, Host, Terminal
 
 FRANK_PHONE = "+4915100000006"

@@ -10,7 +10,7 @@ import pytest
 from atm_common.clock import ManualClock
 from atm_common.face.verify import FaceTemplate
 from host_link.codes import Mti, NetworkCode
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from tests.cardless.helpers import (
     CLEARING,
     FEES,

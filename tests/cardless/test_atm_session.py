@@ -1,4 +1,4 @@
-"""The ATM's own cardless session (terminal/cardless.py, simulated devices, real MACed
+"""The ATM's own cardless session (terminal/session/cardless.py, simulated devices, real MACed
 TCP link) collects a reservation made through the phone service of the same host."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from atm_common.face.verify import FaceTemplate
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from terminal.cli.interactive import serve_prompted
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, reserve

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from atm_common.clock import ManualClock
 from atm_common.face.verify import load_image
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from sim.host.ledger import transaction
 from tests.cardless.helpers import CLEARING, FRANK_CREDIT, FRANK_DEBIT, FRANK_PHONE, face, sms_code
 from tests.host.helpers import Host

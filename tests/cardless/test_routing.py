@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient  # conftest imported it quietly first
 from atm_common.clock import ManualClock
 from host_link.codes import NetworkCode
 from sim.host.api import create_app
-from sim.host.cardless_phone import PhoneBank
+from sim.host.cardless.phone import PhoneBank
 from sim.host.routing import (
     RouteModel,
     busyness,

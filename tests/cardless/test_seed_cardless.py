@@ -12,9 +12,9 @@ import pytest
 from atm_common.clock import ManualClock
 from atm_common.errors import ConfigError
 from sim.host import db
-from sim.host.cardless import CardlessSettings, FeeRule
 from sim.host.ledger import Ledger
 from sim.host.seed import load_seed
+from sim.host.settings import CardlessSettings, FeeRule
 from tests.cardless.helpers import face
 from tests.host.helpers import DEMO_SEED
 

@@ -188,6 +188,30 @@ def test_fault_blocks_dispense_until_reset(dispenser_rig: Rig) -> None:
     assert_conserved(dispenser, customer)
 
 
+def test_a_fault_is_the_last_error_until_reset(dispenser_rig: Rig) -> None:
+    dispenser, customer = dispenser_rig
+    customer.inject_jam(after_notes=1)
+    dispenser.dispense(8000)
+    assert dispenser.status() is DeviceStatus.FAULT
+    assert "jam" in (dispenser.last_error() or "")
+    dispenser.retract()
+    customer.reset()
+    assert dispenser.status() is DeviceStatus.OK
+    assert dispenser.last_error() is None
+
+
+def test_counter_values_follow_the_cassettes(dispenser_rig: Rig) -> None:
+    dispenser, _ = dispenser_rig
+    before = dispenser.counter_values()
+    result = dispenser.dispense(23000)
+    after = dispenser.counter_values()
+    for cassette in dispenser.cassettes():
+        assert after[f"cassette{cassette.index}"] == cassette.count
+        moved = result.notes.get(cassette.index, 0)
+        assert before[f"cassette{cassette.index}"] - after[f"cassette{cassette.index}"] == moved
+    assert dispenser.info()["denominations"] == (1000, 2000, 5000)
+
+
 def test_pick_failure_moves_no_notes(dispenser_rig: Rig) -> None:
     dispenser, customer = dispenser_rig
     customer.inject_pick_failure()

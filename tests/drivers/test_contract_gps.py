@@ -30,6 +30,22 @@ def test_live_fix_reports_position_and_quality(gps_rig: Rig, clock: ManualClock)
     assert gps.status() is DeviceStatus.OK
 
 
+def test_info_reports_the_receivers_fix(gps_rig: Rig) -> None:
+    gps, customer = gps_rig
+    customer.set_fix(48.1374, 11.5755, quality=1, satellites=11, hdop=0.7)
+    info = gps.info()
+    assert info["fix"] == "valid"
+    assert (info["lat"], info["lon"], info["satellites"], info["hdop"]) == (
+        48.1374,
+        11.5755,
+        11,
+        0.7,
+    )
+    customer.lose_fix()
+    info = gps.info()
+    assert info["fix"] == "no fix" and "lat" not in info
+
+
 def test_live_fix_keeps_tracking_the_clock(gps_rig: Rig, clock: ManualClock) -> None:
     gps, _ = gps_rig
     clock.advance(3600.0)

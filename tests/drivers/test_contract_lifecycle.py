@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from typing import Any
 
@@ -126,6 +127,24 @@ def test_use_after_close_and_reopen_are_refused(unopened: tuple[str, Device]) ->
         USE[kind](device)
     with pytest.raises(DeviceUnavailable):
         device.open()
+
+
+def test_diagnostics_hooks_give_plain_values(unopened: tuple[str, Device]) -> None:
+    """info(), counter_values(), last_error(): what ``atm diag status`` prints as it is."""
+    _, device = unopened
+    with pytest.raises(DeviceUnavailable):
+        device.info()  # may talk to the device: refused before open
+    with device:
+        info = device.info()
+        counters = device.counter_values()
+        assert device.last_error() is None  # a healthy device just opened
+    for key, value in info.items():
+        assert isinstance(key, str) and value is not None
+        items = value if isinstance(value, tuple) else (value,)
+        assert all(isinstance(v, str | int | float | bool) for v in items), (key, value)
+    assert all(isinstance(k, str) and type(v) is int for k, v in counters.items()), counters
+    json.dumps({"info": info, "counters": counters})
+    assert device.counter_values() == counters  # no I/O: still answers once closed
 
 
 def test_unknown_backend_is_a_config_error() -> None:

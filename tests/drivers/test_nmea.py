@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 import json
@@ -28,7 +29,7 @@ from terminal.drivers.gps.nmea_stream import (
     Rmc,
     StreamCounters,
 )
-from terminal.errors import DeviceUnavailable
+from terminal.errors import DeviceTimeout, DeviceUnavailable
 
 SAMPLE = Path(__file__).parent.parent / "data" / "nmea" / "sample.nmea"
 GGA = b"$GPGGA,085958.00,5006.65400,N,00840.92600,E,1,07,1.20,112.4,M,47.9,M,,*58\r\n"
@@ -397,3 +398,30 @@ def test_diagnose_from_config() -> None:
     assert report["status"] == "offline" and "sim://gone" in report["error"]
     with pytest.raises(ConfigError):
         diagnose(TerminalConfig("TERM0001"), clock)
+
+
+# -- diagnostics (atm diag status) -------------------------------------------------------------
+
+
+def test_info_names_port_and_talker_and_counters_count_line_errors() -> None:
+    clock = ManualClock()
+    gps, emulator, name = rig(clock, talker="GN")
+    emulator.bad_checksum_next(1)
+    info = gps.info()
+    assert info["port"] == f"sim://{name}" and info["talker"] == "GN"
+    assert info["fix"] == "valid"
+    counters = gps.counter_values()
+    assert counters["checksum_errors"] == 1 and counters["sentences"] >= 1
+    assert counters == dataclasses.asdict(gps.counters)
+    assert gps.last_error() is None
+    gps.close()
+
+
+def test_info_of_a_receiver_that_never_spoke_is_a_timeout() -> None:
+    clock = ManualClock()
+    emulator = GpsEmulator(clock)
+    emulator.silence()
+    gps = NmeaGps(register(f"nmea-test-{next(_names)}", emulator), clock=clock)
+    with gps, pytest.raises(DeviceTimeout, match="silent"):
+        gps.info()
+    assert clock.monotonic() >= 2.0  # it listened, on the injected clock

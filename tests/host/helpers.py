@@ -27,7 +27,8 @@ from sim.devices.key_injection import pinpad_options
 from sim.host import db
 from sim.host.authoriser import Authoriser
 from sim.host.ledger import Ledger
-from sim.host.seed import HostKeys, HostSettings, load_seed
+from sim.host.seed import load_seed
+from sim.host.settings import HostKeys, HostSettings
 from sim.scenarios.link import TerminalLink
 from terminal import transactions
 from terminal.config import TerminalConfig

@@ -33,7 +33,7 @@ from typing import Any
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.camera.base import Camera, Frame
 from terminal.errors import DeviceError, DeviceFault, DeviceTimeout, DeviceUnavailable
 
@@ -210,6 +210,27 @@ class OpenCvCamera(Camera):
         if self._fault is not None:
             return DeviceStatus.FAULT
         return DeviceStatus.DEGRADED if self.frozen else DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        """The source and what OpenCV reports of it: frame size, nominal fps, its backend."""
+        properties = self.properties()
+        info: dict[str, InfoValue] = {
+            "source": str(self._source),
+            "source_type": self.source_kind,
+            "resolution": f"{properties['width']}x{properties['height']}",
+        }
+        if properties["fps"] is not None:
+            info["fps"] = round(properties["fps"], 2)
+        if properties["frame_count"] is not None:
+            info["frame_count"] = properties["frame_count"]
+        info["opencv_backend"] = properties["backend"]
+        return info
+
+    def _do_counter_values(self) -> dict[str, int]:
+        return {"frames_read": self._frames_read, "rewinds": self._rewinds}
+
+    def _do_last_error(self) -> str | None:
+        return f"{self.kind}: {self.status_detail}" if self.status_detail else None
 
     def _do_capture(self) -> Frame:
         image, self._pending = self._pending, None

@@ -15,7 +15,7 @@ from typing import Any
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.camera.base import Camera, Frame
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ class SimCamera(Camera):
 
     def _do_status(self) -> DeviceStatus:
         return DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        source = f"{len(self._frames)} frames" if self._frames is not None else "synthetic"
+        return {"source": source, "resolution": f"{self.width}x{self.height}"}
+
+    def _do_counter_values(self) -> dict[str, int]:
+        return {"frames_captured": self._captured}
 
     def _do_capture(self) -> Frame:
         n = self._captured

@@ -70,6 +70,9 @@ class CardReader(Device):
     def retained_count(self) -> int:
         return self._do_retained_count()
 
+    def _do_counter_values(self) -> dict[str, int]:
+        return {"retained": self._do_retained_count()}
+
     @abstractmethod
     def _do_wait_for_card(self, timeout: float | None) -> bool: ...
 

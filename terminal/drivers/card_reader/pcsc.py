@@ -36,7 +36,7 @@ from smartcard import scard
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError, LocalProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.card_reader.atr import Atr, AtrError, parse_atr
 from terminal.drivers.card_reader.base import CardData, CardReader, CardUnreadable
 from terminal.drivers.card_reader.emv import DEFAULT_AIDS, EmvReader, EmvResult
@@ -334,6 +334,23 @@ class PcscCardReader(CardReader):
         except DeviceUnavailable:
             return DeviceStatus.OFFLINE
         return DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        """The reader pcscd gave us and the ATR of the card in it (DeviceUnavailable when
+        pcscd or the reader is gone)."""
+        present = _present(self._current())
+        info: dict[str, InfoValue] = {"reader": self._reader or self._pattern}
+        info["card_present"] = present
+        if present and self._atr:
+            info["atr"] = self._atr.hex(" ").upper()
+            parsed = self.atr_info()
+            if parsed is not None:
+                info["atr_protocols"] = tuple(f"T={t}" for t in parsed.protocols)
+        return info
+
+    def _do_last_error(self) -> str | None:
+        """Why the reader is offline, while it is."""
+        return f"{KIND}: {self._offline}" if self._offline is not None else None
 
     def _do_wait_for_card(self, timeout: float | None) -> bool:
         return self._wait_until(self._new_card, timeout)

@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.card_reader.base import CardData, CardReader, CardUnreadable
 
 log = logging.getLogger(__name__)
@@ -130,6 +130,9 @@ class SimCardReader(CardReader):
 
     def _do_status(self) -> DeviceStatus:
         return DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        return {"card_present": self.card_present}
 
     def _do_wait_for_card(self, timeout: float | None) -> bool:
         if self._throat is None and self._queue:

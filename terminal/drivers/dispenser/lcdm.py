@@ -43,7 +43,7 @@ import serial
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.dispenser import lcdm_protocol as p
 from terminal.drivers.dispenser.base import Cassette, Dispenser, DispenseResult
 from terminal.drivers.serial_port import open_port
@@ -149,6 +149,28 @@ class LcdmDispenser(Dispenser):
     def _do_cassettes(self) -> list[Cassette]:
         _, report = self._status()
         return self._cassettes(report)
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        """The LCDM has no identity command: its port, the configured denominations and
+        what STATUS reports (cassette positions present, notes at the exit, reject tray)."""
+        _, report = self._status()
+        return {
+            "port": self.url,
+            "denominations": tuple(self._denominations.values()),
+            "cassettes_present": tuple(
+                i for i, s in enumerate(report.positions, start=1) if s.present
+            ),
+            "notes_at_exit": report.exit_blocked,
+            "reject_tray": "missing" if report.reject_tray_missing else "in place",
+        }
+
+    def _do_counter_values(self) -> dict[str, int]:
+        """Notes left per cassette, as the driver tracks them (the LCDM cannot count)."""
+        return {f"cassette{i}": n for i, n in self._counts.items()}
+
+    def _do_last_error(self) -> str | None:
+        """The error STATUS last reported latched, if any."""
+        return str(p.device_fault(self._reported_error)) if self._reported_error else None
 
     def _do_dispense(self, mix: Mapping[int, int]) -> DispenseResult:
         error, report = self._fresh if self._fresh is not None else self._status()

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.dispenser.base import Cassette, Dispenser, DispenseResult
 from terminal.drivers.dispenser.notes import FEED_JAM, PICK_FAILURE, NoteBooks, NotePath
 from terminal.errors import DeviceFault, DeviceTimeout
@@ -113,6 +113,21 @@ class SimDispenser(NoteBooks, Dispenser):
         if any(c.near_end for c in self._do_cassettes()):
             return DeviceStatus.DEGRADED
         return DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        return {"denominations": tuple(s.denomination for s in self.notes.slots.values())}
+
+    def _do_counter_values(self) -> dict[str, int]:
+        """Notes left per cassette, then notes ever picked, handed out, retracted, rejected."""
+        counters = {f"cassette{i}": s.count for i, s in self.notes.slots.items()}
+        counters["picked"] = sum(s.picked for s in self.notes.slots.values())
+        counters["handed_out"] = self.notes.handed_out.total()
+        counters["retracted"] = self.notes.retracted.total()
+        counters["rejected"] = self.notes.rejected.total()
+        return counters
+
+    def _do_last_error(self) -> str | None:
+        return str(self._fault) if self._fault is not None else None
 
     def _do_cassettes(self) -> list[Cassette]:
         return [

@@ -6,7 +6,7 @@ import dataclasses
 import datetime as dt
 from abc import abstractmethod
 
-from terminal.drivers.base import Device
+from terminal.drivers.base import Device, InfoValue
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +37,28 @@ class Gps(Device):
 
     def age(self, fix: Fix) -> float:
         return max(0.0, (self._now() - fix.time).total_seconds())
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        return self._fix_info(self._do_fix())
+
+    def _fix_info(self, fix: Fix | None) -> dict[str, InfoValue]:
+        """The receiver's latest report for diagnostics: ``fix`` is ``valid``, ``stale``,
+        ``no fix`` (the receiver says so) or ``none yet`` (nothing usable received)."""
+        if fix is None:
+            return {"fix": "none yet"}
+        info: dict[str, InfoValue] = {"fix": "no fix"}
+        if fix.valid:
+            age = self.age(fix)
+            info["fix"] = "stale" if age > self.max_age else "valid"
+            info["lat"], info["lon"] = round(fix.lat, 6), round(fix.lon, 6)
+            if fix.alt is not None:
+                info["alt_m"] = fix.alt
+            info["fix_age_s"] = round(age, 1)
+        if fix.satellites is not None:
+            info["satellites"] = fix.satellites
+        if fix.hdop is not None:
+            info["hdop"] = fix.hdop
+        return info
 
     @abstractmethod
     def _do_fix(self) -> Fix | None: ...

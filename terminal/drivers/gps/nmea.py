@@ -24,15 +24,16 @@ import serial
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.gps.base import Fix, Gps
 from terminal.drivers.gps.nmea_stream import MAX_LINE, FixTracker, NmeaStream, StreamCounters
 from terminal.drivers.serial_port import open_port
-from terminal.errors import DeviceUnavailable
+from terminal.errors import DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
 _BLOCKING_READS = 3  # waits of read_timeout per call, at most
+_LISTEN = 2.0  # seconds info() listens for a first report: receivers talk once a second
 
 
 class NmeaGps(Gps):
@@ -69,6 +70,7 @@ class NmeaGps(Gps):
         self._tracker = FixTracker(self._clock)
         self._port: serial.SerialBase | None = None
         self._lost = False  # the port went away while open; reopen on the next call
+        self._last_error: str | None = None
 
     def __repr__(self) -> str:
         return f"NmeaGps({self.url!r}, {self.baudrate} baud)"
@@ -110,6 +112,38 @@ class NmeaGps(Gps):
     def _do_fix(self) -> Fix | None:
         self._pump(wait=True)
         return self._tracker.current
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        """Reads what the receiver says now, listening up to two seconds for its first
+        report; one that sends nothing at all in that time raises :class:`DeviceTimeout`."""
+        deadline = self._clock.monotonic() + _LISTEN
+        self._pump(wait=True)
+        while self._tracker.current is None:
+            before = self._clock.monotonic()
+            if before >= deadline:
+                break
+            self._pump(wait=True)
+            if self._clock.monotonic() <= before:
+                self._clock.advance(self.read_timeout * _BLOCKING_READS)  # a manual clock
+        if self._tracker.current is None and not self._heard():
+            raise DeviceTimeout(
+                self.kind, f"receiver silent: nothing on {self.url} in {_LISTEN:g} s"
+            )
+        info: dict[str, InfoValue] = {"port": self.url, "baudrate": self.baudrate}
+        if self._stream.talkers:
+            info["talker"] = ", ".join(sorted(self._stream.talkers))
+        info.update(self._fix_info(self._tracker.current))
+        return info
+
+    def _do_counter_values(self) -> dict[str, int]:
+        return dataclasses.asdict(self._stream.counters)
+
+    def _do_last_error(self) -> str | None:
+        return self._last_error
+
+    def _heard(self) -> bool:
+        """Any byte at all came in (a sentence, a bad one, noise)."""
+        return self._stream.buffered > 0 or any(dataclasses.astuple(self._stream.counters))
 
     def _now(self) -> dt.datetime:
         return self._clock.now()
@@ -160,6 +194,7 @@ class NmeaGps(Gps):
 
     def _port_lost(self, port: serial.SerialBase, exc: Exception) -> None:
         log.warning("gps: lost %s (%s); will try to reopen", self.url, exc)
+        self._last_error = f"{self.kind}: serial port {self.url!r} failed: {exc}"
         self._port, self._lost = None, True
         try:
             port.close()

@@ -206,6 +206,7 @@ class NmeaStream:
             raise ValueError("max_line must allow at least a short sentence")
         self.max_line = max_line
         self.counters = StreamCounters()
+        self.talkers: set[str] = set()  # talker ids of the sentences used (GP, GN ...)
         self._line = bytearray()  # the sentence being received, from its '$'
 
     @property
@@ -284,6 +285,7 @@ class NmeaStream:
             log.debug("nmea: malformed %s: %s", text[:6], exc)
             return None
         self.counters.sentences += 1
+        self.talkers.add(report.talker)
         return report
 
 

@@ -35,7 +35,7 @@ import serial
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError, RemoteProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import (
     CANCEL,
@@ -49,7 +49,7 @@ from terminal.drivers.pinpad.base import (
     PinPad,
 )
 from terminal.drivers.serial_port import open_port
-from terminal.errors import DeviceTimeout, DeviceUnavailable
+from terminal.errors import DeviceError, DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class EppPinPad(PinPad):
         self._frames: collections.deque[proto.Frame | proto.BadFrame] = collections.deque()
         self._keys: collections.deque[str] = collections.deque()
         self._faulted = False
+        self._last_error: str | None = None
 
     def __repr__(self) -> str:
         return f"EppPinPad(url={self.url!r}, slot={self._slot})"
@@ -125,6 +126,17 @@ class EppPinPad(PinPad):
 
     def _do_status(self) -> DeviceStatus:
         return DeviceStatus.FAULT if self._faulted else DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        """Asked of the pad: model, serial, firmware (``DI``) and security mode (``SM``)."""
+        info: dict[str, InfoValue] = {"port": self.url}
+        info.update(self.device_info())
+        info["security"] = self.security_mode()
+        info["pin_key_slot"] = self._slot
+        return info
+
+    def _do_last_error(self) -> str | None:
+        return self._last_error
 
     # -- byte pump ------------------------------------------------------------------------------
 
@@ -177,6 +189,13 @@ class EppPinPad(PinPad):
     def _transact(self, text: str) -> str:
         """Send a command, resending on silence or corruption; returns the response data."""
         self._require_open()
+        try:
+            return self._exchange(text)
+        except (DeviceError, RemoteProtocolError) as exc:
+            self._last_error = str(exc)  # errors never carry key or PIN material
+            raise
+
+    def _exchange(self, text: str) -> str:
         command = text[:2]
         problem = ""
         for attempt in range(self._retries + 1):

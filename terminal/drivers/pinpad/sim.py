@@ -26,7 +26,7 @@ import logging
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError
-from terminal.drivers.base import DeviceStatus
+from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.pinpad.base import (
     FUNCTION_KEYS,
     EntryOutcome,
@@ -175,6 +175,9 @@ class SimPinPad(PinPad):
 
     def _do_status(self) -> DeviceStatus:
         return DeviceStatus.OK
+
+    def _do_info(self) -> dict[str, InfoValue]:
+        return {"security": self.__keys.security}
 
     def _next(self) -> Entry:
         return self.__script.popleft() if self.__script else NO_INPUT

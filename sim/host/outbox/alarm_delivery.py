@@ -1,0 +1,132 @@
+"""The outbox's HTTP peers for a duress alarm: the alarm center and the carrier.
+
+These are the only parts of the outbox that open sockets, so they are kept away from the
+queue that authorisations write into (:mod:`sim.host.outbox.store`) and from the worker
+that schedules attempts (:mod:`sim.host.outbox.worker`). Their one job is to turn an HTTP
+answer into the worker's vocabulary: return for delivered, :class:`PermanentDeliveryError`
+for a payload the peer will never take, :class:`RetryableDeliveryError` for everything
+else. Requests use urllib in a worker thread so the host's event loop never blocks on a
+socket, and never go through a proxy (these peers are on the bank's own network).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import http.client
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from sim.host.outbox.store import Payload, PermanentDeliveryError, RetryableDeliveryError
+
+log = logging.getLogger(__name__)
+
+PERMANENT_HTTP = frozenset({400, 413, 422})  # the payload itself is refused
+MAX_RESPONSE = 64 * 1024
+
+
+def _http(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
+    """(status, body) of one request; no proxies (these peers are on the bank's network)."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="GET" if body is None else "POST",
+        headers={"Content-Type": "application/json", "Accept": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=timeout) as response:
+            return int(response.status), response.read(MAX_RESPONSE)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read(MAX_RESPONSE)
+    except urllib.error.URLError as exc:
+        raise RetryableDeliveryError(f"{url}: {exc.reason}") from exc
+    except (OSError, http.client.HTTPException) as exc:
+        raise RetryableDeliveryError(f"{url}: {type(exc).__name__}: {exc}") from exc
+
+
+def _error_text(body: bytes) -> str:
+    try:
+        decoded = json.loads(body)
+        return str(decoded.get("error", decoded)) if isinstance(decoded, dict) else str(decoded)
+    except ValueError:
+        return body[:200].decode("utf-8", "replace")
+
+
+class AlarmDeliverer:
+    """POSTs an alarm to ``base_url + '/alarms'``; 400/413/422 are permanent, the rest
+    (refused, timeout, 5xx, a misrouted 404) retryable."""
+
+    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+        self.url = base_url.rstrip("/") + "/alarms"
+        self.timeout = timeout
+
+    async def __call__(self, payload: Payload) -> None:
+        url = self.url
+        if payload.get("update"):  # a follow-up to an alarm already sent (same destination,
+            # so the outbox's per-destination order delivers it after the alarm itself)
+            url = f"{self.url}/{urllib.parse.quote(str(payload['alarm_id']))}/updates"
+            payload = {k: v for k, v in payload.items() if k not in ("update", "alarm_id")}
+        body = json.dumps(payload, allow_nan=False).encode()
+        status, answer = await asyncio.to_thread(_http, url, body, self.timeout)
+        if 200 <= status < 300:
+            with contextlib.suppress(ValueError, AttributeError):
+                if json.loads(answer).get("identical") is False:
+                    log.warning(
+                        "alarm %s was already stored with other content; the center kept "
+                        "its first copy",
+                        payload.get("alarm_id"),
+                    )
+            return
+        text = f"alarm center answered {status}: {_error_text(answer)}"
+        if status in PERMANENT_HTTP:
+            raise PermanentDeliveryError(text)
+        if 400 <= status < 500:
+            log.error("outbox: %s (check the alarm center URL %s)", text, self.url)
+        raise RetryableDeliveryError(text)
+
+
+class CarrierLocator:
+    """Asks the carrier where a terminal is; ``fill_location`` is the alarm prepare hook."""
+
+    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    async def locate(self, terminal_id: str) -> dict[str, Any] | None:
+        """The carrier's answer, or None when it does not know the terminal (400/404)."""
+        url = f"{self.base_url}/locate?" + urllib.parse.urlencode({"terminal_id": terminal_id})
+        status, answer = await asyncio.to_thread(_http, url, None, self.timeout)
+        if status in (400, 404):
+            log.error("carrier cannot locate terminal %s: %s", terminal_id, _error_text(answer))
+            return None
+        if status != 200:
+            raise RetryableDeliveryError(f"carrier answered {status}: {_error_text(answer)}")
+        try:
+            found = json.loads(answer)
+            return {
+                "lat": float(found["lat"]),
+                "lon": float(found["lon"]),
+                "accuracy_m": float(found["accuracy_m"]),
+                "cell_id": str(found["cell_id"]),
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetryableDeliveryError(f"carrier sent a malformed answer: {exc}") from None
+
+    async def fill_location(self, payload: Payload) -> Payload:
+        """An alarm whose terminal had no location gets the carrier's, looked up now.
+
+        An unknown terminal leaves the location ``none``: the alarm goes out regardless.
+        """
+        location = payload.get("location")
+        if not isinstance(location, dict) or location.get("source") != "none":
+            return payload
+        found = await self.locate(str(payload.get("terminal_id", "")))
+        if found is None:
+            return payload
+        return {**payload, "location": {**found, "source": "carrier", "age": 0}}

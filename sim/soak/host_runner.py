@@ -1,0 +1,45 @@
+"""The bank host of a soak run: a real ``atm host`` process the fault plan may kill.
+
+It is a separate process, not an object in the harness's event loop, because the faults
+it must survive are process deaths: ``kill -9`` mid-request, then a restart on the same
+database file, exactly as an operator's supervisor would do it. It is launched through
+:mod:`sim.services`, like every other service process.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from pathlib import Path
+
+from sim.services import read_listening, service_argv
+
+
+class HostRunner:
+    """``atm host`` in its own process, killable with SIGKILL and restartable."""
+
+    def __init__(self, db_path: Path, seed: Path, log_path: Path, alarm_center: str) -> None:
+        self.db_path, self.seed, self.log_path = db_path, seed, log_path
+        self.alarm_center = alarm_center
+        self.process: subprocess.Popen[str] | None = None
+        self.port = 0
+        self.restarts = 0
+
+    def start(self) -> int:
+        cmd = service_argv("host", "--db", str(self.db_path), "--seed", str(self.seed))
+        cmd += ["--port", "0", "--log", str(self.log_path)]
+        # alarms retried at most a second apart: an outage ends, delivery follows quickly
+        cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
+        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        _, self.port = read_listening(self.process, "host")
+        return self.port
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)

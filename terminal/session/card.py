@@ -1,0 +1,189 @@
+"""The card session: card in, PIN, menu, then a balance or the shared cash path, card out.
+
+The PIN is verified up front with a balance inquiry (0100), whose answer also carries the
+limits shown on the menu; a withdrawal is then authorised and paid out by the session's
+:class:`~terminal.session.cash.CashPath`. What is the card session's alone lives here:
+reading the card, the PIN retries, the menu and amount screens, and giving the card back
+(or retaining it, when the issuer says so or the customer leaves it behind).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from atm_common.errors import AtmError
+from host_link.amounts import AmountType, decode_amounts
+from host_link.codes import ResponseCode
+from host_link.errors import CodecError
+from terminal import transactions
+from terminal.drivers.card_reader.base import CardData, CardUnreadable
+from terminal.errors import DeviceError
+from terminal.fsm.customer import State
+from terminal.session.base import CustomerSession, SessionEnd
+from terminal.session.cash import CashPath
+from terminal.ui import Screen, money
+
+log = logging.getLogger(__name__)
+
+MENU_KEYS = {"F1": "withdrawal", "F2": "balance"}
+
+
+class CardSession(CustomerSession):
+    """A session begun by a card in the reader."""
+
+    START = "card_inserted"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.card: CardData | None = None
+        self._limits: dict[AmountType, int] = {}
+        self.cash = CashPath(self)
+
+    async def transact(self) -> None:
+        self._read_card()
+        await self._verify_pin()
+        choice = self._menu()
+        if choice == "balance":
+            self._show_balance()
+            raise SessionEnd("balance_shown")
+        amount = self._amount()
+        assert self.card is not None
+        request = self.host.stamp(
+            transactions.withdrawal(self.config, self.card, self._pin_block, amount, self._pin_ksn)
+            | {"62": self.location()}
+        )
+        await self.cash.authorise(request, note_evidence=True)
+        await self.cash.dispense(amount)
+
+    def _read_card(self) -> None:
+        try:
+            self.card = self.devices.card_reader.read_card()
+        except CardUnreadable as exc:
+            self.log("card_unreadable", reason=str(exc))
+            self.display.show(Screen.DECLINED, reason="This card cannot be read.")
+            self.fire("card_unreadable")
+            raise SessionEnd("card_unreadable") from None
+        self.result.masked_pan = self.card.masked_pan
+        self.log("card_read", pan=self.card.pan, expiry=self.card.expiry)
+        self.fire("card_read")
+
+    async def _verify_pin(self) -> None:
+        """PIN entry until the host accepts it (0100 balance inquiry), or the session ends."""
+        assert self.card is not None
+        while True:
+            self.display.show(Screen.ENTER_PIN)
+            entry = self.devices.pinpad.read_pin(self.card.pan, timeout=self.config.timeouts.pin)
+            self.customer_gave_up(entry.outcome, "pin")
+            self._pin_block, self._pin_ksn = entry.block, entry.ksn
+            self.log("pin_entered", digits=entry.digits)
+            self.fire("pin_entered")
+            request = transactions.balance_inquiry(
+                self.config, self.card, self._pin_block, self._pin_ksn
+            ) | {"62": self.location()}
+            response = await self.exchange(request)
+            code = response["39"]
+            if code == "00":
+                try:
+                    self._limits = decode_amounts(response.get("54", ""))
+                except CodecError as exc:
+                    self.log("host_error", error=str(exc))
+                    self.host_unavailable()
+                self.fire("pin_accepted")
+                return
+            if code == "55":
+                self.display.show(Screen.WRONG_PIN)
+                self.fire("pin_rejected")
+                continue
+            self.decline(code)
+
+    def _menu(self) -> str:
+        limit = money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
+        while True:
+            if self.cash_available:
+                self.display.show(Screen.MENU, limit=limit)
+            else:
+                self.display.show(Screen.MENU_BALANCE_ONLY)
+            entry = self.devices.pinpad.read_keys(max_digits=0, timeout=self.config.timeouts.menu)
+            self.customer_gave_up(entry.outcome, "menu")
+            choice = MENU_KEYS.get(entry.keys)
+            if choice == "withdrawal" and not self.cash_available:
+                continue
+            if choice is not None:
+                self.log("menu", choice=choice)
+                self.fire(f"{choice}_chosen")
+                return choice
+
+    def _show_balance(self) -> None:
+        self.display.show(
+            Screen.BALANCE,
+            ledger=money(self._limits.get(AmountType.LEDGER_BALANCE, 0)),
+            available=money(self._limits.get(AmountType.AVAILABLE_BALANCE, 0)),
+        )
+        self.log("balance_shown")
+        entry = self.devices.pinpad.read_keys(max_digits=0, timeout=self.config.timeouts.balance)
+        self.customer_gave_up(entry.outcome, "balance")
+        self.fire("done")
+
+    def _amount(self) -> int:
+        """Whole units until the dispenser can make the amount up from its notes."""
+        limit = money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
+        dispenser = self.devices.dispenser
+        while True:
+            self.display.show(Screen.ENTER_AMOUNT, limit=limit)
+            entry = self.devices.pinpad.read_keys(
+                max_digits=6, timeout=self.config.timeouts.amount, function_keys=False
+            )
+            self.customer_gave_up(entry.outcome, "amount")
+            amount = int(entry.keys or "0") * 100
+            if amount > 0 and dispenser.can_dispense(amount):
+                self.log("amount_entered", amount=amount)
+                self.fire("amount_entered")
+                return amount
+            notes = sorted({money(c.denomination) for c in dispenser.cassettes() if c.count})
+            self.display.show(Screen.CANNOT_DISPENSE, notes=", ".join(notes) or "none")
+            self.log("amount_rejected", amount=amount)
+            self.fire("amount_rejected")
+
+    def decline_specially(self, code: str, rc: ResponseCode) -> None:
+        """The issuer may tell us to keep the card (PIN tries exceeded, stolen ...)."""
+        if rc.retain_card:
+            self.display.show(Screen.CARD_RETAINED)
+            self.fire("pin_tries_exceeded")
+            self._retain_card()
+            raise SessionEnd("card_retained")
+
+    def hand_back(self) -> None:
+        """Eject the card; retain it if the customer leaves it, or if already retained."""
+        if self.fsm.state is State.CARD_RETAINED:
+            self.fire("card_captured")
+            return
+        self.display.show(Screen.TAKE_CARD)
+        try:
+            taken = self.devices.card_reader.eject(self.config.timeouts.take_card)
+        except DeviceError as exc:
+            self.log("card_eject_failed", error=str(exc))
+            taken = False
+        if taken:
+            self.log("card_returned")
+            self.fire("card_taken")
+            return
+        self.fire("card_not_taken")
+        self._retain_card()
+        self.fire("card_captured")
+
+    def _retain_card(self) -> None:
+        try:
+            self.devices.card_reader.retain()
+        except AtmError as exc:
+            self.log("card_retain_failed", error=str(exc))
+        self.result.card_retained = True
+        self.log("card_retained")
+
+    def receipt_customer(self) -> str:
+        return f"Card {self.result.masked_pan or '-'}"
+
+    def receipt_extras(self) -> list[str]:
+        if AmountType.AVAILABLE_BALANCE in self._limits and self.result.outcome == "balance_shown":
+            return [f"Available {money(self._limits[AmountType.AVAILABLE_BALANCE])}"]
+        return []
