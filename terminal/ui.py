@@ -41,13 +41,6 @@ class Screen(enum.Enum):
     )
 
 
-def money(minor: int, currency_exponent: int = 2) -> str:
-    """Render minor units as a decimal amount: 12345 -> '123.45'."""
-    sign = "-" if minor < 0 else ""
-    units, cents = divmod(abs(minor), 10**currency_exponent)
-    return f"{sign}{units}.{cents:0{currency_exponent}d}"
-
-
 class Display(Protocol):
     def show(self, screen: Screen, **values: Any) -> None: ...
 

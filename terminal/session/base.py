@@ -20,6 +20,7 @@ import dataclasses
 import logging
 from typing import Any, ClassVar, NoReturn
 
+from atm_common.money import format_minor
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, ResponseCode, response_code
@@ -34,7 +35,7 @@ from terminal.journal import Journal
 from terminal.link_security import with_ksn
 from terminal.location import current_location
 from terminal.saf import SafQueue
-from terminal.ui import Display, Screen, money
+from terminal.ui import Display, Screen
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,10 @@ class CustomerSession(abc.ABC):
 
     # --- shared ---------------------------------------------------------------------------
 
+    def money(self, minor: int) -> str:
+        """An amount for the customer's screen or receipt, in the terminal's currency."""
+        return format_minor(minor, self.config.currency)
+
     def log(self, event: str, *, durable: bool = False, **data: Any) -> None:
         self.journal.record(event, self.id, durable=durable, **data)
 
@@ -243,7 +248,7 @@ class CustomerSession(abc.ABC):
             f"Result {self.result.outcome}",
         ]
         if self.result.dispensed:
-            lines.append(f"Cash dispensed {money(self.result.dispensed)}")
+            lines.append(f"Cash dispensed {self.money(self.result.dispensed)}")
         lines += self.receipt_extras()
         receipt = " | ".join(lines)
         self.display.show(Screen.RECEIPT, receipt=receipt)

@@ -22,7 +22,7 @@ from terminal.errors import DeviceError
 from terminal.fsm.customer import State
 from terminal.session.base import CustomerSession, SessionEnd
 from terminal.session.cash import CashPath
-from terminal.ui import Screen, money
+from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ class CardSession(CustomerSession):
             self.decline(code)
 
     def _menu(self) -> str:
-        limit = money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
+        limit = self.money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
         while True:
             if self.cash_available:
                 self.display.show(Screen.MENU, limit=limit)
@@ -117,8 +117,8 @@ class CardSession(CustomerSession):
     def _show_balance(self) -> None:
         self.display.show(
             Screen.BALANCE,
-            ledger=money(self._limits.get(AmountType.LEDGER_BALANCE, 0)),
-            available=money(self._limits.get(AmountType.AVAILABLE_BALANCE, 0)),
+            ledger=self.money(self._limits.get(AmountType.LEDGER_BALANCE, 0)),
+            available=self.money(self._limits.get(AmountType.AVAILABLE_BALANCE, 0)),
         )
         self.log("balance_shown")
         entry = self.devices.pinpad.read_keys(max_digits=0, timeout=self.config.timeouts.balance)
@@ -127,7 +127,7 @@ class CardSession(CustomerSession):
 
     def _amount(self) -> int:
         """Whole units until the dispenser can make the amount up from its notes."""
-        limit = money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
+        limit = self.money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))
         dispenser = self.devices.dispenser
         while True:
             self.display.show(Screen.ENTER_AMOUNT, limit=limit)
@@ -140,7 +140,7 @@ class CardSession(CustomerSession):
                 self.log("amount_entered", amount=amount)
                 self.fire("amount_entered")
                 return amount
-            notes = sorted({money(c.denomination) for c in dispenser.cassettes() if c.count})
+            notes = sorted({self.money(c.denomination) for c in dispenser.cassettes() if c.count})
             self.display.show(Screen.CANNOT_DISPENSE, notes=", ".join(notes) or "none")
             self.log("amount_rejected", amount=amount)
             self.fire("amount_rejected")
@@ -185,5 +185,5 @@ class CardSession(CustomerSession):
 
     def receipt_extras(self) -> list[str]:
         if AmountType.AVAILABLE_BALANCE in self._limits and self.result.outcome == "balance_shown":
-            return [f"Available {money(self._limits[AmountType.AVAILABLE_BALANCE])}"]
+            return [f"Available {self.money(self._limits[AmountType.AVAILABLE_BALANCE])}"]
         return []
