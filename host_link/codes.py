@@ -63,6 +63,9 @@ class ResponseCode:
     approved: bool = False
     retain_card: bool = False
     customer_text: str = "Your transaction cannot be completed."
+    # The host did not (or could not) say what it did with the request: a terminal that
+    # sent money-moving request treats the answer as no answer at all, and reverses.
+    in_doubt: bool = False
 
 
 _CODES = [
@@ -72,13 +75,13 @@ _CODES = [
     ResponseCode("12", "Invalid transaction"),
     ResponseCode("13", "Invalid amount", customer_text="Please choose another amount."),
     ResponseCode("14", "Invalid card number", customer_text="This card is not accepted."),
-    ResponseCode("30", "Format error"),
+    ResponseCode("30", "Format error", in_doubt=True),
     ResponseCode("51", "Insufficient funds", customer_text="Insufficient funds."),
     ResponseCode("54", "Expired card", customer_text="This card has expired."),
     ResponseCode("55", "Incorrect PIN", customer_text="Incorrect PIN. Please try again."),
     ResponseCode("57", "Transaction not permitted to cardholder"),
     ResponseCode("58", "Transaction not permitted to terminal"),
-    ResponseCode("63", "Security violation (MAC or key)"),
+    ResponseCode("63", "Security violation (MAC or key)", in_doubt=True),
     ResponseCode(
         "61", "Exceeds withdrawal amount limit", customer_text="The amount exceeds your limit."
     ),
@@ -90,7 +93,7 @@ _CODES = [
     ),
     ResponseCode("91", "Issuer or switch inoperative", customer_text="Service unavailable."),
     ResponseCode("94", "Duplicate transmission"),
-    ResponseCode("96", "System malfunction", customer_text="Service unavailable."),
+    ResponseCode("96", "System malfunction", in_doubt=True, customer_text="Service unavailable."),
 ]
 RESPONSE_CODES: dict[str, ResponseCode] = {rc.code: rc for rc in _CODES}
 

@@ -3,6 +3,13 @@
 It turns bytes into events and messages into bytes; sockets live elsewhere
 (:mod:`host_link.client`, :mod:`sim.host.server`). A client-side connection also
 matches responses to the requests it sent, by (response MTI, STAN, terminal id).
+
+Both sides bind a response to its request (see :mod:`host_link.authentication`): the
+client remembers the MAC of each request it sent and checks the answer's MAC over it; a
+received request carries its MAC in the event (:attr:`MessageReceived.mac`), and the
+server signs its reply over it (``send(reply, bound_to=event.mac)``). A reply to a
+request that was not authenticated goes out unsigned (:meth:`Connection.send_unsigned`),
+so it can never pass for an answer.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from collections.abc import Mapping
 import iso8583
 
 from atm_common.errors import LocalProtocolError
-from host_link.authentication import Authenticator, check_mac, encode_signed
+from host_link.authentication import Authenticator, check_mac, encode_signed, mac_of
 from host_link.codec import Message, decode, describe, encode
 from host_link.codes import response_mti
 from host_link.errors import CodecError, FramingError
@@ -25,9 +32,13 @@ MatchKey = tuple[str, str, str]
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class MessageReceived:
-    """A well-formed message that is not an answer to one of our requests."""
+    """A well-formed message that is not an answer to one of our requests.
+
+    ``mac``: its MAC as received (empty without authentication), to bind a reply to it.
+    """
 
     message: Message
+    mac: bytes = b""
 
     def __repr__(self) -> str:
         return f"MessageReceived({describe(self.message)})"
@@ -90,7 +101,7 @@ class Connection:
         self.max_frame = max_frame
         self.authenticator = authenticator
         self._decoder = FrameDecoder(max_frame)
-        self._pending: dict[MatchKey, Message] = {}
+        self._pending: dict[MatchKey, tuple[Message, bytes]] = {}
 
     @property
     def pending(self) -> int:
@@ -101,19 +112,30 @@ class Connection:
         """Set once the byte stream can no longer be framed: close the connection."""
         return self._decoder.error
 
-    def send(self, message: Mapping[str, str], *, expect_response: bool = False) -> bytes:
-        """Encode and frame ``message``; when ``expect_response``, remember it for matching."""
+    def send(
+        self, message: Mapping[str, str], *, expect_response: bool = False, bound_to: bytes = b""
+    ) -> bytes:
+        """Encode and frame ``message``; when ``expect_response``, remember it for matching.
+
+        ``bound_to``: for a reply, the MAC of the request it answers
+        (:attr:`MessageReceived.mac`), which the reply's MAC then covers.
+        """
+        key = match_key(message, as_response=True) if expect_response else None
+        if key is not None and key in self._pending:
+            raise LocalProtocolError(f"a request with STAN {key[1]} is already outstanding")
         if self.authenticator is not None:
-            payload = encode_signed(message, self.authenticator)
+            payload = encode_signed(message, self.authenticator, bound_to)
         else:
             payload = encode(message)
         data = frame(payload, self.max_frame)
-        if expect_response:
-            key = match_key(message, as_response=True)
-            if key in self._pending:
-                raise LocalProtocolError(f"a request with STAN {key[1]} is already outstanding")
-            self._pending[key] = dict(message)
+        if key is not None:
+            self._pending[key] = (dict(message), mac_of(payload) if self.authenticator else b"")
         return data
+
+    def send_unsigned(self, message: Mapping[str, str]) -> bytes:
+        """Encode and frame ``message`` without a MAC: the answer to a request that was not
+        authenticated, which must never verify as an answer to anything."""
+        return frame(encode(message), self.max_frame)
 
     def forget(self, message: Mapping[str, str]) -> None:
         """Stop waiting for the answer to ``message`` (it timed out)."""
@@ -132,16 +154,20 @@ class Connection:
             except CodecError as exc:
                 events.append(MalformedMessage(exc, _partial(payload)))
                 continue
+            key = match_key(message, as_response=False)
+            pending = self._pending.get(key)
             if self.authenticator is not None:
-                problem = check_mac(message, payload, self.authenticator)
+                bound_to = pending[1] if pending is not None else b""
+                problem = check_mac(message, payload, self.authenticator, bound_to)
                 if problem is not None:
                     events.append(MacFailure(message, problem))
                     continue
-            request = self._pending.pop(match_key(message, as_response=False), None)
-            if request is not None:
-                events.append(ResponseReceived(message, request))
+            if pending is not None:
+                del self._pending[key]
+                events.append(ResponseReceived(message, pending[0]))
             else:
-                events.append(MessageReceived(message))
+                mac = mac_of(payload) if self.authenticator is not None else b""
+                events.append(MessageReceived(message, mac))
         return events
 
 

@@ -44,7 +44,10 @@ CREATE TABLE IF NOT EXISTS saf (
 FORBIDDEN_FIELDS = ("2", "35", "52", "110")
 REPEAT_MTI = {"0400": "0401", "0420": "0421", "0620": "0621"}
 DONE_CODES = frozenset({"00"})  # processed, or acknowledged as nothing to undo
-RETRY_CODES = frozenset({"63", "91", "96"})  # not processed (keys, issuer, host failure)
+# Not processed, or the host cannot say (format, keys, issuer, host failure): ask again.
+# A reversal answered 30 or 63 is never given up on: that answer may come from a man in
+# the middle, and a reversal dropped is a customer debited for cash they never got.
+RETRY_CODES = frozenset({"30", "63", "91", "96"})
 
 
 @dataclasses.dataclass(frozen=True)

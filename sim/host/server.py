@@ -4,6 +4,11 @@ Each connection gets its own sans-I/O :class:`~host_link.connection.Connection`.
 that does not decode is answered with response code 30 when the MTI, STAN and terminal
 id could still be read, and the connection is closed otherwise; a broken length prefix
 closes that connection only. Everything is logged with sensitive fields masked.
+
+Limits, so one peer cannot lock real terminals out or flood the log: a cap on open
+connections (the one over it is closed at once), an idle timeout, a connection dropped
+after a few requests that fail their MAC (a keyless client gains nothing by asking
+again), and error lines a peer can provoke are rate-limited.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import logging
 from collections.abc import Callable
 
 from atm_common.errors import LocalProtocolError, SecurityError
+from atm_common.ratelimit import RateLimitedLog
 from host_link.codec import describe
 from host_link.codes import response_mti
 from host_link.connection import (
@@ -27,12 +33,31 @@ from host_link.errors import CodecError, FramingError
 from sim.host.authoriser import Authoriser
 
 log = logging.getLogger(__name__)
+peer_log = RateLimitedLog(log)
+
+MAX_CONNECTIONS = 512
+IDLE_TIMEOUT = 300.0  # seconds without a byte; a terminal reconnects on its next request
+FIRST_MESSAGE_TIMEOUT = 10.0  # a connection that says nothing at all is not a terminal
+MAX_MAC_FAILURES = 3  # per connection; a terminal with the right keys never gets one
 
 
 class HostServer:
-    def __init__(self, authoriser: Authoriser, host: str = "127.0.0.1", port: int = 8583) -> None:
+    def __init__(
+        self,
+        authoriser: Authoriser,
+        host: str = "127.0.0.1",
+        port: int = 8583,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout: float = IDLE_TIMEOUT,
+        first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
+        max_mac_failures: int = MAX_MAC_FAILURES,
+    ) -> None:
         self.authoriser = authoriser
         self.host, self.port = host, port
+        self.max_connections, self.idle_timeout = max_connections, idle_timeout
+        self.first_message_timeout = first_message_timeout
+        self.max_mac_failures = max_mac_failures
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -69,16 +94,27 @@ class HostServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
+        peer = writer.get_extra_info("peername")
+        if len(self._writers) >= self.max_connections:
+            peer_log.log("cap", logging.WARNING, "connection cap reached, refusing %s", peer)
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
         self._tasks.add(task)
         self._writers.add(writer)
         self.connections += 1
-        peer = writer.get_extra_info("peername")
         conn = Connection(authenticator=self.authoriser.key_store)
+        failures = [0]  # MAC failures on this connection
         log.info("terminal connected from %s", peer)
+        timeout = self.first_message_timeout
         try:
-            while data := await reader.read(65536):
-                if not await self._handle_data(conn, data, writer, peer):
+            while data := await asyncio.wait_for(reader.read(65536), timeout):
+                timeout = self.idle_timeout
+                if not await self._handle_data(conn, data, writer, peer, failures):
                     break
+        except TimeoutError:
+            log.info("connection from %s idle for %.0f s, closed", peer, timeout)
         except (ConnectionError, OSError) as exc:
             log.info("connection from %s lost: %s", peer, exc)
         finally:
@@ -90,21 +126,34 @@ class HostServer:
             log.info("terminal at %s disconnected", peer)
 
     async def _handle_data(
-        self, conn: Connection, data: bytes, writer: asyncio.StreamWriter, peer: object
+        self,
+        conn: Connection,
+        data: bytes,
+        writer: asyncio.StreamWriter,
+        peer: object,
+        failures: list[int],
     ) -> bool:
         """Process what arrived; False when the connection must be closed."""
         try:
             events = conn.receive_data(data)
         except FramingError as exc:
-            log.error("bad frame from %s, closing its connection: %s", peer, exc)
+            peer_log.log("frame", logging.ERROR, "bad frame from %s, closing: %s", peer, exc)
             return False
         for event in events:
+            unsigned = isinstance(event, MacFailure | MalformedMessage)
+            bound_to = event.mac if isinstance(event, MessageReceived) else b""
             if isinstance(event, MacFailure):
-                log.error("request from %s rejected: %s", peer, event.reason)
+                failures[0] += 1
+                peer_log.log(
+                    "mac", logging.ERROR, "request from %s rejected: %s", peer, event.reason
+                )
+                if failures[0] >= self.max_mac_failures:
+                    peer_log.log("mac-drop", logging.WARNING, "dropping %s: MAC failures", peer)
+                    return False
                 reply = self._security_violation(event.message)
             elif isinstance(event, MalformedMessage):
                 reply = self._format_error(event)
-                log.error("malformed message from %s: %s", peer, event.error)
+                peer_log.log("malformed", logging.ERROR, "malformed from %s: %s", peer, event.error)
                 if reply is None:
                     return False
             elif isinstance(event, (MessageReceived, ResponseReceived)):
@@ -117,7 +166,12 @@ class HostServer:
                     self.on_alarm()  # committed: deliver now
             if reply is not None:
                 try:
-                    writer.write(conn.send(reply))
+                    # Never MAC an answer to what was not authenticated: it could be
+                    # passed off as the answer to a genuine request (reverse, not debit).
+                    if unsigned:
+                        writer.write(conn.send_unsigned(reply))
+                    else:
+                        writer.write(conn.send(reply, bound_to=bound_to))
                 except (LocalProtocolError, CodecError, SecurityError) as exc:
                     log.error("cannot encode reply to %s: %s", peer, exc)
                     return False
@@ -125,13 +179,13 @@ class HostServer:
                     log.debug("-> %s", describe(reply))
         await writer.drain()
         if conn.broken is not None:
-            log.error("bad frame from %s, closing its connection: %s", peer, conn.broken)
+            peer_log.log("frame", logging.ERROR, "bad frame from %s: %s", peer, conn.broken)
             return False
         return True
 
     @staticmethod
     def _security_violation(message: dict[str, str]) -> dict[str, str] | None:
-        """A bad MAC is answered 63 and never acted on."""
+        """A bad MAC is answered 63, unsigned, and never acted on."""
         try:
             mti = response_mti(message.get("t", ""))
         except ValueError:

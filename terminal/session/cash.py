@@ -18,6 +18,7 @@ from typing import NoReturn
 
 from atm_common.errors import LocalProtocolError
 from host_link.codec import Message
+from host_link.codes import response_code
 from host_link.errors import CodecError, HostLinkError
 from terminal import transactions
 from terminal.errors import DeviceError
@@ -56,6 +57,12 @@ class CashPath:
         except (HostLinkError, CodecError) as exc:
             # The host may have approved before the link failed: undo whatever it did.
             session.log("host_error", error=str(exc))
+            await self.reverse(request, dispensed=0)
+            session.host_unavailable()
+        if response_code(response["39"]).in_doubt:
+            # 30/63/96: the host did not say what it did with our money-moving request.
+            # Treat it as no answer at all; the reversal undoes whatever may have happened.
+            session.log("host_error", error=f"answer {response['39']} leaves the outcome in doubt")
             await self.reverse(request, dispensed=0)
             session.host_unavailable()
         session.result.response_code = response["39"]

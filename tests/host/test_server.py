@@ -482,19 +482,22 @@ def test_dukpt_tampered_request_is_answered_63(tmp_path: Path) -> None:
     assert host.balance(BOB.account) == 5_000
 
 
-def test_dukpt_garbage_after_header_is_answered_or_closed(tmp_path: Path) -> None:
-    """A reply needs the KSN for its MAC; without one the host may only close."""
+def test_dukpt_garbage_after_header_is_answered_30_unsigned(tmp_path: Path) -> None:
+    """An undecodable request is answered 30 without a MAC: nothing to bind it to."""
     host = open_host(tmp_path / "host.db")
 
-    async def scenario(server: HostServer, port: int) -> bool:
+    async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock, "ATM00002")
         peer = await RawPeer.open(port)
         await peer.send(frame(damaged_after_terminal_id(term.withdrawal(BOB, 1_000))))
-        closed = await peer.closed_by_host()
+        reply = await peer.read_message()
+        await peer.close()
         # The terminal's own connection is unaffected.
         assert (await term.request(term.echo()))["39"] == "00"
         await term.close()
-        return closed
+        return reply
 
-    assert run(host, scenario)
+    reply = run(host, scenario)
+    assert reply["39"] == "30"
+    assert "64" not in reply and "128" not in reply
     assert host.balance(BOB.account) == 5_000

@@ -228,9 +228,40 @@ def test_signed_response_is_matched() -> None:
     (received,) = host.receive_data(terminal.send(request, expect_response=True))
     assert isinstance(received, MessageReceived)
     assert received.message["128"] != "0" * 16  # field 70 present: MAC in 128
-    (answer,) = terminal.receive_data(host.send(response_to(request)))
+    (answer,) = terminal.receive_data(host.send(response_to(request), bound_to=received.mac))
     assert isinstance(answer, ResponseReceived)
     assert answer.request == request
+
+
+def test_a_response_is_bound_to_its_request() -> None:
+    """A validly MACed answer to another request (or to none) is no answer: it does not
+    verify against the request the terminal sent (the signed-63 man in the middle)."""
+    terminal, host = Connection(authenticator=RetailMac()), Connection(authenticator=RetailMac())
+    genuine = echo()
+    sent = terminal.send(genuine, expect_response=True)
+    altered = dict(genuine, **{"12": "000000"})  # the attacker's copy: same STAN and terminal
+    (received,) = host.receive_data(Connection(authenticator=RetailMac()).send(altered))
+    assert isinstance(received, MessageReceived) and received.mac
+    forged = host.send(response_to(genuine), bound_to=received.mac)
+    (answer,) = terminal.receive_data(forged)
+    assert isinstance(answer, MacFailure)
+    unbound = host.send(response_to(genuine))  # signed, but bound to nothing
+    (answer,) = terminal.receive_data(unbound)
+    assert isinstance(answer, MacFailure)
+    (genuine_received,) = host.receive_data(sent)
+    assert isinstance(genuine_received, MessageReceived)
+    (answer,) = terminal.receive_data(
+        host.send(response_to(genuine), bound_to=genuine_received.mac)
+    )
+    assert isinstance(answer, ResponseReceived)
+
+
+def test_an_unsigned_reply_never_verifies() -> None:
+    terminal, host = Connection(authenticator=RetailMac()), Connection(authenticator=RetailMac())
+    request = echo()
+    terminal.send(request, expect_response=True)
+    (answer,) = terminal.receive_data(host.send_unsigned(response_to(request) | {"39": "63"}))
+    assert isinstance(answer, MacFailure)
 
 
 def test_primary_only_message_carries_mac_in_64(auth_request: Message) -> None:

@@ -95,11 +95,16 @@ def test_tampered_request_is_refused_by_the_host(with_rig: Any) -> None:
         rig.terminal.host.port = port
         before = rig.balance(ALICE)
         result = await rig.play(
-            Scenario("tampered", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "declined:63")
+            Scenario(
+                "tampered", "ALICE ARDEN", [Pin("1234"), WITHDRAW, Keys("100")], "host_unavailable"
+            )
         )
         await proxy.stop()
         assert proxy.flipped == 1
-        assert result.outcome == "declined:63"  # security violation: nothing was posted
+        # The host answered 63 unsigned: no answer the terminal can trust, so it reverses.
+        assert result.outcome == "host_unavailable"
+        events = [e.event for e in rig.terminal.journal.tail(200)]
+        assert "reversal" in events
         assert rig.balance(ALICE) == before
         (count,) = rig.host.authoriser.conn.execute(
             "SELECT COUNT(*) FROM requests WHERE mti = '0200'"
