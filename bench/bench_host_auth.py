@@ -171,7 +171,7 @@ async def run_host_bench(args: argparse.Namespace, workdir: Path) -> list[Level]
     write_seed(seed, args.cards, terminals)
     stans = {tid: StanSequence() for tid in terminals}  # kept across levels: no STAN reuse
     levels = []
-    with host_process(workdir / "host.db", seed, workdir / "host.log") as host:
+    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True) as host:
         progress(f"host pid {host.process.pid} on {host.address}:{host.port}")
         for kind in args.kinds:
             for n in args.clients:

@@ -115,7 +115,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
         card, account = by_pan[bench_card_name(i)]
         cards.append((card, account))
         pins.append(bench_pin(i))
-    with host_process(workdir / "host.db", seed, workdir / "host.log") as host:
+    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True) as host:
         progress(f"host pid {host.process.pid} on {host.address}:{host.port}")
         opening = ledger_snapshot(host.db_path)
         clock = ManualClock(dt.datetime.now(dt.UTC))

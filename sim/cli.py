@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common import cli
+from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
 from sim.phone.cli import add_arguments as add_phone_arguments
 
@@ -27,7 +28,14 @@ DEMO_SEED_PATH = DATA / "demo-seed.toml"
 def cmd_host(args: argparse.Namespace) -> int:
     from sim.host.app import build_host, serve
 
-    server = build_host(Path(args.db), Path(args.seed), host=args.host, port=args.port)
+    server = build_host(
+        Path(args.db),
+        Path(args.seed),
+        host=args.host,
+        port=args.port,
+        demo=args.demo,
+        max_clock_skew=args.max_clock_skew,
+    )
 
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
@@ -41,8 +49,11 @@ def cmd_host(args: argparse.Namespace) -> int:
             ready,
             alarm_center=args.alarm_center,
             carrier=args.carrier,
+            host_key_file=Path(args.host_key_file) if args.host_key_file else None,
             db_path=Path(args.db),
             api_port=args.api_port,
+            api_host=args.api_host,
+            sms_inbox=args.sms_inbox,
             on_api_ready=api_ready,
             outbox_max_delay=args.outbox_max_delay,
         )
@@ -57,8 +68,13 @@ def cmd_phone(args: argparse.Namespace) -> int:
 
 
 def cmd_alarm_center(args: argparse.Namespace) -> int:
-    from sim.alarm_center import format_alarms, list_alarms, serve
+    from sim.alarm_center import format_alarms, format_conflicts, list_alarms, list_conflicts, serve
 
+    if args.alarm_command == "conflicts":  # refused copies of an alarm id: look at each
+        conflicts = list_conflicts(args.db)
+        lines = format_conflicts(conflicts) or ["no conflicts"]
+        print(json.dumps(conflicts, indent=2) if args.json else "\n".join(lines))
+        return 0
     if args.alarm_command == "list":
         alarms = list_alarms(args.db)
         if args.json:
@@ -71,7 +87,14 @@ def cmd_alarm_center(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
-    serve(args.db, args.host, args.port, ready)
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        ready,
+        host_key_file=args.host_key_file,
+        operator_token_file=args.operator_token_file,
+    )
     return 0
 
 
@@ -81,7 +104,7 @@ def cmd_carrier(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
-    serve(args.table, args.host, args.port, ready)
+    serve(args.table, args.host, args.port, ready, host_key_file=args.host_key_file)
     return 0
 
 
@@ -146,7 +169,8 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
         for name, path in emulated.paths.items():
             print(f"{name}: {path}", flush=True)
         if args.config_out:
-            Path(args.config_out).write_text(kiosk_toml(emulated, args.terminal, args.host_port))
+            # the config names the PIN pad's keys: written private, like every generated file
+            write_private(args.config_out, kiosk_toml(emulated, args.terminal, args.host_port))
             print(f"config: {args.config_out}", flush=True)
         stop.wait(args.seconds)
     return 0
@@ -163,12 +187,11 @@ def cmd_soak(args: argparse.Namespace) -> int:
     else:
         faults = tuple(f.strip() for f in args.faults.split(",") if f.strip())
     # the run's own log: thousands of injected faults would bury a console
-    workdir = Path(args.workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir = private_dir(args.workdir)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(logging.FileHandler(workdir / "soak.log", mode="w"))
+    root.addHandler(logging.FileHandler(private_file(workdir / "soak.log"), mode="w"))
     try:
         report = run_soak(
             Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
@@ -206,13 +229,30 @@ def register(sub: Any) -> None:
     host.add_argument(
         "--seed",
         default=str(DEMO_SEED_PATH),
-        help="TOML seed: keys, terminals, people, accounts, cards",
+        help="TOML seed: keys, terminals, people, accounts, cards (default: the demo bank,"
+        " which needs --demo)",
+    )
+    host.add_argument(
+        "--demo",
+        action="store_true",
+        help="allow a seed with the published demo keys (demo, tests, benchmarks only)",
+    )
+    host.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=300.0,
+        help="seconds field 7 of a network message (sign-on, echo, key exchange) may differ"
+        " from the host's clock; 0 turns the comparison off (simulated-time runs)."
+        " default: %(default)s",
     )
     host.add_argument("--host", default="127.0.0.1")
     host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
     host.add_argument("--log", help="log to this file instead of stderr")
     host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
     host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
+    host.add_argument(
+        "--host-key-file", help="0600 file: the key that signs requests to alarm center, carrier"
+    )
     host.add_argument(
         "--outbox-max-delay",
         type=float,
@@ -225,12 +265,18 @@ def register(sub: Any) -> None:
         default=None,
         help="serve the phone API (cardless withdrawal, ATM routing); 0 picks a free port",
     )
+    host.add_argument("--api-host", default="127.0.0.1", help="the phone API's address")
+    host.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
     host.set_defaults(func=cmd_host)
 
     alarm = sub.add_parser(
         "alarm-center", help="the bank's alarm center (HTTP), or list its alarms"
     )
-    alarm.add_argument("alarm_command", nargs="?", choices=("serve", "list"), default="serve")
+    alarm.add_argument(
+        "alarm_command", nargs="?", choices=("serve", "list", "conflicts"), default="serve"
+    )
+    alarm.add_argument("--host-key-file", help="0600 file: the key the host signs alarms with")
+    alarm.add_argument("--operator-token-file", help="0600 file: bearer token for GET /alarms")
     alarm.add_argument("--db", default="var/alarms.db")
     alarm.add_argument("--host", default="127.0.0.1")
     alarm.add_argument("--port", type=int, default=8590, help="0 picks a free port")
@@ -240,6 +286,7 @@ def register(sub: Any) -> None:
 
     carrier = sub.add_parser("carrier", help="the mobile carrier's network location service")
     carrier.add_argument("--table", help="TOML/JSON table of terminal locations")
+    carrier.add_argument("--host-key-file", required=True, help="0600 file: the host's signing key")
     carrier.add_argument("--host", default="127.0.0.1")
     carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
     carrier.add_argument("--log", help="log to this file instead of stderr")

@@ -15,6 +15,7 @@ import logging
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, SecurityError
+from atm_common.files import private_database
 from host_link.client import HostClient
 from host_link.errors import CodecError, HostLinkError
 from terminal.config import TerminalConfig
@@ -50,7 +51,9 @@ class Terminal:
         self.devices = devices or build_devices(config, self.clock)
         self.display = display or RecordingDisplay()
         self.journal = journal or Journal(config.journal, self.clock)
-        self.saf = SafQueue(config.journal.with_name(config.journal.stem + "-saf.db"), self.clock)
+        saf_path = config.journal.with_name(config.journal.stem + "-saf.db")
+        private_database(saf_path)  # made private here: the queue itself only opens it
+        self.saf = SafQueue(saf_path, self.clock)
         self.stan = DurableStan(config.journal.with_name(config.journal.stem + "-counters.db"))
         self.host = HostClient(
             config.host.address,

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.clock import Clock
+from atm_common.files import private_database
 from atm_common.masking import mask_pan
 from terminal.errors import JournalError
 
@@ -78,7 +79,7 @@ def _scrub(value: Any, key: str = "") -> Any:
 class Journal:
     def __init__(self, path: Path | str, clock: Clock) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_database(self.path)  # masked PANs, amounts, RRNs: the owner's alone
         self.clock = clock
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")

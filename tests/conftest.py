@@ -72,7 +72,7 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
 
     def run(body: Callable[[Rig], Awaitable[T]]) -> T:
         async def main() -> T:
-            host = build_host(tmp_path / "host.db", DEMO_SEED, port=0)
+            host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True)
             port = await host.start()
             clock = ManualClock(dt.datetime.now(dt.UTC))
             terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock)

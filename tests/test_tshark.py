@@ -227,7 +227,7 @@ def _only(pdus: list[dict[str, Any]], mti: str, stan: str) -> dict[str, Any]:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[HostProcess]:
-    with host_process(tmp_path / "host.db", DEMO_SEED, tmp_path / "host.log") as handle:
+    with host_process(tmp_path / "host.db", DEMO_SEED, tmp_path / "host.log", demo=True) as handle:
         yield handle
 
 

@@ -90,6 +90,31 @@ class KeyUsage(enum.IntEnum):
 
 AES128 = 0x0002
 
+# ANSI X9.24-3:2017: a 32-bit transaction counter in which at most MAX_WORK = 16 bits may
+# be set. The derivation walks one intermediate key per set bit, and a device keeps one
+# future key per bit position, so a counter with more ones has no key: the device skips
+# such values. Once no allowed value is left below 2^32 the device has reached its end
+# of life and must stop (the counter never wraps: that would reuse every key).
+AES_COUNTER_BITS = 32
+AES_MAX_ONE_BITS = 16
+AES_COUNTER_MAX = (1 << AES_COUNTER_BITS) - 1
+
+
+def aes_counter_allowed(counter: int) -> bool:
+    """Is ``counter`` a transaction counter X9.24-3 allows (32 bits, at most 16 ones)?"""
+    return 0 <= counter <= AES_COUNTER_MAX and counter.bit_count() <= AES_MAX_ONE_BITS
+
+
+def aes_next_counter(counter: int) -> int | None:
+    """The counter of the transaction after ``counter``, as an X9.24-3 device advances it:
+    plus one, then while it has more than 16 ones, plus its lowest set bit (which clears
+    a run of ones). None when that passes 2^32 - 1: the key is exhausted (the last
+    allowed counter is FFFF0000)."""
+    nxt = counter + 1
+    while nxt.bit_count() > AES_MAX_ONE_BITS:
+        nxt += nxt & -nxt
+    return nxt if nxt <= AES_COUNTER_MAX else None
+
 
 def _derivation_data(usage: int, tail: bytes) -> bytes:
     return (
@@ -131,7 +156,16 @@ def aes_initial_key(bdk: bytes, initial_key_id: bytes) -> bytes:
 
 
 def aes_working_key(initial_key: bytes, ksn: AesKsn, usage: KeyUsage) -> bytes:
-    """The transaction's working key of ``usage`` (PIN, MAC) for ``ksn``."""
+    """The transaction's working key of ``usage`` (PIN, MAC) for ``ksn``.
+
+    Raises ValueError for a counter X9.24-3 does not allow (more than 16 one-bits): no
+    conforming device ever uses it, so a KSN carrying one is forged or broken.
+    """
+    if not aes_counter_allowed(ksn.counter):
+        raise ValueError(
+            f"KSN counter {ksn.counter:08X} has more than {AES_MAX_ONE_BITS} one-bits"
+            " (ANSI X9.24-3 limit)"
+        )
     derivation_id = ksn.initial_key_id[4:]
     key, partial = initial_key, 0
     for shift in range(31, -1, -1):

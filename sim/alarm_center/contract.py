@@ -77,10 +77,29 @@ class Alarm:
     evidence: tuple[Evidence, ...] = ()
 
     def digest(self) -> str:
-        h = hashlib.sha256(json.dumps(self.record, sort_keys=True).encode())
-        for item in self.evidence:
-            h.update(item.content_type.encode() + b"\0" + hashlib.sha256(item.data).digest())
-        return h.hexdigest()
+        """What tells an identical repeat from a conflicting one."""
+        return _digest(self.record, self.evidence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Update:
+    """A validated follow-up of an alarm; ``update_id`` is its idempotency key."""
+
+    update_id: str
+    time: str
+    amount_requested: int
+    evidence: tuple[Evidence, ...] = ()
+
+    def digest(self) -> str:
+        record = {"update_id": self.update_id, "time": self.time, "amount": self.amount_requested}
+        return _digest(record, self.evidence)
+
+
+def _digest(record: dict[str, Any], evidence: tuple[Evidence, ...]) -> str:
+    h = hashlib.sha256(json.dumps(record, sort_keys=True).encode())
+    for item in evidence:
+        h.update(item.content_type.encode() + b"\0" + hashlib.sha256(item.data).digest())
+    return h.hexdigest()
 
 
 def _text(obj: dict[str, Any], key: str, path: str) -> str:
@@ -198,14 +217,15 @@ def validate_alarm(obj: object) -> Alarm:
     return Alarm(record["alarm_id"], record, evidence)
 
 
-def validate_update(update: dict[str, Any]) -> tuple[int, tuple[Evidence, ...]]:
-    """Check a follow-up of an alarm (its ``update_id`` and ``time`` are required);
-    returns its amount requested (0 when absent) and its evidence."""
-    for key in ("update_id", "time"):
-        if not isinstance(update.get(key), str) or not update[key]:
-            raise AlarmValidationError(key, "must be a non-empty string")
+def validate_update(update: object) -> Update:
+    """Check a follow-up of an alarm: ``update_id`` and ``time`` are required, the amount
+    requested later in the session (0 when absent) and evidence are optional."""
+    _keys(update, "", ("update_id", "time"), ("amount_requested", "evidence"))
+    assert isinstance(update, dict)
+    update_id = _text(update, "update_id", "update_id")
+    when = _text(update, "time", "time")
     amount = update.get("amount_requested", 0)
     if not isinstance(amount, int) or isinstance(amount, bool) or amount < 0:
         raise AlarmValidationError("amount_requested", "must be a non-negative integer")
     evidence = _evidence(update["evidence"]) if "evidence" in update else ()
-    return amount, evidence
+    return Update(update_id, when, amount, evidence)

@@ -1,15 +1,20 @@
-"""The alarm center's durable store: validated alarms on disk, and reading them back.
+"""The alarm center's durable store: validated alarms on disk, and conflicts kept apart.
 
 An alarm acknowledged is an alarm on disk: SQLite in WAL mode with ``synchronous=FULL``,
 each alarm (or follow-up) in one ``BEGIN IMMEDIATE`` transaction. Evidence (camera
-frames) lives in its own table so listings stay small. ``alarm_id`` is the idempotency
-key: a repeat is stored once (first copy wins) and reported as identical or not, and an
-update's ``update_id`` likewise.
+frames) lives in its own table so listings stay small.
 
-What an alarm must look like is :mod:`sim.alarm_center.contract`'s business; this module
-only stores what the contract let through. It also holds the read side for people:
-:func:`list_alarms` reads the file of a running center without writing to it, and
-:func:`format_alarms` makes the lines ``atm alarm-center list`` prints.
+``alarm_id`` is the idempotency key, and a key alone proves nothing about content. An
+identical repeat (same digest) is the outbox retrying after a lost answer: stored once,
+acknowledged again. The same id with *other* content is a conflict: somebody else used
+the id, or the sender is broken. Answering it as a duplicate once let a forged alarm,
+posted first under the id the real one would get, turn the real one into a "delivered"
+alarm with a false location. So a conflict is recorded in ``conflicts`` (the refused
+copy, without its evidence bytes) for a person to look at, and reported to the caller as
+such; it never counts as a delivery. Follow-ups (``update_id``) follow the same rule.
+
+What an alarm must look like is :mod:`sim.alarm_center.contract`'s business; reading
+the file for people is :mod:`sim.alarm_center.reading`'s.
 """
 
 from __future__ import annotations
@@ -19,12 +24,16 @@ import hashlib
 import json
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 from atm_common.clock import Clock, SystemClock
-from atm_common.money import format_minor
-from sim.alarm_center.contract import Alarm, AlarmError, validate_update
+from sim.alarm_center.contract import Alarm, Evidence, Update, validate_update
+from sim.alarm_center.reading import conflict_rows, rows
+
+Outcome = Literal["stored", "duplicate", "conflict"]
+T = TypeVar("T")
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS alarms (
@@ -46,40 +55,38 @@ SCHEMA = (
         update_id TEXT PRIMARY KEY,     -- idempotency key of the follow-up
         alarm_id TEXT NOT NULL REFERENCES alarms(alarm_id),
         time TEXT NOT NULL,
-        amount_requested INTEGER NOT NULL
+        amount_requested INTEGER NOT NULL,
+        digest TEXT                     -- NULL in stores older than conflict detection
+    )""",
+    """CREATE TABLE IF NOT EXISTS conflicts (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL CHECK (kind IN ('alarm', 'update')),
+        alarm_id TEXT NOT NULL,
+        update_id TEXT,
+        received_at TEXT NOT NULL,
+        stored_digest TEXT NOT NULL,    -- of the copy kept
+        digest TEXT NOT NULL,           -- of the copy refused
+        record TEXT NOT NULL            -- the refused copy as JSON, evidence summarised
     )""",
 )
 
 
-class AlarmStoreError(AlarmError):
-    """The store file is missing or unreadable."""
+def _evidence_rows(alarm_id: str, first: int, items: tuple[Evidence, ...]) -> list[Any]:
+    return [
+        (alarm_id, first + i, e.content_type, hashlib.sha256(e.data).hexdigest(), e.data)
+        for i, e in enumerate(items)
+    ]
 
 
-def _rows(conn: sqlite3.Connection, alarm_id: str | None = None) -> list[dict[str, Any]]:
-    where, args = ("WHERE alarm_id = ?", (alarm_id,)) if alarm_id is not None else ("", ())
-    alarms = []
-    for seq, aid, received, record in conn.execute(
-        f"SELECT seq, alarm_id, received_at, record FROM alarms {where} ORDER BY seq", args
-    ):
-        alarm = {"seq": seq, "received_at": received, **json.loads(record)}
-        alarm["evidence"] = [
-            {"content_type": ct, "bytes": n, "sha256": sha}
-            for ct, n, sha in conn.execute(
-                "SELECT content_type, length(data), sha256 FROM evidence"
-                " WHERE alarm_id = ? ORDER BY idx",
-                (aid,),
-            )
-        ]
-        alarm["updates"] = [
-            {"update_id": uid, "time": t, "amount_requested": amount}
-            for uid, t, amount in conn.execute(
-                "SELECT update_id, time, amount_requested FROM updates WHERE alarm_id = ?"
-                " ORDER BY rowid",
-                (aid,),
-            )
-        ]
-        alarms.append(alarm)
-    return alarms
+def _summary(items: tuple[Evidence, ...]) -> list[dict[str, Any]]:
+    return [
+        {
+            "content_type": e.content_type,
+            "bytes": len(e.data),
+            "sha256": hashlib.sha256(e.data).hexdigest(),
+        }
+        for e in items
+    ]
 
 
 class AlarmStore:
@@ -95,103 +102,135 @@ class AlarmStore:
         self._conn.execute("PRAGMA busy_timeout=5000")
         for statement in SCHEMA:
             self._conn.execute(statement)
+        columns = {row[1] for row in self._conn.execute("PRAGMA table_info(updates)")}
+        if "digest" not in columns:
+            self._conn.execute("ALTER TABLE updates ADD COLUMN digest TEXT")
 
-    def add(self, alarm: Alarm) -> tuple[bool, bool]:
-        """Store ``alarm`` once; returns (new, same_as_stored) so a clash can be reported."""
-        digest = alarm.digest()
+    def _write(self, work: Callable[[], T]) -> T:
+        """Run ``work()`` in one IMMEDIATE transaction under the lock."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                row = self._conn.execute(
-                    "SELECT digest FROM alarms WHERE alarm_id = ?", (alarm.alarm_id,)
-                ).fetchone()
-                if row is None:
-                    self._conn.execute(
-                        "INSERT INTO alarms (alarm_id, received_at, digest, record)"
-                        " VALUES (?,?,?,?)",
-                        (
-                            alarm.alarm_id,
-                            self.clock.now().isoformat(),
-                            digest,
-                            json.dumps(alarm.record, sort_keys=True),
-                        ),
-                    )
-                    self._conn.executemany(
-                        "INSERT INTO evidence (alarm_id, idx, content_type, sha256, data)"
-                        " VALUES (?,?,?,?,?)",
-                        [
-                            (
-                                alarm.alarm_id,
-                                i,
-                                e.content_type,
-                                hashlib.sha256(e.data).hexdigest(),
-                                e.data,
-                            )
-                            for i, e in enumerate(alarm.evidence)
-                        ],
-                    )
+                result = work()
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
-        return row is None, row is None or row[0] == digest
+            return result
 
-    def add_update(self, alarm_id: str, update: dict[str, Any]) -> bool | None:
+    def _conflict(
+        self,
+        kind: str,
+        alarm_id: str,
+        update_id: str | None,
+        kept: str,
+        digest: str,
+        record: dict[str, Any],
+    ) -> Outcome:
+        self._conn.execute(
+            "INSERT INTO conflicts (kind, alarm_id, update_id, received_at, stored_digest,"
+            " digest, record) VALUES (?,?,?,?,?,?,?)",
+            (
+                kind,
+                alarm_id,
+                update_id,
+                self.clock.now().isoformat(),
+                kept,
+                digest,
+                json.dumps(record, sort_keys=True),
+            ),
+        )
+        return "conflict"
+
+    def add(self, alarm: Alarm) -> Outcome:
+        """Store ``alarm`` once: stored, an identical duplicate, or a recorded conflict."""
+        digest = alarm.digest()
+
+        def work() -> Outcome:
+            row = self._conn.execute(
+                "SELECT digest FROM alarms WHERE alarm_id = ?", (alarm.alarm_id,)
+            ).fetchone()
+            if row is not None:
+                if row[0] == digest:
+                    return "duplicate"
+                refused = {**alarm.record, "evidence": _summary(alarm.evidence)}
+                return self._conflict("alarm", alarm.alarm_id, None, row[0], digest, refused)
+            self._conn.execute(
+                "INSERT INTO alarms (alarm_id, received_at, digest, record) VALUES (?,?,?,?)",
+                (
+                    alarm.alarm_id,
+                    self.clock.now().isoformat(),
+                    digest,
+                    json.dumps(alarm.record, sort_keys=True),
+                ),
+            )
+            self._conn.executemany(
+                "INSERT INTO evidence (alarm_id, idx, content_type, sha256, data)"
+                " VALUES (?,?,?,?,?)",
+                _evidence_rows(alarm.alarm_id, 0, alarm.evidence),
+            )
+            return "stored"
+
+        return self._write(work)
+
+    def add_update(self, alarm_id: str, body: object) -> Outcome | None:
         """A follow-up of a stored alarm: the amount asked later in the same session,
         and/or evidence (camera snapshots the terminal sent after the alarm went out).
 
-        Returns True when stored, False for a repeat, None when the alarm is unknown.
+        Returns the outcome, or None when the alarm is unknown.
         """
-        amount, evidence = validate_update(update)
-        with self._lock:
-            if (
-                self._conn.execute(
-                    "SELECT 1 FROM alarms WHERE alarm_id = ?", (alarm_id,)
-                ).fetchone()
-                is None
-            ):
+        update: Update = validate_update(body)
+        digest = update.digest()
+
+        def work() -> Outcome | None:
+            known = self._conn.execute("SELECT 1 FROM alarms WHERE alarm_id = ?", (alarm_id,))
+            if known.fetchone() is None:
                 return None
-            self._conn.execute("BEGIN IMMEDIATE")
-            try:
-                cursor = self._conn.execute(
-                    "INSERT OR IGNORE INTO updates (update_id, alarm_id, time, amount_requested)"
-                    " VALUES (?,?,?,?)",
-                    (update["update_id"], alarm_id, update["time"], amount),
-                )
-                if cursor.rowcount == 1 and evidence:
-                    (first,) = self._conn.execute(
-                        "SELECT COALESCE(MAX(idx) + 1, 0) FROM evidence WHERE alarm_id = ?",
-                        (alarm_id,),
-                    ).fetchone()
-                    self._conn.executemany(
-                        "INSERT INTO evidence (alarm_id, idx, content_type, sha256, data)"
-                        " VALUES (?,?,?,?,?)",
-                        [
-                            (
-                                alarm_id,
-                                first + i,
-                                e.content_type,
-                                hashlib.sha256(e.data).hexdigest(),
-                                e.data,
-                            )
-                            for i, e in enumerate(evidence)
-                        ],
-                    )
-            except BaseException:
-                self._conn.execute("ROLLBACK")
-                raise
-            self._conn.execute("COMMIT")
-            return cursor.rowcount == 1
+            row = self._conn.execute(
+                "SELECT alarm_id, digest FROM updates WHERE update_id = ?", (update.update_id,)
+            ).fetchone()
+            if row is not None:
+                if row[0] == alarm_id and row[1] in (None, digest):
+                    return "duplicate"
+                refused = {
+                    "update_id": update.update_id,
+                    "time": update.time,
+                    "amount_requested": update.amount_requested,
+                    "evidence": _summary(update.evidence),
+                }
+                kept = str(row[1] or "")
+                return self._conflict("update", alarm_id, update.update_id, kept, digest, refused)
+            self._conn.execute(
+                "INSERT INTO updates (update_id, alarm_id, time, amount_requested, digest)"
+                " VALUES (?,?,?,?,?)",
+                (update.update_id, alarm_id, update.time, update.amount_requested, digest),
+            )
+            (first,) = self._conn.execute(
+                "SELECT COALESCE(MAX(idx) + 1, 0) FROM evidence WHERE alarm_id = ?", (alarm_id,)
+            ).fetchone()
+            self._conn.executemany(
+                "INSERT INTO evidence (alarm_id, idx, content_type, sha256, data)"
+                " VALUES (?,?,?,?,?)",
+                _evidence_rows(alarm_id, first, update.evidence),
+            )
+            return "stored"
+
+        return self._write(work)
 
     def alarms(self) -> list[dict[str, Any]]:
         """Every alarm in arrival order, evidence summarised (type, size, hash)."""
         with self._lock:
-            return _rows(self._conn)
+            return rows(self._conn)
+
+    def conflicts(self) -> list[dict[str, Any]]:
+        """Every conflicting copy refused, in arrival order."""
+        with self._lock:
+            return conflict_rows(self._conn)
 
     def get(self, alarm_id: str) -> dict[str, Any] | None:
         """One alarm with its evidence bytes as base64, or None."""
         with self._lock:
-            found = _rows(self._conn, alarm_id)
+            found = rows(self._conn, alarm_id)
             if not found:
                 return None
             data = self._conn.execute(
@@ -205,36 +244,3 @@ class AlarmStore:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
-
-
-def list_alarms(path: str | Path) -> list[dict[str, Any]]:
-    """Read the store of a (possibly running) alarm center without writing to it."""
-    resolved = Path(path).resolve()
-    if not resolved.is_file():
-        raise AlarmStoreError(f"{path}: no alarm store here")
-    try:
-        conn = sqlite3.connect(f"file:{resolved}?mode=ro", uri=True)
-        try:
-            return _rows(conn)
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise AlarmStoreError(f"{path}: cannot read the alarm store: {exc}") from exc
-
-
-def format_alarms(alarms: list[dict[str, Any]]) -> list[str]:
-    """One line per alarm for ``atm alarm-center list`` (the CLI prints them)."""
-    lines = []
-    for a in alarms:
-        loc = a["location"]
-        where = (
-            f"{loc['lat']:.5f},{loc['lon']:.5f} ({loc['source']})"
-            if loc.get("lat") is not None
-            else "location unknown"
-        )
-        lines.append(
-            f"{a['time']}  {a['alarm_id']}  terminal {a['terminal_id']} ({a['terminal_ip']})"
-            f"  {where}  card {a['masked_pan']}  account {a['account']}"
-            f"  requested {format_minor(a['amount_requested'])}  evidence {len(a['evidence'])}"
-        )
-    return lines

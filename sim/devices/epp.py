@@ -411,7 +411,10 @@ class EppEmulator:
         return self._mac(bytes(session.data), session.key, session.ksn)
 
     def _next_ksn(self, _: str) -> tuple[int, str]:
-        return _OK, self.__keys.next_ksn() or ""
+        try:
+            return _OK, self.__keys.next_ksn() or ""
+        except KeyUnavailable:  # DUKPT end of life (X9.24-3): no key left to hand out
+            return proto.KEY_MISSING, ""
 
     def _cancel(self, _: str) -> tuple[int, str]:
         self.__entry = None  # also forgets a typed PIN

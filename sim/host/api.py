@@ -5,6 +5,12 @@ host's own asyncio loop next to the ISO 8583 server and shares its SQLite connec
 so every handler is ``async`` and does its database work on the loop, one transaction
 at a time, exactly like the ISO handlers; only face detection (CPU, ~0.1-0.5 s) goes to
 a worker thread, so terminals are not kept waiting by a phone's photo.
+
+Because the host's own memory and loop are at stake, nothing big gets in: a body over
+``max_body`` bytes is refused (413) before it is read whole (:class:`BodyLimit`), and a
+photo's pixel count is checked from its header before it is decoded. The simulated SMS
+inbox, which hands out every code the bank texts, exists only with ``sms_inbox`` (demo).
+Request and reservation ids are credentials: the log gets fingerprints of them.
 """
 
 from __future__ import annotations
@@ -16,10 +22,12 @@ from typing import Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from sim.host.cardless.errors import PhoneError
+from sim.host.cardless.errors import PhoneError, TooManyRequests
 from sim.host.cardless.faces import probe_template
 from sim.host.cardless.phone import PhoneBank
+from sim.host.cardless.tokens import redact
 from sim.host.routing import RouteModel, rank_atms
 
 log = logging.getLogger(__name__)
@@ -28,7 +36,8 @@ DESCRIPTION = """\
 Cardless cash withdrawal, the phone's side (see docs/cardless.md):
 
 1. `POST /cardless/requests` with the phone number: the bank texts a code
-   (read it with `GET /phones/{phone}/messages`: there is no real SMS network).
+   (a host started with `--sms-inbox` shows it at `GET /phones/{phone}/messages`:
+   there is no real SMS network).
 2. `POST /cardless/requests/{id}/verification` with the code.
 3. `POST /cardless/requests/{id}/face` with consent and a photo (base64 JPEG/PNG),
    compared with the face enrolled at the bank.
@@ -43,6 +52,81 @@ Money is always an integer number of minor units (cents).
 """
 
 Method = Literal["code", "face", "both"]
+
+# The largest body any endpoint needs: a photo of MAX_IMAGE_BYTES (8 MiB) in base64
+# (FaceIn's 12 000 000 characters) and its JSON around it.
+MAX_BODY_BYTES = 12 * 1024 * 1024
+
+
+class BodyLimit:
+    """Refuse a request body over ``max_bytes`` with 413, before it is read whole.
+
+    Why in front of FastAPI: a handler's body is read completely into memory before any
+    validation (a ``max_length`` included) can look at it. A declared Content-Length
+    over the limit is refused without reading a byte; a body without one (chunked) is
+    read up to the limit and refused as soon as it passes it. What was read is then
+    handed to the app as one message, so nothing is read twice. The connection stays
+    open: uvicorn discards the rest of a refused body as it arrives, so a client still
+    sending reads the 413 instead of a reset.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await self._refuse(send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                await self.app(scope, _replay([message]), send)
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, _replay([body], receive), send)
+
+    async def _refuse(self, send: Send) -> None:
+        text = f'{{"detail":"request body over {self.max_bytes} bytes"}}'.encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(text)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": text})
+
+
+def _replay(messages: list[Message], then: Receive | None = None) -> Receive:
+    """A ``receive`` that gives ``messages`` first, then waits on ``then`` (for the
+    disconnect a streaming response listens for)."""
+    pending = list(messages)
+
+    async def receive() -> Message:
+        if pending:
+            return pending.pop(0)
+        if then is None:
+            return {"type": "http.disconnect"}
+        return await then()
+
+    return receive
 
 
 class ErrorOut(BaseModel):
@@ -72,9 +156,7 @@ class FaceIn(BaseModel):
 
 
 class FaceOut(BaseModel):
-    match: bool
-    distance: float = Field(description="Face distance to the enrolled template")
-    tolerance: float = Field(description="A match is a distance at or below this")
+    match: bool = Field(description="Match or no match: how close is never told")
     attempts_left: int
     status: str = Field(description="identified on a match; failed when attempts ran out")
 
@@ -177,21 +259,47 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     return {code: {"model": ErrorOut} for code in codes}
 
 
-def create_app(bank: PhoneBank, route_model: RouteModel | None = None) -> FastAPI:
-    """The API over ``bank`` (which holds the host's connection and clock)."""
+def client_address(request: Request) -> str:
+    """Who is calling, for the per-address throttles: the peer's address (uvicorn is run
+    without proxy headers, so a client cannot name another address for itself)."""
+    return request.client.host if request.client is not None else "unknown"
+
+
+def create_app(
+    bank: PhoneBank,
+    route_model: RouteModel | None = None,
+    *,
+    sms_inbox: bool = False,
+    max_body: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    """The API over ``bank`` (which holds the host's connection and clock).
+
+    ``sms_inbox`` adds ``GET /phones/{phone}/messages``, the simulated network's inbox:
+    every text the bank sent that number, codes included, to anyone who asks. Only a
+    demo or a test may want that; without it the route does not exist (404).
+    """
     app = FastAPI(title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION)
+    app.add_middleware(BodyLimit, max_bytes=max_body)
     model = route_model or RouteModel()
 
     @app.exception_handler(PhoneError)
     async def phone_error(request: Request, exc: Exception) -> JSONResponse:
         status = exc.status if isinstance(exc, PhoneError) else 400
-        log.info("%s %s refused (%d): %s", request.method, request.url.path, status, exc)
-        return JSONResponse(status_code=status, content={"detail": str(exc)})
+        # the route's template, not the path: the path holds the request or reservation id
+        route = getattr(request.scope.get("route"), "path", "?")
+        log.info("%s %s refused (%d): %s", request.method, route, status, redact(str(exc)))
+        headers = None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
+        return JSONResponse(status_code=status, content={"detail": str(exc)}, headers=headers)
 
-    @app.post("/cardless/requests", status_code=201, responses=errors(404, 409), tags=["cardless"])
-    async def create_request(body: PhoneIn) -> RequestOut:
-        """Start a cardless withdrawal: the bank texts a verification code to the phone."""
-        return RequestOut(**bank.request(body.phone))
+    @app.post("/cardless/requests", status_code=201, responses=errors(423, 429), tags=["cardless"])
+    async def create_request(body: PhoneIn, request: Request) -> RequestOut:
+        """Start a cardless withdrawal: the bank texts a verification code to the phone.
+        Any well-formed number gets this same answer, whether a customer has it or not
+        (only the customer's phone gets a text). New sessions per phone and per address
+        are throttled (429, Retry-After); a locked number is 423."""
+        return RequestOut(**bank.request(body.phone, client_address(request)))
 
     @app.get("/cardless/requests/{request_id}", responses=errors(404), tags=["cardless"])
     async def get_request(request_id: str) -> RequestOut:
@@ -200,32 +308,28 @@ def create_app(bank: PhoneBank, route_model: RouteModel | None = None) -> FastAP
 
     @app.post(
         "/cardless/requests/{request_id}/verification",
-        responses=errors(403, 404, 409, 410),
+        responses=errors(403, 404, 409, 410, 423, 429),
         tags=["cardless"],
     )
-    async def verify(request_id: str, body: CodeIn) -> RequestOut:
-        """Prove the phone with the SMS code (403 when wrong; attempts are limited)."""
-        return RequestOut(**bank.verify_code(request_id, body.code))
+    async def verify(request_id: str, body: CodeIn, request: Request) -> RequestOut:
+        """Prove the phone with the SMS code (403 when wrong; attempts are limited per
+        session, per phone number (423 when locked) and per address (429))."""
+        return RequestOut(**bank.verify_code(request_id, body.code, client_address(request)))
 
     @app.post(
         "/cardless/requests/{request_id}/face",
-        responses=errors(403, 404, 409, 410, 503),
+        responses=errors(403, 404, 409, 410, 423, 503),
         tags=["cardless"],
     )
     async def face(request_id: str, body: FaceIn) -> FaceOut:
-        """With consent, compare the photo's face with the one enrolled at the bank.
-        No face, several faces or a bad image: 422, and nothing is counted."""
+        """With consent, compare the photo's face with the one enrolled at the bank:
+        match or no match. No face, several faces, a bad image or one of too many
+        pixels: 422, and nothing is counted."""
         bank.enrolled(request_id, body.consent)  # cheap refusals before detection
         tolerance = bank.settings.face_tolerance
         probe = await asyncio.to_thread(probe_template, body.image_base64, tolerance)
         result = bank.face_checked(request_id, probe)
-        return FaceOut(
-            match=result.match,
-            distance=round(result.distance, 4),
-            tolerance=result.tolerance,
-            attempts_left=result.attempts_left,
-            status=result.status,
-        )
+        return FaceOut(match=result.match, attempts_left=result.attempts_left, status=result.status)
 
     @app.get(
         "/cardless/requests/{request_id}/accounts",
@@ -278,10 +382,13 @@ def create_app(bank: PhoneBank, route_model: RouteModel | None = None) -> FastAP
         """The bank's journal of this withdrawal, request to end."""
         return [EventOut(**e) for e in bank.events(reservation_id)]
 
-    @app.get("/phones/{phone}/messages", responses=errors(), tags=["development"])
-    async def messages(phone: str) -> list[MessageOut]:
-        """The SMS the bank sent this phone (the simulated network's inbox)."""
-        return [MessageOut(**m) for m in bank.messages(phone)]
+    if sms_inbox:
+
+        @app.get("/phones/{phone}/messages", responses=errors(), tags=["development"])
+        async def messages(phone: str) -> list[MessageOut]:
+            """The SMS the bank sent this phone (the simulated network's inbox; only with
+            ``atm host --sms-inbox``: it hands every code to anyone who asks)."""
+            return [MessageOut(**m) for m in bank.messages(phone)]
 
     @app.get("/atms/route", responses=errors(), tags=["routing"])
     async def route(

@@ -7,25 +7,25 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import uvicorn
-
 from atm_common.clock import Clock, SystemClock
-from atm_common.errors import AtmError
+from atm_common.errors import AtmError, ConfigError
+from sim.asgi_service import QuietServer, listen, server_config
 from sim.host import db
 from sim.host.api import create_app
-from sim.host.authoriser import Authoriser
+from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
-from sim.host.seed import load_seed
+from sim.host.public_keys import refuse_public_keys
+from sim.host.seed import load_seed, read_keys
 from sim.host.server import HostServer
+from sim.service_auth import load_host_key
 
 log = logging.getLogger(__name__)
 
@@ -37,13 +37,23 @@ def build_host(
     host: str = "127.0.0.1",
     port: int = 8583,
     clock: Clock | None = None,
+    demo: bool = False,
+    max_clock_skew: float = DEFAULT_CLOCK_SKEW,
 ) -> HostServer:
-    """Open (or create and seed) the database and build the server, not yet listening."""
+    """Open (or create and seed) the database and build the server, not yet listening.
+
+    A seed holding the published demo keys is refused (:class:`ConfigError`) unless
+    ``demo`` is true, before the database file is created: a bank on public keys protects
+    nothing, and it must not start by accident (``atm host`` without ``--seed``).
+    ``max_clock_skew`` is the freshness window of network messages (see
+    :class:`~sim.host.authoriser.Authoriser`).
+    """
     clock = clock or SystemClock()
-    db_path.parent.mkdir(parents=True, exist_ok=True)
+    refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
     conn = db.connect(db_path)
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))
-    return HostServer(Authoriser(conn, keys, settings, clock), host, port)
+    authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
+    return HostServer(authoriser, host, port)
 
 
 async def serve(
@@ -52,9 +62,11 @@ async def serve(
     *,
     alarm_center: str | None = None,
     carrier: str | None = None,
+    host_key_file: Path | None = None,
     db_path: Path | None = None,
     api_port: int | None = None,
-    api_host: str | None = None,
+    api_host: str = "127.0.0.1",
+    sms_inbox: bool = False,
     on_api_ready: Callable[[str, int], None] | None = None,
     sweep_interval: float = 30.0,
     stop: asyncio.Event | None = None,
@@ -63,20 +75,27 @@ async def serve(
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
     With ``alarm_center`` (a URL) an outbox worker delivers silent alarms, asking the
-    ``carrier`` service where a terminal without GPS or site location is. Without it the
-    alarms wait in the durable outbox. SMS (cardless codes) are always delivered, to the
+    ``carrier`` service where a terminal without GPS or site location is; both requests
+    are signed with the key in ``host_key_file`` (required with either). Without an alarm
+    center the alarms wait in the durable outbox. SMS (cardless codes) are always delivered, to the
     simulated network the phone reads through the API.
 
-    With ``api_port`` (0 picks a free one) the phone API listens on ``api_host`` (default:
-    the ISO server's host); ``on_api_ready(host, port)`` is called once it accepts
-    connections. Expired cardless reservations are swept every ``sweep_interval`` s.
+    With ``api_port`` (0 picks a free one) the phone API listens on ``api_host`` (default
+    loopback, never just wherever the ISO port listens: terminals and phones are not the
+    same audience); ``sms_inbox`` adds the simulated SMS inbox (demo only: it shows every
+    code); ``on_api_ready(host, port)`` is called once it accepts connections. Expired
+    cardless reservations are swept every ``sweep_interval`` s.
     """
     deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
     kinds: tuple[str, ...] | None = None
     preparers = None
+    if (alarm_center or carrier) and host_key_file is None:
+        raise ConfigError("--host-key-file", "", "needed to sign requests to the alarm center")
     if alarm_center:
-        deliverers["alarm"] = AlarmDeliverer(alarm_center)
-        preparers = {"alarm": CarrierLocator(carrier).fill_location} if carrier else None
+        assert host_key_file is not None
+        key = load_host_key(host_key_file)
+        deliverers["alarm"] = AlarmDeliverer(alarm_center, key)
+        preparers = {"alarm": CarrierLocator(carrier, key).fill_location} if carrier else None
     else:
         kinds = ("sms",)  # alarms wait, untouched, for a host started with an alarm center
         log.warning("no alarm center configured: silent alarms wait in the host's outbox")
@@ -96,15 +115,15 @@ async def serve(
         asyncio.create_task(worker.run(stop)),
         asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
     ]
-    api: _ApiServer | None = None
+    api: QuietServer | None = None
     try:
         if api_port is not None:
             bank = PhoneBank(server.authoriser.cardless, on_sms=worker.wake)
-            sock = _listen(api_host or server.host, api_port)
+            sock = listen(api_host, api_port)
             api_address = sock.getsockname()
-            api = _ApiServer(
-                uvicorn.Config(create_app(bank), log_config=None, lifespan="off", access_log=False)
-            )
+            config = server_config(create_app(bank, sms_inbox=sms_inbox))
+            config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
+            api = QuietServer(config)
             tasks.append(asyncio.create_task(api.serve(sockets=[sock])))
             while not api.started and not tasks[-1].done():
                 await asyncio.sleep(0.01)  # startup takes a few loop turns
@@ -132,30 +151,6 @@ async def serve(
                 log.error("host task ended with %r", result)
         worker.close()
         server.authoriser.conn.close()
-
-
-class _ApiServer(uvicorn.Server):
-    """uvicorn inside the host's loop: the host, not uvicorn, owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _listen(host: str, port: int) -> socket.socket:
-    """A bound, listening socket, so the port is known (port 0) before uvicorn starts;
-    uvicorn closes it on shutdown."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.setblocking(False)
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 async def _sweep(desk: CardlessDesk, stop: asyncio.Event, interval: float) -> None:

@@ -3,10 +3,19 @@
 Every request is idempotent by (terminal id, STAN, transmission time): a repeat of the
 same request gets the stored response again and is never posted twice; the same key with
 different content is a replay and gets 94. Declines are decided by :mod:`sim.host.rules`.
+
+Network messages (0800: sign-on, sign-off, echo, key exchange) are not stored that way,
+yet each of them changes something: a key exchange issues new working keys, and any of
+them tells routing the terminal is alive. Their MAC covers field 7, so the host makes
+them fresh: field 7 must be within ``max_clock_skew`` of the host's clock (63 otherwise),
+and a (terminal, STAN, field 7, field 70) already accepted is refused (94). A refused
+network message changes nothing, liveness included, so a recorded sign-on cannot keep a
+dead ATM on the customers' routing list, nor a recorded key exchange knock a live one off.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import itertools
 import json
@@ -31,6 +40,7 @@ from sim.host.settings import HostKeys, HostSettings
 log = logging.getLogger(__name__)
 
 EVIDENCE_SNAPSHOTS = 2  # asked of the terminal when a duress incident opens
+DEFAULT_CLOCK_SKEW = 300.0  # seconds field 7 of an 0800 may be off the host's clock
 
 # Echoed from request to response; never 2, 14, 35, 52 (no card data on the way back).
 ECHOED = ("3", "4", "7", "11", "12", "13", "32", "41", "42", "49", "53", "90")
@@ -44,9 +54,15 @@ class Authoriser:
         keys: HostKeys,
         settings: HostSettings,
         clock: Clock,
+        *,
+        max_clock_skew: float = DEFAULT_CLOCK_SKEW,
     ) -> None:
+        """``max_clock_skew``: the freshness window of network messages, in seconds; 0
+        turns the clock comparison off (replays are still refused), for runs whose
+        terminal lives on simulated time while the host reads the real clock (the soak)."""
         self.conn = conn
         self.clock = clock
+        self.max_clock_skew = max_clock_skew
         self.settings = settings
         self.ledger = Ledger(conn, clock)
         self.key_store = KeyStore(
@@ -75,6 +91,13 @@ class Authoriser:
         self.peer_ip = peer_ip
         mti = request.get("t", "")
         if mti == Mti.NETWORK_REQUEST:
+            try:
+                refused = self._stale_or_replayed(request)
+            except sqlite3.Error as exc:
+                log.error("cannot check network message %s: %s", describe(request), exc)
+                refused = "96"
+            if refused:
+                return self._respond(request, refused, extra={"70": request.get("70", "")})
             network = self._network(request)
             try:
                 self._heard_from(request)
@@ -136,7 +159,7 @@ class Authoriser:
         response = self._approve(request, session)
         if self._duress(request, session):
             # quietly ask the terminal for camera snapshots of the incident
-            response["63"] = request_field(EVIDENCE_SNAPSHOTS, self.alarms.opened or "")
+            response["63"] = request_field(EVIDENCE_SNAPSHOTS, self.alarms.opened_ref or "")
         return response, None
 
     def _withdraw(self, request: Message) -> tuple[Message, int | None]:
@@ -215,6 +238,51 @@ class Authoriser:
             ),
         )
 
+    def _stale_or_replayed(self, request: Message) -> str:
+        """The response code refusing a network message, or "" when it is fresh and new.
+
+        30: no usable field 7 or STAN; 63: field 7 outside the window (a recording, or a
+        terminal whose clock is wrong: it must be set right to sign on); 94: this very
+        message was accepted before. The key includes field 70, so a terminal's sign-off
+        and sign-on are two messages even if stamped in the same second.
+        """
+        terminal, stan = request.get("41", ""), request.get("11", "")
+        stamp, code = request.get("7", ""), request.get("70", "")
+        now = self.clock.now()
+        sent = _transmission_time(stamp, now)
+        if sent is None or not (stan.isascii() and stan.isdigit()):
+            log.warning("network message from %s without a usable field 7 or 11: 30", terminal)
+            return "30"
+        skew = abs((sent - now).total_seconds())
+        if self.max_clock_skew and skew > self.max_clock_skew:
+            log.warning(
+                "stale 0800/%s from %s: field 7 is %.0f s off the host clock (window %.0f s): 63",
+                code,
+                terminal,
+                skew,
+                self.max_clock_skew,
+            )
+            return "63"
+        received = now.timestamp()
+        if self.max_clock_skew:
+            # a row matters while a replay of it could still look fresh: accepted with
+            # field 7 up to one window ahead, a replay stays fresh one window after that
+            # (with no window every row is kept: 0800s are a few per terminal and day)
+            self.conn.execute(
+                "DELETE FROM network_requests WHERE received_at < ?",
+                (received - 2 * self.max_clock_skew,),
+            )
+        inserted = self.conn.execute(
+            "INSERT OR IGNORE INTO network_requests VALUES (?,?,?,?,?)",
+            (terminal, stan, stamp, code, received),
+        ).rowcount
+        if not inserted:
+            log.warning(
+                "replayed 0800/%s from %s (STAN %s, field 7 %s): 94", code, terminal, stan, stamp
+            )
+            return "94"
+        return ""
+
     def _network(self, request: Message) -> Message:
         code = request.get("70", "")
         if code == NetworkCode.KEY_EXCHANGE:
@@ -274,6 +342,24 @@ class Authoriser:
                 response[field] = request[field]
         response.update(extra or {})
         return response
+
+
+def _transmission_time(field7: str, now: dt.datetime) -> dt.datetime | None:
+    """Field 7 (``MMDDhhmmss``, UTC, no year) as the instant nearest to ``now``: the year
+    is the one of last year, this year and next year that puts it closest, so a message
+    sent seconds before midnight on 31 December is not a year old. None if malformed."""
+    if len(field7) != 10 or not (field7.isascii() and field7.isdigit()):
+        return None
+    month, day, hour, minute, second = (int(field7[i : i + 2]) for i in range(0, 10, 2))
+    candidates = []
+    for year in (now.year - 1, now.year, now.year + 1):
+        try:
+            candidates.append(dt.datetime(year, month, day, hour, minute, second, tzinfo=dt.UTC))
+        except ValueError:  # 29 February of a common year, or no such date at all
+            continue
+    if not candidates:
+        return None
+    return min(candidates, key=lambda when: abs(when - now))
 
 
 def _digest(request: Mapping[str, str]) -> str:

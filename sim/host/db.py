@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+from atm_common.files import private_database
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
     id TEXT PRIMARY KEY,
@@ -83,6 +85,14 @@ CREATE TABLE IF NOT EXISTS reversed_in_advance (  -- reversals that overtook the
     transmission_time TEXT NOT NULL,
     PRIMARY KEY (terminal_id, stan, transmission_time)
 );
+CREATE TABLE IF NOT EXISTS network_requests (  -- 0800s accepted, so a replay is refused
+    terminal_id TEXT NOT NULL,
+    stan TEXT NOT NULL,
+    transmission_time TEXT NOT NULL,
+    code TEXT NOT NULL,                 -- field 70
+    received_at REAL NOT NULL,          -- host clock, epoch seconds: old rows are pruned
+    PRIMARY KEY (terminal_id, stan, transmission_time, code)
+);
 CREATE TABLE IF NOT EXISTS requests (
     terminal_id TEXT NOT NULL,
     stan TEXT NOT NULL,
@@ -98,7 +108,13 @@ CREATE TABLE IF NOT EXISTS requests (
 
 
 def connect(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the host database in WAL mode with durable commits."""
+    """Open (creating if needed) the host database in WAL mode with durable commits.
+
+    The file is made 0600 (its directory 0700 if created) before SQLite opens it, and
+    SQLite gives its -wal and -shm the database's mode: card references, PIN offsets and
+    wrapped working keys are nobody else's to read, whoever embeds the host.
+    """
+    private_database(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")

@@ -6,6 +6,10 @@ restarting mid-way loses nothing and duplicates nothing. When a snapshot's last 
 in, the whole JPEG goes to the alarm center as a follow-up of the alarm, through the
 durable outbox like the alarm itself. Parts for an alarm this terminal did not raise are
 refused (a terminal cannot attach pictures to another terminal's incident).
+
+The advices carry the incident's evidence reference (``REF=``), not its alarm id: the
+host looks the alarm up here, so the alarm id never crosses the terminal's wire (see
+:mod:`sim.host.duress`).
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ class EvidenceDesk:
             log.warning("evidence advice refused: %s", exc)
             return "30"
         owner = self.conn.execute(
-            "SELECT terminal_id FROM duress_alarms WHERE alarm_id = ?", (part.ref,)
+            "SELECT terminal_id, alarm_id FROM duress_alarms WHERE evidence_ref = ?", (part.ref,)
         ).fetchone()
         if owner is None or owner[0] != request.get("41"):
             log.warning("evidence for an incident this terminal did not raise: refused")
@@ -65,9 +69,9 @@ class EvidenceDesk:
         if len(rows) == part.total:
             jpeg = base64.b64decode("".join(r[0] for r in rows))
             update = {
-                "alarm_id": part.ref,
+                "alarm_id": owner[1],
                 "update": True,
-                "update_id": f"{part.ref}-snapshot-{part.snapshot}",
+                "update_id": f"{owner[1]}-snapshot-{part.snapshot}",
                 "time": self.clock.now().isoformat(),
                 "evidence": [
                     {

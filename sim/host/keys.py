@@ -121,6 +121,13 @@ class KeyStore:
             raise KeyUnavailable(f"bad KSN from {term.terminal_id}: {exc}") from None
         if ksn.initial_key_id != term.initial_key_id:
             raise KeyUnavailable(f"KSN from {term.terminal_id} names another initial key")
+        if not dukpt.aes_counter_allowed(ksn.counter):
+            # no conforming PIN pad sends it (X9.24-3 skips such counters and stops at
+            # end of life): a forged or broken KSN, refused before any key is derived
+            raise KeyUnavailable(
+                f"KSN from {term.terminal_id} has a counter beyond the ANSI X9.24-3 limit"
+                f" (more than {dukpt.AES_MAX_ONE_BITS} one-bits)"
+            )
         initial = dukpt.aes_initial_key(self._bdk, ksn.initial_key_id)
         return dukpt.aes_working_key(initial, ksn, usage)
 

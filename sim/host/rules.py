@@ -1,8 +1,13 @@
 """Card, PIN and amount rules, each decline a response code from the table.
 
-Checks run in the order an issuer runs them: message format (30), card known (14),
-card status (57/75), expiry (54), PIN (55, and 75 with the card to be retained on the
-last try), then amount (13), limit (61) and funds (51).
+The order is chosen so the answers are no oracle for someone who has a PAN but not the
+card: message format (30); the card, known *and* field 14 equal to its expiry, else 14 -
+an unknown PAN and a known PAN with a wrong expiry get the same code, at the same point,
+before anything about the card is revealed; a dead card's status (75 retained, 57
+blocked), since a PIN checked on a card that can no longer lock would be a free guessing
+oracle; the PIN (55, and 75 with the card to be retained on the last try); and only once
+the PIN is right the rest of the card's state: expired (54), no account or a locked one
+(57); then amount (13), limit (61) and funds (51).
 """
 
 from __future__ import annotations
@@ -20,6 +25,10 @@ from sim.host.ledger import Ledger, balance_of
 from sim.host.settings import HostKeys, HostSettings
 
 log = logging.getLogger(__name__)
+
+
+# The decline for a card the host cannot match: unknown PAN, or field 14 not its expiry.
+CARD_NOT_RECOGNISED = "14"
 
 
 class Decline(Exception):
@@ -88,19 +97,20 @@ class RuleBook:
             raise Decline("58", f"unknown terminal {terminal}")
         pan_ref = self.keys.pan_ref(pan)
         card = self.conn.execute("SELECT * FROM cards WHERE pan_ref = ?", (pan_ref,)).fetchone()
+        # One code for both: telling them apart would confirm a guessed PAN is a card.
         if card is None:
-            raise Decline("14", f"unknown card {mask_pan(pan)}")
+            raise Decline(CARD_NOT_RECOGNISED, f"unknown card {mask_pan(pan)}")
+        if request["14"] != card["expiry"]:
+            raise Decline(CARD_NOT_RECOGNISED, f"expiry mismatch on {card['pan_masked']}")
         if card["status"] == "retained":
             raise Decline("75", f"card {card['pan_masked']} is to be retained")
         if card["status"] != "active":
             raise Decline("57", f"card {card['pan_masked']} is {card['status']}")
-        if request["14"] != card["expiry"]:
-            raise Decline("14", f"expiry mismatch on {card['pan_masked']}")
+        duress = self._check_pin(request, pan, card)
         today = self.clock.now().date()
         year, month = 2000 + int(card["expiry"][:2]), int(card["expiry"][2:])
         if (year, month) < (today.year, today.month):
             raise Decline("54", f"card {card['pan_masked']} expired")
-        duress = self._check_pin(request, pan, card)
         return self._session(card, duress=duress)
 
     def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> bool:

@@ -21,6 +21,7 @@ from atm_common.errors import AtmError, ConfigError
 from atm_common.masking import mask_pan
 from sim.host.cardless.faces import enrol_face
 from sim.host.cardless.schema import ensure_schema
+from sim.host.cardless.throttle import LOCKOUT_MAX
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from sim.host.settings import CardlessSettings, FeeRule, HostKeys, HostSettings
@@ -91,18 +92,21 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"not valid TOML: {exc}") from None
 
 
-def load_seed(
-    conn: sqlite3.Connection, path: Path, ledger: Ledger
-) -> tuple[HostKeys, HostSettings]:
-    """Populate an empty database from ``path``; on a populated one, only read the keys."""
-    root = _Reader(str(path), read_toml(path))
-    host = _Reader(str(path), root.get("host", dict), "host.")
+def read_keys(path: Path) -> tuple[HostKeys, HostSettings]:
+    """The keys and settings of the seed at ``path``, without touching any database (the
+    host checks them, e.g. for public demo keys, before it creates its database file)."""
+    return _keys_and_settings(_Reader(str(path), read_toml(path)))
+
+
+def _keys_and_settings(root: _Reader) -> tuple[HostKeys, HostSettings]:
+    host = _Reader(root.source, root.get("host", dict), "host.")
     settings = HostSettings(
         currency=host.get("currency", str, "840"),
         pin_tries=host.get("pin_tries", int, 3),
         institution_id=host.get("institution_id", str, "100001"),
         safety_amount=host.get("safety_amount", int, 20_000),
         cardless=_cardless_settings(root),
+        demo=host.get("demo", bool, False),
     )
     terminals = root.items("terminals")
     keys = HostKeys(
@@ -112,6 +116,15 @@ def load_seed(
         bdk_aes=host.hexkey("bdk_aes", (16,)) if "bdk_aes" in host.table else None,
         terminals={t.get("id", str): _terminal_keys(t) for t in terminals},
     )
+    return keys, settings
+
+
+def load_seed(
+    conn: sqlite3.Connection, path: Path, ledger: Ledger
+) -> tuple[HostKeys, HostSettings]:
+    """Populate an empty database from ``path``; on a populated one, only read the keys."""
+    root = _Reader(str(path), read_toml(path))
+    keys, settings = _keys_and_settings(root)
     (populated,) = conn.execute("SELECT COUNT(*) FROM accounts").fetchone()
     if populated:
         return keys, settings
@@ -266,6 +279,7 @@ _CARDLESS_INTS = (
     "max_amount",
     "multiple",
     "verify_seconds",
+    "lockout_failures",
 )
 
 
@@ -280,6 +294,8 @@ def _cardless_settings(root: _Reader) -> CardlessSettings:
         if value < (0 if key == "min_amount" else 1):
             raise ConfigError(root.source, f"cardless.{key}", "must be positive")
         values[key] = value
+    if values["lockout_failures"] > LOCKOUT_MAX:
+        raise ConfigError(root.source, "cardless.lockout_failures", f"is above {LOCKOUT_MAX}")
     if values["min_amount"] > values["max_amount"]:
         raise ConfigError(root.source, "cardless.min_amount", "is above max_amount")
     tolerance = table.get("face_tolerance", float, defaults.face_tolerance)
@@ -297,6 +313,7 @@ def _cardless_settings(root: _Reader) -> CardlessSettings:
         max_amount=values["max_amount"],
         multiple=values["multiple"],
         verify_seconds=values["verify_seconds"],
+        lockout_failures=values["lockout_failures"],
         fees=fees,
     )
 

@@ -73,6 +73,7 @@ class CardlessSettings:
     max_amount: int = 100_000
     multiple: int = 1_000  # amounts the ATMs' notes can make
     verify_seconds: int = 300  # a 0200 without credentials needs a passed 0100 this recent
+    lockout_failures: int = 10  # consecutive failed checks that lock a phone (NIST: <= 100)
     fees: tuple[tuple[str, FeeRule], ...] = ()  # card product -> rule; "default" for others
 
     def fee_rule(self, product: str) -> FeeRule | None:
@@ -90,4 +91,5 @@ class HostSettings:
     pin_tries: int = 3
     institution_id: str = "100001"
     safety_amount: int = 20_000  # the most a duress session may take, unless the account says
+    demo: bool = False  # seed ``demo = true``: its keys are public (sim/host/public_keys.py)
     cardless: CardlessSettings = dataclasses.field(default_factory=CardlessSettings)

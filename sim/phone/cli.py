@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone", default="", help="the phone number, e.g. +4915100000006")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("request", help="ask for a cardless withdrawal (the bank texts a code)")
-    steps.add_parser("messages", help="show this phone's SMS")
+    steps.add_parser("messages", help="show this phone's SMS (atm host --sms-inbox)")
     verify = steps.add_parser("verify", help="send the SMS code")
     verify.add_argument("request_id")
     verify.add_argument("code")

@@ -93,8 +93,16 @@ class PhoneClient:
         return answer
 
     def messages(self) -> list[dict[str, Any]]:
-        """This phone's SMS inbox."""
-        found: list[dict[str, Any]] = self._call("GET", f"/phones/{self.phone}/messages")
+        """This phone's SMS inbox: the simulated network's, which only a host started
+        with ``--sms-inbox`` serves (it shows every code to anyone who asks)."""
+        try:
+            found: list[dict[str, Any]] = self._call("GET", f"/phones/{self.phone}/messages")
+        except PhoneApiError as exc:
+            if exc.status == 404:
+                raise PhoneApiError(
+                    404, "the host serves no SMS inbox: start atm host with --sms-inbox"
+                ) from exc
+            raise
         return found
 
     def latest_code(self) -> str | None:

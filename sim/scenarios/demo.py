@@ -19,6 +19,7 @@ from typing import Any
 
 from atm_common.clock import ManualClock, SystemClock
 from atm_common.errors import AtmError
+from atm_common.files import private_dir
 from sim.devices.key_injection import pinpad_options, terminal_for
 from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
@@ -28,6 +29,7 @@ from sim.host.seed import read_toml
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
+from sim.service_auth import load_token, new_host_key_file, new_token_file
 from sim.services import ServiceProcess, log_args, service_process
 from terminal.app import Terminal
 from terminal.config import HostConfig, SiteLocation, TerminalConfig, Timeouts
@@ -66,18 +68,27 @@ def host_process(
     alarm_center: str | None = None,
     carrier: str | None = None,
     api: bool = False,
+    demo: bool = False,
+    host_key_file: Path | None = None,
 ) -> Iterator[HostProcess]:
     """Run ``atm host`` as its own process on a free port; stop it on exit.
 
     With ``api`` the phone API listens too, on a free port of its own (``api_url``).
+    ``demo`` passes ``--demo``: the seed holds the published demo keys (the demo bank, or
+    a bank generated from it), which the host otherwise refuses. ``host_key_file`` signs
+    its requests to the alarm center and the carrier.
     """
     args = ["--db", str(db_path), "--seed", str(seed), *log_args(log_path)]
+    if demo:
+        args.append("--demo")
     if alarm_center:
         args += ["--alarm-center", alarm_center]
     if carrier:
         args += ["--carrier", carrier]
+    if host_key_file is not None:
+        args += ["--host-key-file", str(host_key_file)]
     if api:
-        args += ["--api-port", "0"]
+        args += ["--api-port", "0", "--sms-inbox"]  # the demo's phone reads its texts there
     with service_process("host", args) as service:
         handle = HostProcess(service.name, service.process, service.address, service.port, db_path)
         if api:
@@ -293,14 +304,25 @@ async def run_demo(
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atm-demo-")))
-        workdir.mkdir(parents=True, exist_ok=True)
+        private_dir(workdir)  # databases, journal, logs of the run: the owner's only
+        # this run's secrets: the key the host signs with, the token the desk reads with
+        host_key = new_host_key_file(workdir / "host.key")
+        token_file = new_token_file(workdir / "operator.token")
         alarms = stack.enter_context(
             service_process(
                 "alarm-center",
-                ["--db", str(workdir / "alarms.db"), *log_args(workdir / "alarm-center.log")],
+                [
+                    *("--db", str(workdir / "alarms.db"), "--host-key-file", str(host_key)),
+                    *("--operator-token-file", str(token_file)),
+                    *log_args(workdir / "alarm-center.log"),
+                ],
             )
         )
-        carrier = stack.enter_context(service_process("carrier", log_args(workdir / "carrier.log")))
+        carrier = stack.enter_context(
+            service_process(
+                "carrier", ["--host-key-file", str(host_key), *log_args(workdir / "carrier.log")]
+            )
+        )
         host = stack.enter_context(
             host_process(
                 workdir / "host.db",
@@ -309,6 +331,8 @@ async def run_demo(
                 alarm_center=alarms.url,
                 carrier=carrier.url,
                 api=True,
+                demo=True,
+                host_key_file=host_key,
             )
         )
         opening = ledger_snapshot(host.db_path)
@@ -333,7 +357,7 @@ async def run_demo(
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
         holds = holds_snapshot(host.db_path)
-        raised = await collect_alarms(alarms.url, scenarios)
+        raised = await collect_alarms(alarms.url, scenarios, load_token(token_file))
         alarms_ok = check_alarms(raised, scenarios, terminal_id, location_source(terminal))
         handed_out = customer.dispenser.handed_out_amount
         reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id, holds)
@@ -363,13 +387,16 @@ def _expected_alarms(scenarios: Sequence[Scenario]) -> list[Scenario]:
     return [s for s in scenarios if s.card in DURESS_CARDS]
 
 
-async def collect_alarms(url: str, scenarios: Sequence[Scenario]) -> list[dict[str, Any]]:
-    """What the alarm center holds once the host's outbox delivered (waits up to 15 s)."""
+async def collect_alarms(
+    url: str, scenarios: Sequence[Scenario], token: str
+) -> list[dict[str, Any]]:
+    """What the alarm center holds once the host's outbox delivered (waits up to 15 s);
+    read as the alarm desk does, with its operator ``token``."""
     expected = _expected_alarms(scenarios)
     deadline = time.monotonic() + 15
     alarms: list[dict[str, Any]] = []
     while True:
-        alarms = await asyncio.to_thread(_get_alarms, url)
+        alarms = await asyncio.to_thread(_get_alarms, url, token)
         # complete: every alarm has its follow-up (the amount) and its snapshots
         done = [
             a
@@ -400,8 +427,10 @@ async def collect_alarms(url: str, scenarios: Sequence[Scenario]) -> list[dict[s
     ]
 
 
-def _get_alarms(url: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{url}/alarms", timeout=5) as response:
+def _get_alarms(url: str, token: str) -> list[dict[str, Any]]:
+    request = urllib.request.Request(f"{url}/alarms", headers={"Authorization": f"Bearer {token}"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+    with opener.open(request, timeout=5) as response:
         return list(json.load(response)["alarms"])
 
 

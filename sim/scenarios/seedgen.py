@@ -8,6 +8,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from atm_common.files import write_private
 from sim.host.seed import read_toml
 from sim.scenarios.demo import DEMO_SEED, TERMINAL_ID
 
@@ -87,5 +88,5 @@ def write_seed(
         if duress_every and i % duress_every == 0:
             lines.append(f'duress_pin = "{duress_pin(i)}"')
         lines.append("")
-    path.write_text("\n".join(lines))
+    write_private(path, "\n".join(lines))  # keys and clear PINs: 0600
     return keys

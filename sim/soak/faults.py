@@ -20,6 +20,7 @@ import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from atm_common.files import private_database
 from sim.alarm_center import AlarmCenter
 from sim.soak.crash import crash_after
 from sim.soak.proxy import FaultProxy
@@ -64,8 +65,9 @@ PROXY_NAMES = {
 class FlakyAlarmCenter:
     """The alarm center the host reports to, which a fault takes down for a while."""
 
-    def __init__(self, db_path: Path) -> None:
-        self.db_path = db_path
+    def __init__(self, db_path: Path, host_key: bytes) -> None:
+        self.db_path, self.host_key = db_path, host_key
+        private_database(db_path)  # the center's store is opened in this process
         self.center: AlarmCenter | None = None
         self.port = 0
         self.back_at: int | None = None  # transaction at which a down center returns
@@ -73,7 +75,7 @@ class FlakyAlarmCenter:
 
     def start(self) -> str:
         """Start it on a free port; returns its URL."""
-        self.center = AlarmCenter(self.db_path)
+        self.center = AlarmCenter(self.db_path, host_key=self.host_key)
         self.port = self.center.start()
         return self.center.url
 
@@ -89,7 +91,7 @@ class FlakyAlarmCenter:
         """Session ``i`` begins: bring the center back (same port, same file) if due."""
         self._index = i
         if self.back_at is not None and i >= self.back_at:
-            self.center = AlarmCenter(self.db_path, port=self.port)
+            self.center = AlarmCenter(self.db_path, port=self.port, host_key=self.host_key)
             self.center.start()
             self.back_at = None
 

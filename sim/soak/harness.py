@@ -27,9 +27,11 @@ from typing import Any
 
 from atm_common.clock import ManualClock
 from atm_common.errors import AtmError
+from atm_common.files import private_dir
 from sim.devices.key_injection import pinpad_options
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
 from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
+from sim.service_auth import load_host_key, new_host_key_file
 from sim.soak.checks import check_alarms, check_money
 from sim.soak.crash import SimulatedCrash, kill
 from sim.soak.faults import FAULTS, FaultPlan, FlakyAlarmCenter
@@ -73,7 +75,9 @@ class Soak:
         self.terminal_restarts = 0
         self.alarm_counts: dict[str, int] = {}
         self.duress_sessions = 0
-        self.center = FlakyAlarmCenter(workdir / "alarms.db")
+        # this run's signing key: the host signs its alarms, the center checks them
+        self.host_key_file = new_host_key_file(workdir / "host.key")
+        self.center = FlakyAlarmCenter(workdir / "alarms.db", load_host_key(self.host_key_file))
 
     # -- set-up --
 
@@ -100,7 +104,11 @@ class Soak:
         seed_path = self.workdir / "soak-seed.toml"
         write_seed(seed_path, self.cards, (TERMINAL,), balance=OPENING_BALANCE, duress_every=5)
         host = HostRunner(
-            self.workdir / "host.db", seed_path, self.workdir / "host.log", self.center.start()
+            self.workdir / "host.db",
+            seed_path,
+            self.workdir / "host.log",
+            self.center.start(),
+            self.host_key_file,
         )
         host.start()
         proxy = FaultProxy(host.port)
@@ -235,7 +243,7 @@ class Soak:
 def run_soak(
     workdir: Path, transactions: int, seed: int, faults: tuple[str, ...], **kw: Any
 ) -> SoakReport:
-    workdir.mkdir(parents=True, exist_ok=True)
+    private_dir(workdir)  # host db, journal, SAF, logs, the generated seed: 0700
     for stale in workdir.glob("*.db*"):
         stale.unlink()
     with contextlib.suppress(FileNotFoundError):

@@ -18,9 +18,11 @@ from sim.services import read_listening, service_argv
 class HostRunner:
     """``atm host`` in its own process, killable with SIGKILL and restartable."""
 
-    def __init__(self, db_path: Path, seed: Path, log_path: Path, alarm_center: str) -> None:
+    def __init__(
+        self, db_path: Path, seed: Path, log_path: Path, alarm_center: str, host_key_file: Path
+    ) -> None:
         self.db_path, self.seed, self.log_path = db_path, seed, log_path
-        self.alarm_center = alarm_center
+        self.alarm_center, self.host_key_file = alarm_center, host_key_file
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
         self.restarts = 0
@@ -28,8 +30,13 @@ class HostRunner:
     def start(self) -> int:
         cmd = service_argv("host", "--db", str(self.db_path), "--seed", str(self.seed))
         cmd += ["--port", "0", "--log", str(self.log_path)]
+        # the generated seed carries the demo keys; the terminal lives on the soak's
+        # simulated clock, far from the host's real one, so 0800s are not compared with it
+        # (replayed ones are still refused)
+        cmd += ["--demo", "--max-clock-skew", "0"]
         # alarms retried at most a second apart: an outage ends, delivery follows quickly
         cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
+        cmd += ["--host-key-file", str(self.host_key_file)]  # alarms are signed
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         _, self.port = read_listening(self.process, "host")
         return self.port

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
+from atm_common.files import write_private
 from terminal.config import TerminalConfig
 from terminal.drivers.base import create_device
 from terminal.drivers.camera.base import Camera, Frame
@@ -55,7 +55,7 @@ def save_jpeg(frame: Frame, path: str | os.PathLike[str], quality: int = 90) -> 
     if not ok:
         raise AtmError(f"cannot JPEG-encode a {frame.width}x{frame.height} frame")
     try:
-        Path(path).write_bytes(data.tobytes())
+        write_private(path, data.tobytes())  # a face is personal data: 0600
     except OSError as exc:
         raise AtmError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
 

@@ -12,7 +12,10 @@ Two security modes, per terminal:
   the TMK itself, everything else with the TAK.
 * ``aes-dukpt``: an AES-128 DUKPT initial key (ANSI X9.24-3). Every PIN entry and every
   message without one advances the transaction counter; PIN blocks are format 4 under the
-  transaction's PIN key, MACs AES-CMAC (first 8 bytes) under its MAC key.
+  transaction's PIN key, MACs AES-CMAC (first 8 bytes) under its MAC key. The counter
+  follows the standard: values with more than 16 one-bits are skipped, and after the
+  last allowed one (``FFFF0000``) the pad is at end of life and refuses every DUKPT
+  operation until a new initial key is loaded; it never wraps to reuse old keys.
 """
 
 from __future__ import annotations
@@ -69,6 +72,11 @@ class PinPadKeys:
         self.__ik = _hex_key(ik, (16,), "DUKPT initial key")
         ik_id_raw = _hex_key(ik_id, (8,), "DUKPT initial key id")
         self.__ik_id = ik_id_raw or b""
+        if not dukpt.aes_counter_allowed(counter):
+            raise LocalProtocolError(
+                f"DUKPT transaction counter {counter} is not an ANSI X9.24-3 counter"
+                " (32 bits, at most 16 one-bits)"
+            )
         self.__counter = counter
         self.__current: dukpt.AesKsn | None = None
         if security == AES_DUKPT and (self.__ik is None or not self.__ik_id):
@@ -145,7 +153,13 @@ class PinPadKeys:
         """Advance the transaction counter (DUKPT); None in tdes mode."""
         if self.security != AES_DUKPT:
             return None
-        self.__counter += 1
+        nxt = dukpt.aes_next_counter(self.__counter)
+        if nxt is None:
+            raise KeyUnavailable(
+                "DUKPT key exhausted: the transaction counter reached its ANSI X9.24-3"
+                " limit; the PIN pad needs a new initial key"
+            )
+        self.__counter = nxt
         self.__current = dukpt.AesKsn(self.__ik_id, self.__counter)
         return self.__current.hex()
 
@@ -157,9 +171,14 @@ class PinPadKeys:
         assert self.__ik is not None
         if not ksn:
             raise KeyUnavailable("a DUKPT operation needs the message's KSN")
-        parsed = dukpt.AesKsn.parse(ksn)
+        try:
+            parsed = dukpt.AesKsn.parse(ksn)
+        except ValueError as exc:
+            raise KeyUnavailable(f"bad KSN: {exc}") from None
         if parsed.initial_key_id != self.__ik_id or parsed.counter > self.__counter:
             raise KeyUnavailable("KSN does not belong to this PIN pad")
+        if not dukpt.aes_counter_allowed(parsed.counter):
+            raise KeyUnavailable("KSN counter has more than 16 one-bits (ANSI X9.24-3 limit)")
         return dukpt.aes_working_key(self.__ik, parsed, usage)
 
     # -- operations --

@@ -1,12 +1,10 @@
-"""The alarm center over real HTTP on 127.0.0.1: contract, idempotency, limits, durability."""
+"""The alarm center over real HTTP on 127.0.0.1: contract, idempotency, conflicts, limits,
+durability, who may post and who may read."""
 
 from __future__ import annotations
 
 import base64
-import json
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +14,14 @@ from sim.alarm_center import (
     AlarmCenter,
     AlarmStoreError,
     format_alarms,
+    format_conflicts,
     list_alarms,
+    list_conflicts,
     serve,
 )
+from sim.service_auth import new_host_key_file, new_token_file
 
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+from .signed import KEY, TOKEN, call
 
 
 def make_alarm(**changes: Any) -> dict[str, Any]:
@@ -38,20 +39,13 @@ def make_alarm(**changes: Any) -> dict[str, Any]:
     return alarm
 
 
-def call(url: str, body: bytes | dict[str, Any] | list[Any] | None = None) -> tuple[int, Any]:
-    data = body if isinstance(body, bytes | None) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with OPENER.open(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        with exc:
-            return exc.code, json.loads(exc.read())
+def open_center(db: Path, port: int = 0) -> AlarmCenter:
+    return AlarmCenter(db, port=port, host_key=KEY, operator_token=TOKEN)
 
 
 @pytest.fixture
 def center(tmp_path: Path) -> Any:
-    with AlarmCenter(tmp_path / "alarms.db") as running:
+    with open_center(tmp_path / "alarms.db") as running:
         yield running
 
 
@@ -69,14 +63,45 @@ def test_valid_alarm_is_stored_and_listed(center: AlarmCenter) -> None:
     assert call(center.url + "/health") == (200, {"status": "ok"})
 
 
-def test_repeat_is_acknowledged_and_stored_once(center: AlarmCenter) -> None:
+def test_identical_repeat_is_acknowledged_and_stored_once(center: AlarmCenter) -> None:
     assert call(center.url + "/alarms", make_alarm())[0] == 201
     status, answer = call(center.url + "/alarms", make_alarm())
-    assert status == 200 and answer["status"] == "duplicate" and answer["identical"] is True
+    assert (status, answer) == (200, {"alarm_id": make_alarm()["alarm_id"], "status": "duplicate"})
+    assert len(call(center.url + "/alarms")[1]["alarms"]) == 1
+
+
+def test_same_id_other_content_is_a_recorded_conflict(
+    center: AlarmCenter, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert call(center.url + "/alarms", make_alarm())[0] == 201
     status, answer = call(center.url + "/alarms", make_alarm(amount_requested=1))
-    assert status == 200 and answer["identical"] is False
+    assert status == 409 and answer["status"] == "conflict"
+    assert answer["alarm_id"] == make_alarm()["alarm_id"] and "conflict" in answer["error"]
     [stored] = call(center.url + "/alarms")[1]["alarms"]
-    assert stored["amount_requested"] == 20000  # the first copy wins
+    assert stored["amount_requested"] == 20000  # the stored copy is untouched
+    status, listing = call(center.url + "/conflicts")
+    [conflict] = listing["conflicts"]
+    assert status == 200 and conflict["kind"] == "alarm"
+    assert conflict["refused"]["amount_requested"] == 1
+    assert [r for r in caplog.records if r.levelname == "ERROR" and "CONFLICT" in r.getMessage()]
+    [line] = format_conflicts(list_conflicts(center.db_path))
+    assert "CONFLICT alarm" in line and '"amount_requested": 1' in line
+
+
+def test_updates_are_idempotent_and_a_clashing_one_is_a_conflict(center: AlarmCenter) -> None:
+    alarm_id = make_alarm()["alarm_id"]
+    url = f"{center.url}/alarms/{alarm_id}/updates"
+    update = {"update_id": "u1", "time": "2026-01-01T12:01:00+00:00", "amount_requested": 500}
+    assert call(url, update)[0] == 404  # no such alarm yet
+    assert call(center.url + "/alarms", make_alarm())[0] == 201
+    assert call(url, update) == (201, {"alarm_id": alarm_id, "update_id": "u1", "status": "stored"})
+    assert call(url, update)[1]["status"] == "duplicate"
+    assert call(url, {**update, "amount_requested": 9})[0] == 409
+    status, answer = call(url, {**update, "update_id": "u2", "pan": "4761739001010010"})
+    assert (status, answer["field"]) == (400, "pan")
+    [stored] = call(center.url + "/alarms")[1]["alarms"]
+    assert [u["amount_requested"] for u in stored["updates"]] == [500]
+    assert [c["update_id"] for c in call(center.url + "/conflicts")[1]["conflicts"]] == ["u1"]
 
 
 def test_concurrent_repeats_store_one(center: AlarmCenter) -> None:
@@ -91,7 +116,7 @@ def test_concurrent_repeats_store_one(center: AlarmCenter) -> None:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(statuses) == [200] * 7 + [201]
+    assert sorted(statuses) == [200] * 7 + [201]  # each attempt newly signed: no replay
     assert len(call(center.url + "/alarms")[1]["alarms"]) == 1
 
 
@@ -187,11 +212,11 @@ def test_unknown_paths_are_404(center: AlarmCenter) -> None:
 
 def test_alarms_survive_a_restart_and_list_reads_the_file(tmp_path: Path) -> None:
     db = tmp_path / "alarms.db"
-    with AlarmCenter(db) as first:
+    with open_center(db) as first:
         assert call(first.url + "/alarms", make_alarm())[0] == 201
         # The CLI's list reads a running center's file without disturbing it.
         assert [a["alarm_id"] for a in list_alarms(db)] == [make_alarm()["alarm_id"]]
-    with AlarmCenter(db) as second:
+    with open_center(db) as second:
         [stored] = call(second.url + "/alarms")[1]["alarms"]
         assert stored["alarm_id"] == make_alarm()["alarm_id"]
         assert call(second.url + "/alarms", make_alarm())[0] == 200
@@ -200,7 +225,7 @@ def test_alarms_survive_a_restart_and_list_reads_the_file(tmp_path: Path) -> Non
     none_located = make_alarm(
         alarm_id="x", location={"lat": None, "lon": None, "source": "none", "age": None}
     )
-    with AlarmCenter(db) as third:
+    with open_center(db) as third:
         assert call(third.url + "/alarms", none_located)[0] == 201
     assert "location unknown" in format_alarms(list_alarms(db))[1]
 
@@ -216,6 +241,10 @@ def test_serve_reports_where_it_listens_and_stops(tmp_path: Path) -> None:
     thread = threading.Thread(
         target=serve,
         args=(tmp_path / "a.db", "127.0.0.1", 0, lambda h, p: ready.append((h, p)), stop),
+        kwargs={
+            "host_key_file": new_host_key_file(tmp_path / "host.key"),
+            "operator_token_file": new_token_file(tmp_path / "operator.token"),
+        },
     )
     thread.start()
     try:
@@ -229,3 +258,33 @@ def test_serve_reports_where_it_listens_and_stops(tmp_path: Path) -> None:
         stop.set()
         thread.join(10)
     assert not thread.is_alive()
+
+
+def test_reading_needs_the_operator_token_and_posting_the_host_key(center: AlarmCenter) -> None:
+    assert call(center.url + "/alarms", make_alarm())[0] == 201
+    for path in ("/alarms", "/alarms/" + make_alarm()["alarm_id"], "/conflicts"):
+        assert call(center.url + path, token=None)[0] == 401
+        assert call(center.url + path, token=TOKEN[:-1] + "x")[0] == 401
+        assert call(center.url + path)[0] == 200
+    status, answer = call(center.url + "/alarms", make_alarm(alarm_id="other"), key=None)
+    assert status == 401 and "signature" in answer["error"]
+    status, _ = call(center.url + "/alarms", make_alarm(alarm_id="other"), key=bytes(32))
+    assert status == 401
+    assert call(center.url + "/health", token=None, key=None) == (200, {"status": "ok"})
+    assert len(call(center.url + "/alarms")[1]["alarms"]) == 1
+
+
+def test_without_an_operator_token_nobody_reads_over_http(tmp_path: Path) -> None:
+    with AlarmCenter(tmp_path / "alarms.db", host_key=KEY) as center:
+        assert call(center.url + "/alarms")[0] == 403
+        assert call(center.url + "/alarms", make_alarm())[0] == 201  # posting still works
+
+
+def test_the_api_is_described(center: AlarmCenter) -> None:
+    status, spec = call(center.url + "/openapi.json", token=None, key=None)
+    assert status == 200
+    post = spec["paths"]["/alarms"]["post"]
+    assert {"201", "200", "401", "409", "413"} <= set(post["responses"])
+    body = post["requestBody"]["content"]["application/json"]["schema"]
+    assert "alarm_id" in body["required"] and body["additionalProperties"] is False
+    assert {"hostSignature", "operatorToken"} <= set(spec["components"]["securitySchemes"])

@@ -39,7 +39,7 @@ def bank(host: Host) -> PhoneBank:
 
 @pytest.fixture
 def api(bank: PhoneBank) -> Iterator[TestClient]:
-    with TestClient(create_app(bank)) as client:
+    with TestClient(create_app(bank, sms_inbox=True)) as client:
         yield client
 
 

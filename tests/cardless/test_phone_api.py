@@ -70,7 +70,7 @@ def test_the_whole_phone_flow_holds_amount_plus_fee(
         f"{R}/{request_id}/face", json={"consent": True, "image_base64": photo("obama2.jpg")}
     )
     assert matched.status_code == 200, matched.text
-    assert matched.json()["match"] is True and matched.json()["distance"] < 0.5
+    assert matched.json()["match"] is True and "distance" not in matched.json()
     assert matched.json()["status"] == "identified"
 
     accounts = {a["account"]: a for a in api.get(f"{R}/{request_id}/accounts").json()}
@@ -148,7 +148,7 @@ def test_an_impostor_face_creates_nothing_and_bad_images_are_422(
     )
     assert impostor.status_code == 200
     body = impostor.json()
-    assert body["match"] is False and body["distance"] > 0.5
+    assert body["match"] is False and set(body) == {"match", "attempts_left", "status"}
     assert body["status"] == "verified" and body["attempts_left"] == 2
     accounts = api.get(f"{R}/{request_id}/accounts")
     assert accounts.status_code == 409  # not identified: no accounts, no quote
@@ -184,7 +184,8 @@ def test_an_impostor_face_creates_nothing_and_bad_images_are_422(
 def test_bad_requests_are_clear_4xx_and_change_nothing(
     api: TestClient, bank: PhoneBank, host: Host, clock: ManualClock
 ) -> None:
-    assert api.post(R, json={"phone": "+4915199999999"}).status_code == 404
+    # An unknown number gets the same answer as a customer's (a decoy: no SMS, no match).
+    assert api.post(R, json={"phone": "+4915199999999"}).status_code == 201
     assert api.post(R, json={"phone": "12ab"}).status_code == 422
     assert api.get(f"{R}/nope/accounts").status_code == 404
     assert api.get("/cardless/reservations/nope").status_code == 404

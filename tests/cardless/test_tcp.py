@@ -29,7 +29,9 @@ from tests.host.helpers import DEMO_SEED
 class RunningHost:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = ManualClock(dt.datetime.now(dt.UTC))
-        self.server = build_host(tmp_path / "host.db", DEMO_SEED, port=0, clock=self.clock)
+        self.server = build_host(
+            tmp_path / "host.db", DEMO_SEED, port=0, clock=self.clock, demo=True
+        )
         self.db_path = tmp_path / "host.db"
         self.ports: dict[str, int] = {}
         self.ready = threading.Event()
@@ -46,6 +48,7 @@ class RunningHost:
                 lambda host, port: self.ports.update(iso=port),
                 db_path=self.db_path,
                 api_port=0,
+                sms_inbox=True,  # the phone reads its codes from the simulated network
                 on_api_ready=self._api_ready,
                 stop=self.stop,
             )

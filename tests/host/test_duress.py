@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from host_link.amounts import AmountType, decode_amounts
+from host_link.evidence import parse_request, parts
 from sim.host import outbox
 
 from .helpers import CARDS, Host, Terminal
@@ -89,3 +90,36 @@ def test_declined_request_leaves_no_alarm_behind_when_rolled_back(
     response = host.authoriser.handle(request)
     assert response is not None and response["39"] != "00"
     assert _alarms(host) == []
+
+
+def test_the_0110_names_the_evidence_never_the_alarm(host: Host, terminal: Terminal) -> None:
+    request = terminal.balance_inquiry(ERIN, pin=DURESS_PIN)
+    response = host.authoriser.handle(request)
+    assert response is not None
+    asked = parse_request(response["63"])
+    assert asked is not None
+    (alarm,) = _alarms(host)
+    alarm_id = str(alarm["alarm_id"])
+    # random, and not built from what the terminal sent (terminal id, STAN, field 7)
+    assert alarm_id.startswith("alm-") and len(alarm_id) == 4 + 22
+    assert alarm_id != f"{request['41']}-{request['11']}-{request['7']}"
+    assert asked.ref != alarm_id and alarm_id not in json.dumps(response)
+    # snapshot parts come back under the reference and are filed under the alarm
+    advice = terminal.client.stamp({"t": "0620", "63": parts(asked.ref, 0, b"\xff\xd8jpeg")[0]})
+    answer = host.authoriser.handle(advice)
+    assert answer is not None and answer["39"] == "00"
+    (snapshot,) = [a for a in _alarms(host) if "evidence" in a]
+    assert snapshot["alarm_id"] == alarm_id
+    # parts sent under the alarm id itself name nothing the host handed out
+    forged = terminal.client.stamp({"t": "0620", "63": parts(alarm_id, 1, b"\xff\xd8x")[0]})
+    refused = host.authoriser.handle(forged)
+    assert refused is not None and refused["39"] == "12"
+
+
+def test_follow_up_ids_are_random_too(host: Host, terminal: Terminal) -> None:
+    host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN))
+    request = terminal.withdrawal(ERIN, 10_000, pin=DURESS_PIN)
+    host.authoriser.handle(request)
+    (update,) = [a for a in _alarms(host) if a.get("update")]
+    assert update["update_id"] != f"{request['41']}-{request['11']}-{request['7']}"
+    assert str(update["update_id"]).startswith("upd-") and len(str(update["update_id"])) == 26

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 import socket
 import statistics
 import time
@@ -47,7 +48,7 @@ def test_a_duress_session_looks_exactly_like_a_normal_one(
         # one clock for both sides, a day per session: every session starts with the same
         # daily limit, so the only difference between the two kinds is the PIN
         clock = ManualClock(dt.datetime.now(dt.UTC))
-        host = build_host(tmp_path / "host.db", seed, port=0, clock=clock)
+        host = build_host(tmp_path / "host.db", seed, port=0, clock=clock, demo=True)
         port = await host.start()
         terminal = demo_terminal(tmp_path, port, seed, clock)
         assert terminal.start() and await terminal.ensure_signed_on()
@@ -111,14 +112,16 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
 
+    host_key = secrets.token_bytes(32)  # the host signs its alarms; the center checks
+
     async def main() -> None:
         clock = ManualClock(dt.datetime.now(dt.UTC))
-        host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, clock=clock)
+        host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, clock=clock, demo=True)
         host_port = await host.start()
         worker = OutboxWorker(
             tmp_path / "host.db",
             clock,
-            {"alarm": AlarmDeliverer(f"http://127.0.0.1:{port}", timeout=1)},
+            {"alarm": AlarmDeliverer(f"http://127.0.0.1:{port}", host_key, timeout=1)},
             base_delay=1.0,
             max_delay=5.0,
         )
@@ -139,7 +142,7 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
         # alarm, amount follow-up and two snapshots, all kept; the follow-ups wait behind
         # the alarm (in order)
         assert len(pending) == 4 and pending[0].attempts >= 3
-        center = AlarmCenter(tmp_path / "alarms.db", port=port)
+        center = AlarmCenter(tmp_path / "alarms.db", port=port, host_key=host_key)
         center.start()
         try:
             clock.advance(10)

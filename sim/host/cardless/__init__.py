@@ -19,6 +19,8 @@ Modules, from the bottom up (import the names from the module that defines them)
 
 - :mod:`.schema`: the tables, the two GL accounts, the bank-side journal (events).
 - :mod:`.errors`: the phone steps' refusals, each with its HTTP status.
+- :mod:`.tokens`: how request and reservation ids appear in logs (fingerprints only).
+- :mod:`.throttle`: lockout per phone number, throttles per phone, address and ATM.
 - :mod:`.faces`: enrolled templates, and the template of a photo from the phone.
 - :mod:`.sms`: what the bank texts, the SMS code's HMAC, the simulated gateway and inbox.
 - :mod:`.fees`: the accounts a customer may draw on, and pricing one withdrawal.

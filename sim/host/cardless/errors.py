@@ -40,3 +40,20 @@ class Unprocessable(PhoneError):
 
 class Unavailable(PhoneError):
     status = 503
+
+
+class Locked(PhoneError):
+    """Too many consecutive failed checks for this phone number: cardless withdrawal is
+    locked for it until the bank clears it (see :mod:`.throttle`)."""
+
+    status = 423
+
+
+class TooManyRequests(PhoneError):
+    """A throttle: try again after ``retry_after`` seconds (the HTTP Retry-After)."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import io
 import sqlite3
 from typing import TYPE_CHECKING
 
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
     from atm_common.face.verify import FaceTemplate
 
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
+# What a decoded photo may have: 4096 x 4096 is above any phone's 12 MP selfie and
+# decodes to 48 MB of BGR; a few KB of PNG can claim 12000 x 12000 (432 MB decoded).
+MAX_IMAGE_PIXELS = 4096 * 4096
+_PNG = b"\x89PNG\r\n\x1a\n"
+_JPEG = b"\xff\xd8\xff"
 
 
 def enrol_face(
@@ -48,9 +54,38 @@ def enrolled_template(conn: sqlite3.Connection, person_id: str) -> FaceTemplate 
     return None if enrolled is None else load_template(enrolled["template"])
 
 
+def image_size(data: bytes) -> tuple[int, int]:
+    """Width and height from a JPEG or PNG header alone, nothing decoded.
+
+    Why: the size of the file says nothing about the size of the image (PNG compresses a
+    plain 12000 x 12000 image to 140 KB), and the decoder allocates width x height x 3
+    bytes before it looks at a pixel. Pillow's plugins parse just the header (IHDR; the
+    markers up to SOF), and only these two formats are let through to OpenCV, whose
+    decoder would accept many more.
+    """
+    try:
+        from PIL import JpegImagePlugin, PngImagePlugin
+    except ImportError as exc:
+        raise Unavailable(f"face verification is not installed here: {exc}") from None
+    reader: type[JpegImagePlugin.JpegImageFile] | type[PngImagePlugin.PngImageFile]
+    if data.startswith(_PNG):
+        reader = PngImagePlugin.PngImageFile
+    elif data.startswith(_JPEG):
+        reader = JpegImagePlugin.JpegImageFile
+    else:
+        raise Unprocessable("not a readable image (corrupt or not JPEG/PNG)")
+    try:
+        with reader(io.BytesIO(data)) as image:
+            width, height = image.size
+    except Exception:  # whatever a parser of untrusted bytes raises: not a usable header
+        raise Unprocessable("not a readable image (corrupt or not JPEG/PNG)") from None
+    return width, height
+
+
 def probe_template(image_b64: str, tolerance: float) -> FaceTemplate:
     """The template of the one face in a base64 JPEG/PNG (CPU-heavy: run it off the
-    event loop). Anything unusable is :class:`Unprocessable`; no engine, 503."""
+    event loop). Anything unusable is :class:`Unprocessable`; no engine, 503. The pixel
+    count is checked from the header before anything is decoded."""
     try:
         data = base64.b64decode(image_b64, validate=True)
     except (binascii.Error, ValueError):
@@ -59,6 +94,12 @@ def probe_template(image_b64: str, tolerance: float) -> FaceTemplate:
         raise Unprocessable("the image is empty")
     if len(data) > MAX_IMAGE_BYTES:
         raise Unprocessable(f"the image is over {MAX_IMAGE_BYTES} bytes")
+    width, height = image_size(data)
+    if width * height > MAX_IMAGE_PIXELS:
+        raise Unprocessable(
+            f"the image is {width} x {height}: at most {MAX_IMAGE_PIXELS} pixels, send a"
+            " smaller photo"
+        )
     try:
         import numpy as np
 
@@ -77,6 +118,8 @@ def probe_template(image_b64: str, tolerance: float) -> FaceTemplate:
         image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
         if image is None:
             raise Unprocessable("not a readable image (corrupt or not JPEG/PNG)")
+        if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:  # the header lied
+            raise Unprocessable("the image is larger than its header says")
         return FaceVerifier(tolerance).template(np.asarray(image, dtype=np.uint8))
     except FaceEngineUnavailable as exc:
         raise Unavailable(str(exc)) from None
@@ -90,10 +133,9 @@ def probe_template(image_b64: str, tolerance: float) -> FaceTemplate:
 
 @dataclasses.dataclass(frozen=True)
 class FaceResult:
-    """What the phone is told after a face comparison (``POST .../face``)."""
+    """What the phone is told after a face comparison (``POST .../face``): match or no
+    match, never how close (a distance would guide an impostor's next photo)."""
 
     match: bool
-    distance: float
-    tolerance: float
     attempts_left: int
     status: str

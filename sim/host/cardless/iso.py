@@ -7,6 +7,12 @@ reversal (0400/0420) of that 0200 refunds what was not dispensed. Failed checks 
 and the last one cancels the reservation (voiding its hold). :class:`CardlessDesk` is
 the :class:`~sim.host.cardless.reservations.ReservationBook` with this wire side; it only
 decides, the authoriser (:mod:`sim.host.authoriser`) builds the response.
+
+Credentials come before answers: the amount and the currency are compared only once the
+code or face has passed, so nobody learns the reserved amount (13) without them, and
+every failed check is counted (on the reservation, the phone number and the ATM). An ATM
+with too many failures in a row is throttled (91) and a locked phone number refused (57)
+before anything is checked (:mod:`.throttle`).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from host_link.errors import CodecError
 from sim.host.cardless.faces import enrolled_template, load_template
 from sim.host.cardless.reservations import ReservationBook
 from sim.host.cardless.schema import CLEARING_ACCOUNT, FEE_ACCOUNT
+from sim.host.cardless.throttle import Limiter, ThrottlePolicy
+from sim.host.cardless.tokens import redact
 from sim.host.ledger import Ledger
 from sim.host.settings import HostKeys, HostSettings
 
@@ -71,9 +79,15 @@ class CardlessDesk(ReservationBook):
         clock: Clock,
         ledger: Ledger,
         rng: random.Random | None = None,
+        policy: ThrottlePolicy | None = None,
     ) -> None:
         self.key_store = key_store
         super().__init__(conn, keys, settings, clock, ledger, rng)
+        self.terminal_failures = Limiter(
+            (policy or ThrottlePolicy()).failures_per_terminal,
+            clock,
+            "failed cardless checks at this ATM",
+        )
 
     # -- ISO 8583: the ATM's requests ---------------------------------------------------
 
@@ -83,10 +97,10 @@ class CardlessDesk(ReservationBook):
         try:
             wire = self._wire(request)
             row = self._active(wire["phone"], request["41"])
-            self._check_currency(request, row)
             self._check_method(request, wire, row)
+            self._check_currency(request, row)  # after the credentials: no free answers
         except Refusal as refusal:
-            log.info("cardless inquiry declined %s", refusal)
+            log.info("cardless inquiry declined %s", redact(str(refusal)))
             return IsoOutcome(refusal.code)
         self.conn.execute(
             "UPDATE reservations SET verified_terminal = ?, verified_at = ? WHERE id = ?",
@@ -112,17 +126,18 @@ class CardlessDesk(ReservationBook):
             wire = self._wire(request)
             terminal = request["41"]
             row = self._active(wire["phone"], terminal)
-            amount_text = request.get("4", "")
-            if not _digits(amount_text) or int(amount_text) != row["amount"]:
-                raise Refusal("13", f"0200 for {amount_text or 'no amount'}, reserved otherwise")
-            self._check_currency(request, row)
             if request.get("52") or request.get("110") or "template" in wire:
                 self._check_method(request, wire, row)
             elif not self._recently_verified(row, terminal):
                 self._fail(row, terminal, "0200 without credentials and no recent 0100")
+            # only a caller who passed the checks learns that the amount is not the one
+            amount_text = request.get("4", "")
+            if not _digits(amount_text) or int(amount_text) != row["amount"]:
+                raise Refusal("13", f"0200 for {amount_text or 'no amount'}, reserved otherwise")
+            self._check_currency(request, row)
             cash_account = self._cash_account(terminal)
         except Refusal as refusal:
-            log.info("cardless withdrawal declined %s", refusal)
+            log.info("cardless withdrawal declined %s", redact(str(refusal)))
             return IsoOutcome(refusal.code)
         posting = self.ledger.settle(row["hold_transfer_id"], post=True)
         assert posting is not None
@@ -230,28 +245,39 @@ class CardlessDesk(ReservationBook):
     # -- checks -------------------------------------------------------------------------
 
     def _wire(self, request: Message) -> dict[str, str]:
+        """Field 63 of a known terminal that may ask now: 58, 91 (throttled), 30."""
         terminal = request.get("41", "")
         if terminal not in self.key_store.terminals:
             raise Refusal("58", f"unknown terminal {terminal}")
+        wait = self.terminal_failures.retry_after(terminal)
+        if wait > 0:
+            raise Refusal("91", f"too many failed cardless checks at {terminal}: {wait:.0f} s")
         try:
             return parse_field63(request.get("63", ""))
         except CodecError as exc:
             raise Refusal("30", str(exc)) from None
 
     def _active(self, phone: str, terminal: str) -> sqlite3.Row:
-        """The phone's active reservation; expires it first if its time is up (54)."""
+        """The phone's active reservation; expires it first if its time is up (54). A
+        locked number is refused (57) before anything is looked up. A phone without one
+        (14, 54) counts against the ATM: trying number after number is how codes are
+        guessed there."""
+        if self.guard.locked(phone):
+            raise Refusal("57", "cardless is locked for this phone number")
         row: sqlite3.Row | None = self.conn.execute(
             "SELECT * FROM reservations WHERE phone = ? AND status = 'active'", (phone,)
         ).fetchone()
         if row is not None and row["expires_at"] <= self.now():
             self.close(row, "expired", "reservation time ran out", terminal)
-            raise Refusal("54", f"reservation {row['id']} expired")
+            self.terminal_failures.hit(terminal)
+            raise Refusal("54", "the reservation expired")
         if row is not None:
             return row
         last = self.conn.execute(
             "SELECT status FROM reservations WHERE phone = ? ORDER BY expires_at DESC LIMIT 1",
             (phone,),
         ).fetchone()
+        self.terminal_failures.hit(terminal)
         if last is not None and last["status"] == "expired":
             raise Refusal("54", "the phone's latest reservation expired")
         raise Refusal("14", "no active reservation for this phone")
@@ -290,12 +316,15 @@ class CardlessDesk(ReservationBook):
             if enrolled is None:
                 self._fail(row, terminal, "no enrolled face to compare with")
             assert probe is not None and enrolled is not None
-            distance = probe.distance(enrolled)
-            if distance > self.settings.face_tolerance:
-                self._fail(row, terminal, f"face does not match (distance {distance:.3f})")
+            if probe.distance(enrolled) > self.settings.face_tolerance:
+                self._fail(row, terminal, "face does not match")
+        self.guard.passed(row["phone"])
 
     def _fail(self, row: sqlite3.Row, terminal: str, reason: str) -> None:
-        """Count a failed check: 55, or 75 (and cancel, voiding the hold) at the limit."""
+        """Count a failed check: 55, or 75 (and cancel, voiding the hold) at the limit.
+        It counts against the phone number and the ATM too (:mod:`.throttle`)."""
+        self.guard.failed(row["phone"])
+        self.terminal_failures.hit(terminal)
         attempts = row["attempts"] + 1
         self.conn.execute(
             "UPDATE reservations SET attempts = ? WHERE id = ?", (attempts, row["id"])

@@ -26,6 +26,8 @@ from sim.host.ledger import transaction
 
 __all__ = ["PhoneBank"]
 
+_BANK_ONLY = frozenset({"distance", "tolerance"})  # journal details the phone is not shown
+
 
 class PhoneBank(PhoneVerification):
     """The bank's phone-facing cardless service, on the host's connection.
@@ -170,7 +172,8 @@ class PhoneBank(PhoneVerification):
             return self._view(self._reservation(reservation_id))
 
     def events(self, reservation_id: str) -> list[dict[str, Any]]:
-        """The bank-side journal of a reservation, from its request to its end."""
+        """The bank-side journal of a reservation, from its request to its end; without
+        face distances, which the phone is never told (the bank keeps them)."""
         row = self._reservation(reservation_id)
         rows = self.conn.execute(
             "SELECT * FROM cardless_events WHERE reservation_id = ?"
@@ -182,7 +185,7 @@ class PhoneBank(PhoneVerification):
                 "at": r["at"],
                 "kind": r["kind"],
                 "terminal_id": r["terminal_id"],
-                "detail": json.loads(r["detail"]),
+                "detail": {k: v for k, v in json.loads(r["detail"]).items() if k not in _BANK_ONLY},
             }
             for r in rows
         ]

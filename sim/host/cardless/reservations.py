@@ -27,6 +27,7 @@ from sim.host.cardless.schema import (
     ensure_schema,
     record_event,
 )
+from sim.host.cardless.throttle import PhoneGuard
 from sim.host.ledger import Ledger, transaction
 from sim.host.settings import HostKeys, HostSettings
 
@@ -50,6 +51,8 @@ class ReservationBook:
         self.clock, self.ledger = clock, ledger
         self.rng = rng or secrets.SystemRandom()
         ensure_schema(conn)
+        # one count of failed checks per phone, whether the phone or an ATM failed it
+        self.guard = PhoneGuard(conn, clock, self.settings.lockout_failures)
 
     def event(self, kind: str, **context: Any) -> None:
         record_event(self.conn, self.clock, kind, **context)

@@ -15,6 +15,7 @@ import sqlite3
 from typing import Any
 
 from atm_common.clock import Clock
+from sim.host.cardless.tokens import fingerprint, redact
 from sim.host.ledger import transaction
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,24 @@ SCHEMA = (
         reservation_id TEXT,
         created_at TEXT NOT NULL,
         expires_at REAL NOT NULL            -- epoch seconds
+    )""",
+    # A request for a number no customer has (or several share) gets a session too, kept
+    # here: the answer and what follows look the same whether the number banks here or not.
+    """CREATE TABLE IF NOT EXISTS cardless_decoys (
+        id TEXT PRIMARY KEY,                -- looks like any request id
+        phone TEXT NOT NULL,                -- digits only
+        code_attempts INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL CHECK (status IN ('sent', 'failed')),
+        created_at TEXT NOT NULL,
+        expires_at REAL NOT NULL            -- epoch seconds
+    )""",
+    # Consecutive failed cardless checks per phone number (SMS codes, ATM checks), known
+    # or not; a row at the limit is a lockout until the bank deletes it (throttle.py).
+    """CREATE TABLE IF NOT EXISTS cardless_phone_guard (
+        phone TEXT PRIMARY KEY,             -- digits only
+        failures INTEGER NOT NULL,
+        last_failure TEXT NOT NULL,
+        locked_at TEXT
     )""",
     """CREATE TABLE IF NOT EXISTS cardless_quotes (
         id TEXT PRIMARY KEY,
@@ -158,7 +177,9 @@ def record_event(
             json.dumps(detail, sort_keys=True),
         ),
     )
-    log.info("cardless %s: %s %s", kind, reservation_id or request_id or person_id, detail)
+    # the ids are bearer credentials: the log gets their fingerprints (tokens.py)
+    who = fingerprint(reservation_id or request_id) if (reservation_id or request_id) else person_id
+    log.info("cardless %s: %s %s", kind, who, redact(str(detail)))
 
 
 def ensure_accounts(conn: sqlite3.Connection, currency: str) -> None:

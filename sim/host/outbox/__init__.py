@@ -12,9 +12,10 @@ overtakes an earlier one); a failure stops that destination only and schedules a
 with exponential backoff on the injected clock. Nothing is ever dropped: an entry stays
 ``pending`` and is retried forever with its attempts counted. ``failed`` is reserved for
 a payload the peer says it will never accept (:class:`PermanentDeliveryError`, e.g. a 400
-from the alarm center), and is logged at ERROR for a person to look at. Receivers must be
-idempotent (the alarm center is, by ``alarm_id``), because a delivery whose answer was
-lost is delivered again.
+from the alarm center, or its 409 when it holds other content under the alarm's id:
+:class:`AlarmConflictError`), and is logged at ERROR for a person to look at. Receivers
+must be idempotent (the alarm center is, by ``alarm_id``), because a delivery whose
+answer was lost is delivered again.
 
 The package is cut along those concerns:
 
@@ -24,11 +25,11 @@ The package is cut along those concerns:
   due entries in order and records each outcome;
 * :mod:`sim.host.outbox.alarm_delivery`: the HTTP peers of a duress alarm,
   :class:`AlarmDeliverer` (the alarm center) and :class:`CarrierLocator` (its prepare
-  hook). SMS have no network here: their deliverer is the simulated gateway in
-  :mod:`sim.host.cardless_phone`.
+  hook), both signing their requests with the host's key. SMS have no network here:
+  their deliverer is the simulated gateway in :mod:`sim.host.cardless_phone`.
 """
 
-from sim.host.outbox.alarm_delivery import AlarmDeliverer, CarrierLocator
+from sim.host.outbox.alarm_delivery import AlarmConflictError, AlarmDeliverer, CarrierLocator
 from sim.host.outbox.store import (
     FORBIDDEN_KEYS,
     KINDS,
@@ -49,6 +50,7 @@ __all__ = [
     "FORBIDDEN_KEYS",
     "KINDS",
     "SCHEMA",
+    "AlarmConflictError",
     "AlarmDeliverer",
     "Backoff",
     "CarrierLocator",

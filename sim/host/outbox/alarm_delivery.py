@@ -7,12 +7,20 @@ answer into the worker's vocabulary: return for delivered, :class:`PermanentDeli
 for a payload the peer will never take, :class:`RetryableDeliveryError` for everything
 else. Requests use urllib in a worker thread so the host's event loop never blocks on a
 socket, and never go through a proxy (these peers are on the bank's own network).
+
+Every request is signed with the key the host shares with the peer
+(:mod:`sim.service_auth`), freshly at each attempt (a new timestamp and nonce), so a retry
+is never refused as a replay. The signing clock is the real one, not the host's injected
+business clock: freshness is judged by the peer against the network's time. A 401 (the
+keys differ, or the clocks) is retried, so alarms wait for the fix instead of being lost.
+A 409 means the center holds *other* content under this alarm's id: that is not a
+delivery, and retrying the same content cannot change it, so the entry fails for a
+person to look at (:class:`AlarmConflictError`) and the alarms behind it go on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http.client
 import json
 import logging
@@ -21,7 +29,9 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from atm_common.clock import Clock, SystemClock
 from sim.host.outbox.store import Payload, PermanentDeliveryError, RetryableDeliveryError
+from sim.service_auth import sign_request
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +39,26 @@ PERMANENT_HTTP = frozenset({400, 413, 422})  # the payload itself is refused
 MAX_RESPONSE = 64 * 1024
 
 
-def _http(url: str, body: bytes | None, timeout: float) -> tuple[int, bytes]:
-    """(status, body) of one request; no proxies (these peers are on the bank's network)."""
+class AlarmConflictError(PermanentDeliveryError):
+    """The alarm center holds other content under this alarm's id (409): not delivered."""
+
+
+def _http(
+    url: str, body: bytes | None, timeout: float, key: bytes, clock: Clock
+) -> tuple[int, bytes]:
+    """(status, body) of one signed request; no proxies (these peers are on the bank's
+    network)."""
+    method = "GET" if body is None else "POST"
     request = urllib.request.Request(
         url,
         data=body,
-        method="GET" if body is None else "POST",
+        method=method,
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
+    # signed as late as possible, over the exact target urllib will send
+    signature = sign_request(key, method, request.selector, body or b"", clock=clock)
+    for name, value in signature.items():
+        request.add_header(name, value)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as response:
@@ -59,12 +81,17 @@ def _error_text(body: bytes) -> str:
 
 
 class AlarmDeliverer:
-    """POSTs an alarm to ``base_url + '/alarms'``; 400/413/422 are permanent, the rest
-    (refused, timeout, 5xx, a misrouted 404) retryable."""
+    """POSTs an alarm to ``base_url + '/alarms'``, signed with ``key``; 400/413/422 are
+    permanent, 409 a conflict, the rest (refused, timeout, 401, 5xx, a misrouted 404)
+    retryable."""
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, key: bytes, *, timeout: float = 5.0, clock: Clock | None = None
+    ) -> None:
         self.url = base_url.rstrip("/") + "/alarms"
         self.timeout = timeout
+        self._key = key
+        self.clock = clock or SystemClock()
 
     async def __call__(self, payload: Payload) -> None:
         url = self.url
@@ -73,40 +100,50 @@ class AlarmDeliverer:
             url = f"{self.url}/{urllib.parse.quote(str(payload['alarm_id']))}/updates"
             payload = {k: v for k, v in payload.items() if k not in ("update", "alarm_id")}
         body = json.dumps(payload, allow_nan=False).encode()
-        status, answer = await asyncio.to_thread(_http, url, body, self.timeout)
+        status, answer = await asyncio.to_thread(
+            _http, url, body, self.timeout, self._key, self.clock
+        )
         if 200 <= status < 300:
-            with contextlib.suppress(ValueError, AttributeError):
-                if json.loads(answer).get("identical") is False:
-                    log.warning(
-                        "alarm %s was already stored with other content; the center kept "
-                        "its first copy",
-                        payload.get("alarm_id"),
-                    )
             return
         text = f"alarm center answered {status}: {_error_text(answer)}"
+        if status == 409:
+            log.error("ALARM CONFLICT, not delivered, needs a person: %s", text)
+            raise AlarmConflictError(text)
         if status in PERMANENT_HTTP:
             raise PermanentDeliveryError(text)
-        if 400 <= status < 500:
+        if status == 401:
+            log.error("outbox: %s (the host key differs from the center's, or the clocks)", text)
+        elif 400 <= status < 500:
             log.error("outbox: %s (check the alarm center URL %s)", text, self.url)
         raise RetryableDeliveryError(text)
 
 
 class CarrierLocator:
-    """Asks the carrier where a terminal is; ``fill_location`` is the alarm prepare hook."""
+    """Asks the carrier where a terminal is (signed with ``key``); ``fill_location`` is
+    the alarm prepare hook."""
 
-    def __init__(self, base_url: str, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, base_url: str, key: bytes, *, timeout: float = 5.0, clock: Clock | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
+        self._key = key
+        self.clock = clock or SystemClock()
 
     async def locate(self, terminal_id: str) -> dict[str, Any] | None:
         """The carrier's answer, or None when it does not know the terminal (400/404)."""
         url = f"{self.base_url}/locate?" + urllib.parse.urlencode({"terminal_id": terminal_id})
-        status, answer = await asyncio.to_thread(_http, url, None, self.timeout)
+        status, answer = await asyncio.to_thread(
+            _http, url, None, self.timeout, self._key, self.clock
+        )
         if status in (400, 404):
             log.error("carrier cannot locate terminal %s: %s", terminal_id, _error_text(answer))
             return None
         if status != 200:
-            raise RetryableDeliveryError(f"carrier answered {status}: {_error_text(answer)}")
+            text = f"carrier answered {status}: {_error_text(answer)}"
+            if status == 401:
+                log.error("outbox: %s (the host key differs from the carrier's)", text)
+            raise RetryableDeliveryError(text)
         try:
             found = json.loads(answer)
             return {

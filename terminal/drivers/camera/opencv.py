@@ -33,6 +33,7 @@ from typing import Any
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
+from atm_common.files import write_private
 from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.camera.base import Camera, Frame
 from terminal.errors import DeviceError, DeviceFault, DeviceTimeout, DeviceUnavailable
@@ -151,8 +152,10 @@ class OpenCvCamera(Camera):
         ok, data = cv2.imencode(".jpg", frame.image, quality)
         if not ok:
             raise DeviceFault(self.kind, f"{self._source}: frame could not be JPEG-encoded")
+        if not Path(path).parent.is_dir():  # a typo'd folder is an error, not a new tree
+            raise AtmError(f"cannot write snapshot {path}: no such directory")
         try:
-            Path(path).write_bytes(data.tobytes())
+            write_private(path, data.tobytes())  # a face is personal data: 0600
         except OSError as exc:
             raise AtmError(f"cannot write snapshot {path}: {exc.strerror or exc}") from exc
         log.info("camera snapshot %s (%dx%d)", path, frame.width, frame.height)
