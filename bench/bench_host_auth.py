@@ -171,7 +171,8 @@ async def run_host_bench(args: argparse.Namespace, workdir: Path) -> list[Level]
     write_seed(seed, args.cards, terminals)
     stans = {tid: StanSequence() for tid in terminals}  # kept across levels: no STAN reuse
     levels = []
-    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True) as host:
+    # plain TCP: the baseline measures the host's authorisation work, not TLS records
+    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True, pki=None) as host:
         progress(f"host pid {host.process.pid} on {host.address}:{host.port}")
         for kind in args.kinds:
             for n in args.clients:

@@ -73,7 +73,7 @@ def bench_terminal(workdir: Path, port: int, seed: Path, clock: ManualClock) -> 
         terminal_id=TERMINAL_ID,
         location="Main Street branch",
         journal=workdir / "journal.db",
-        host=HostConfig(port=port, timeout=10.0),
+        host=HostConfig(port=port, timeout=10.0, plain=True),
     )
     devices = Devices(
         card_reader=SimCardReader(clock),
@@ -115,7 +115,8 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
         card, account = by_pan[bench_card_name(i)]
         cards.append((card, account))
         pins.append(bench_pin(i))
-    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True) as host:
+    # plain TCP: comparable with the recorded baseline (before the link had TLS)
+    with host_process(workdir / "host.db", seed, workdir / "host.log", demo=True, pki=None) as host:
         progress(f"host pid {host.process.pid} on {host.address}:{host.port}")
         opening = ledger_snapshot(host.db_path)
         clock = ManualClock(dt.datetime.now(dt.UTC))

@@ -4,6 +4,10 @@ The client stamps each request with the link-level fields (STAN, transmission ti
 local time/date, terminal id), sends it through the sans-I/O :class:`Connection`, and
 waits for the matching response with a per-request timeout. A lost connection fails
 every waiting request with :class:`HostUnavailable`; the next request reconnects.
+
+With an ``ssl`` context (mutual TLS: the terminal's certificate, the bank's CA) the
+connection is a TLS one; a failed handshake is a :class:`HostUnavailable` like a refused
+connection, so the SAF and the retries treat it the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl as _ssl
 from collections.abc import Mapping
 
 from atm_common.clock import Clock, SystemClock
@@ -59,6 +64,8 @@ class HostClient:
         connect_timeout: float = 5.0,
         stan: StanSequence | None = None,
         authenticator: Authenticator | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         if len(terminal_id) != 8:
             raise ValueError("terminal id (field 41) must be 8 characters")
@@ -69,6 +76,8 @@ class HostClient:
         self.connect_timeout = connect_timeout
         self.stan = stan or StanSequence()
         self.authenticator = authenticator
+        self.ssl = ssl  # None: plain TCP
+        self.server_hostname = server_hostname  # the name to verify; default ``host``
         self._conn = Connection(authenticator=authenticator)
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -89,14 +98,21 @@ class HostClient:
     async def _open(self) -> None:
         try:
             reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(self.host, self.port), self.connect_timeout
+                asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=(self.server_hostname or self.host) if self.ssl else None,
+                    ssl_handshake_timeout=self.connect_timeout if self.ssl else None,
+                ),
+                self.connect_timeout,
             )
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError) as exc:  # ssl.SSLError is an OSError
             raise HostUnavailable(f"cannot connect to host {self.host}:{self.port}: {exc}") from exc
         self._reader, self._writer = reader, writer
         self._conn = Connection(authenticator=self.authenticator)
         self._read_task = asyncio.create_task(self._read_loop(reader))
-        log.info("connected to host %s:%d", self.host, self.port)
+        log.info("connected to host %s:%d%s", self.host, self.port, " (TLS)" if self.ssl else "")
 
     async def close(self) -> None:
         task, self._read_task = self._read_task, None

@@ -16,6 +16,7 @@ import contextlib
 import logging
 import signal
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -57,7 +58,10 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: ASGIApp) -> uvicorn.Config:
+def server_config(app: ASGIApp, tls: ssl.SSLContext | None = None) -> uvicorn.Config:
+    """uvicorn's settings for ``app``; with ``tls`` (from :mod:`atm_common.tls`) it serves
+    HTTPS with exactly that context: who must present a certificate, and from which CA,
+    is decided there, never by uvicorn's defaults."""
     return uvicorn.Config(
         app,
         log_config=None,
@@ -65,22 +69,30 @@ def server_config(app: ASGIApp) -> uvicorn.Config:
         access_log=False,
         timeout_keep_alive=5,
         timeout_graceful_shutdown=int(GRACE),
+        ssl_context_factory=None if tls is None else (lambda _config, _default: tls),
     )
 
 
 class AsgiService:
-    """An app served by uvicorn on a background thread; ``start`` returns the bound port."""
+    """An app served by uvicorn on a background thread; ``start`` returns the bound port.
+
+    With ``tls`` (a server context) it serves HTTPS only: a client that does not complete
+    the handshake (no certificate, one from another CA, plain HTTP) never reaches the app.
+    """
 
     name = "service"
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self.tls = tls
         self._server: QuietServer | None = None
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{'https' if self.tls is not None else 'http'}://{self.host}:{self.port}"
 
     def create_app(self) -> FastAPI:
         """The app to serve (called at each start, after :meth:`opened`)."""
@@ -100,7 +112,7 @@ class AsgiService:
             self.closed()
             raise
         self.port = int(sock.getsockname()[1])
-        server = QuietServer(server_config(self.create_app()))
+        server = QuietServer(server_config(self.create_app(), self.tls))
         thread = threading.Thread(
             target=asyncio.run,
             args=(server.serve(sockets=[sock]),),

@@ -14,12 +14,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from atm_common import cli
+from atm_common.errors import ConfigError
 from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
 from sim.phone.cli import add_arguments as add_phone_arguments
+
+if TYPE_CHECKING:
+    from sim.pki import Pki
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_SEED_PATH = DATA / "demo-seed.toml"
@@ -27,7 +31,16 @@ DEMO_SEED_PATH = DATA / "demo-seed.toml"
 
 def cmd_host(args: argparse.Namespace) -> int:
     from sim.host.app import build_host, serve
+    from sim.pki import Pki
 
+    if args.tls_dir is None and not args.plain:
+        raise ConfigError(
+            "atm host",
+            "",
+            "choose the ISO link's transport: --tls-dir DIR (mutual TLS, a CA made by"
+            " `atm pki init DIR`) or --plain (plain TCP, for a lab)",
+        )
+    pki = Pki(Path(args.tls_dir)) if args.tls_dir is not None else None
     server = build_host(
         Path(args.db),
         Path(args.seed),
@@ -35,13 +48,15 @@ def cmd_host(args: argparse.Namespace) -> int:
         port=args.port,
         demo=args.demo,
         max_clock_skew=args.max_clock_skew,
+        pki=pki,
     )
 
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
     def api_ready(host: str, port: int) -> None:
-        print(f"api on http://{host}:{port}", flush=True)
+        scheme = "https" if pki is not None else "http"
+        print(f"api on {scheme}://{host}:{port}", flush=True)
 
     asyncio.run(
         serve(
@@ -56,8 +71,28 @@ def cmd_host(args: argparse.Namespace) -> int:
             sms_inbox=args.sms_inbox,
             on_api_ready=api_ready,
             outbox_max_delay=args.outbox_max_delay,
+            pki=pki,
         )
     )
+    return 0
+
+
+def cmd_pki_init(args: argparse.Namespace) -> int:
+    from sim.pki import SERVICES, make_pki
+
+    directory = Path(args.dir)
+    if (directory / "ca.pem").exists() and not args.force:
+        raise ConfigError(str(directory), "", "already holds a CA (ca.pem); --force replaces it")
+    terminals = args.terminal or ["ATM00001"]
+    for terminal_id in terminals:
+        if len(terminal_id) != 8:
+            raise ConfigError("--terminal", "", f"{terminal_id!r}: a terminal id has 8 characters")
+    pki = make_pki(directory, terminals)
+    print(f"CA: {pki.ca}")
+    for name in SERVICES:
+        print(f"{name}: {pki.service(name).cert}")
+    for terminal_id in terminals:
+        print(f"terminal {terminal_id}: {pki.terminal(terminal_id).cert}")
     return 0
 
 
@@ -65,6 +100,20 @@ def cmd_phone(args: argparse.Namespace) -> int:
     from sim.phone.cli import run
 
     return run(args)
+
+
+def _service_pki(args: argparse.Namespace, command: str) -> Pki | None:
+    """The CA directory an HTTP service serves mutual TLS from (``--tls-dir``), None for
+    ``--plain``; neither is refused: whether a bank link is encrypted is never a default."""
+    from sim.pki import Pki
+
+    if args.tls_dir is not None:
+        return Pki(Path(args.tls_dir))
+    if not args.plain:
+        raise ConfigError(
+            f"atm {command}", "", "give --tls-dir DIR (mutual TLS) or --plain (HTTP in clear)"
+        )
+    return None
 
 
 def cmd_alarm_center(args: argparse.Namespace) -> int:
@@ -94,6 +143,7 @@ def cmd_alarm_center(args: argparse.Namespace) -> int:
         ready,
         host_key_file=args.host_key_file,
         operator_token_file=args.operator_token_file,
+        pki=_service_pki(args, "alarm-center"),
     )
     return 0
 
@@ -104,7 +154,8 @@ def cmd_carrier(args: argparse.Namespace) -> int:
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
 
-    serve(args.table, args.host, args.port, ready, host_key_file=args.host_key_file)
+    pki = _service_pki(args, "carrier")
+    serve(args.table, args.host, args.port, ready, host_key_file=args.host_key_file, pki=pki)
     return 0
 
 
@@ -170,7 +221,9 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
             print(f"{name}: {path}", flush=True)
         if args.config_out:
             # the config names the PIN pad's keys: written private, like every generated file
-            write_private(args.config_out, kiosk_toml(emulated, args.terminal, args.host_port))
+            tls_dir = None if args.plain else Path(args.tls_dir)
+            toml = kiosk_toml(emulated, args.terminal, args.host_port, tls_dir=tls_dir)
+            write_private(args.config_out, toml)
             print(f"config: {args.config_out}", flush=True)
         stop.wait(args.seconds)
     return 0
@@ -222,9 +275,29 @@ def cmd_soak(args: argparse.Namespace) -> int:
     return 0 if clean else 1
 
 
+def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str) -> None:
+    """``--tls-dir DIR`` / ``--plain`` of an HTTP service (one of them is required)."""
+    tls = parser.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--tls-dir",
+        help=f"CA directory (atm pki init): serve HTTPS with its {certificate} certificate,"
+        " a client certificate from that CA required (mutual TLS)",
+    )
+    tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
+
+
 def register(sub: Any) -> None:
     """Add the simulator's subcommands to the ``atm`` subparsers ``sub``."""
-    host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TCP)")
+    host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TLS or TCP)")
+    transport = host.add_mutually_exclusive_group()
+    transport.add_argument(
+        "--tls-dir",
+        help="CA directory (atm pki init DIR): serve ISO 8583 over TLS, client certificates"
+        " required, their common name bound to field 41",
+    )
+    transport.add_argument(
+        "--plain", action="store_true", help="serve ISO 8583 over plain TCP (lab, tshark)"
+    )
     host.add_argument("--db", default="var/host.db", help="SQLite database file")
     host.add_argument(
         "--seed",
@@ -248,7 +321,10 @@ def register(sub: Any) -> None:
     host.add_argument("--host", default="127.0.0.1")
     host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
     host.add_argument("--log", help="log to this file instead of stderr")
-    host.add_argument("--alarm-center", help="alarm center URL (http://127.0.0.1:PORT)")
+    host.add_argument(
+        "--alarm-center",
+        help="alarm center URL (https://127.0.0.1:PORT; http:// for a --plain center)",
+    )
     host.add_argument("--carrier", help="carrier location service URL, for terminals with no fix")
     host.add_argument(
         "--host-key-file", help="0600 file: the key that signs requests to alarm center, carrier"
@@ -270,7 +346,7 @@ def register(sub: Any) -> None:
     host.set_defaults(func=cmd_host)
 
     alarm = sub.add_parser(
-        "alarm-center", help="the bank's alarm center (HTTP), or list its alarms"
+        "alarm-center", help="the bank's alarm center (HTTPS), or list its alarms"
     )
     alarm.add_argument(
         "alarm_command", nargs="?", choices=("serve", "list", "conflicts"), default="serve"
@@ -282,6 +358,7 @@ def register(sub: Any) -> None:
     alarm.add_argument("--port", type=int, default=8590, help="0 picks a free port")
     alarm.add_argument("--json", action="store_true")
     alarm.add_argument("--log", help="log to this file instead of stderr")
+    add_service_tls_arguments(alarm, "alarm-center")
     alarm.set_defaults(func=cmd_alarm_center)
 
     carrier = sub.add_parser("carrier", help="the mobile carrier's network location service")
@@ -290,6 +367,7 @@ def register(sub: Any) -> None:
     carrier.add_argument("--host", default="127.0.0.1")
     carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
     carrier.add_argument("--log", help="log to this file instead of stderr")
+    add_service_tls_arguments(carrier, "carrier")
     carrier.set_defaults(func=cmd_carrier)
 
     phone = sub.add_parser(
@@ -333,6 +411,20 @@ def register(sub: Any) -> None:
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(func=cmd_soak)
 
+    pki = sub.add_parser("pki", help="a small CA for the demo, the soak and a lab")
+    psub = pki.add_subparsers(dest="pki_command", required=True)
+    init = psub.add_parser(
+        "init", help="make a CA, the services' certificates and one per terminal in DIR"
+    )
+    init.add_argument("dir", help="directory to create (0700; keys 0600)")
+    init.add_argument(
+        "--terminal",
+        action="append",
+        help="a terminal id to issue a client certificate for (repeat; default ATM00001)",
+    )
+    init.add_argument("--force", action="store_true", help="replace a CA already in DIR")
+    init.set_defaults(func=cmd_pki_init)
+
     simp = sub.add_parser("sim", help="simulators")
     ssub = simp.add_subparsers(dest="sim_command", required=True)
     devices = ssub.add_parser("devices", help="dispenser, PIN pad and GPS emulators on ptys")
@@ -340,6 +432,14 @@ def register(sub: Any) -> None:
     devices.add_argument("--terminal", default="ATM00001", help="whose keys the PIN pad holds")
     devices.add_argument("--host-port", type=int, default=8583)
     devices.add_argument("--config-out", help="write a terminal config using these devices")
+    link = devices.add_mutually_exclusive_group()
+    link.add_argument(
+        "--tls-dir",
+        default="var/pki",
+        help="the config's host link: mutual TLS with this CA directory's certificate for"
+        " --terminal (atm pki init DIR --terminal ID); default: %(default)s",
+    )
+    link.add_argument("--plain", action="store_true", help="the config's host link: plain TCP")
     devices.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
     devices.set_defaults(func=cmd_sim_devices)
 

@@ -24,10 +24,12 @@ class ServiceProcess:
     process: subprocess.Popen[str]
     address: str
     port: int
+    tls: bool = dataclasses.field(default=False, kw_only=True)  # started with --tls-dir
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:{self.port}"
+        """Where an HTTP service answers: https when it serves TLS (``--tls-dir``)."""
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}"
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -70,7 +72,7 @@ def service_process(name: str, args: list[str]) -> Iterator[ServiceProcess]:
                 proc.wait(timeout=10)
                 errors.seek(0)
                 raise AtmError(f"{exc} {errors.read().strip()}") from None
-            handle = ServiceProcess(name, proc, address, port)
+            handle = ServiceProcess(name, proc, address, port, tls="--tls-dir" in args)
             yield handle
         finally:
             if handle is not None:

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 
 from atm_common.clock import Clock, SystemClock
-from atm_common.errors import AtmError, SecurityError
+from atm_common.errors import AtmError, ConfigError, SecurityError
 from atm_common.files import private_database
+from atm_common.tls import client_context
 from host_link.client import HostClient
 from host_link.errors import CodecError, HostLinkError
-from terminal.config import TerminalConfig
+from terminal.config import TRANSPORT_CHOICE, TerminalConfig
 from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
@@ -36,6 +38,17 @@ log = logging.getLogger(__name__)
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
 
 
+def link_context(config: TerminalConfig) -> ssl.SSLContext | None:
+    """The host link's TLS context (the terminal's certificate, the bank's CA); None only
+    for a config that says ``plain``. Missing files are a ConfigError naming the key."""
+    host = config.host
+    if host.tls is not None:
+        return client_context(host.tls, source=config.source, key="host.tls")
+    if not host.plain:
+        raise ConfigError(config.source, "host", TRANSPORT_CHOICE)
+    return None
+
+
 class Terminal:
     def __init__(
         self,
@@ -46,6 +59,7 @@ class Terminal:
         display: Display | None = None,
         journal: Journal | None = None,
     ) -> None:
+        link = link_context(config)  # first: a bad config opens nothing
         self.config = config
         self.clock = clock or SystemClock()
         self.devices = devices or build_devices(config, self.clock)
@@ -64,6 +78,8 @@ class Terminal:
             connect_timeout=config.host.connect_timeout,
             authenticator=PinPadAuthenticator(self.devices.pinpad),
             stan=self.stan,
+            ssl=link,
+            server_hostname=config.host.server_name or None,
         )
         self.security_mode: str | None = None  # set by sign-on
         self.cash_available = True

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.errors import ConfigError
+from atm_common.tls import TlsFiles
 from terminal.drivers.base import BACKENDS
 
 DEVICE_KINDS = tuple(BACKENDS)
@@ -21,10 +22,19 @@ DEVICE_KINDS = tuple(BACKENDS)
 
 @dataclasses.dataclass(frozen=True)
 class HostConfig:
+    """The link to the host: mutual TLS (``tls``), or plain TCP only when ``plain`` says so.
+
+    A config file must choose one (``[host] tls = {ca=..., cert=..., key=...}`` or
+    ``plain = true``); :class:`~terminal.app.Terminal` refuses a HostConfig with neither.
+    """
+
     address: str = "127.0.0.1"
     port: int = 8583
     timeout: float = 10.0
     connect_timeout: float = 5.0
+    tls: TlsFiles | None = None  # the bank's CA, the terminal's certificate and key
+    plain: bool = False
+    server_name: str = ""  # the name the host's certificate must carry; default: address
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,11 +163,45 @@ def parse_config(
             term.get("without_dispenser", "balance_only"),
             ("balance_only", "out_of_service"),
         ),
-        host=_section(source, data, "host", HostConfig),
+        host=_host(source, data, base_dir),
         timeouts=_section(source, data, "timeouts", Timeouts),
         devices=devices,
         source=source,
     )
+
+
+TRANSPORT_CHOICE = (
+    "choose the host link's transport: tls = {ca = ..., cert = ..., key = ...}"
+    " (mutual TLS) or plain = true (plain TCP, a lab only)"
+)
+
+
+def _host(source: str, data: Mapping[str, Any], base_dir: Path | None) -> HostConfig:
+    """``[host]``: the scalars as any section, plus the transport, which must be chosen."""
+    table = data.get("host", {})
+    if not isinstance(table, dict):
+        raise ConfigError(source, "host", "must be a table")
+    rest = {k: v for k, v in table.items() if k != "tls"}
+    config: HostConfig = _section(source, {"host": rest}, "host", HostConfig)
+    if "tls" not in table:
+        if not config.plain:
+            raise ConfigError(source, "host", TRANSPORT_CHOICE)
+        return config
+    if config.plain:
+        raise ConfigError(source, "host.plain", "cannot be true with host.tls: choose one")
+    raw = table["tls"]
+    if not isinstance(raw, dict):
+        raise ConfigError(source, "host.tls", "must be a table {ca = ..., cert = ..., key = ...}")
+    paths: dict[str, Path] = {}
+    for name in raw:
+        if name not in ("ca", "cert", "key"):
+            raise ConfigError(source, f"host.tls.{name}", "unknown key (known: ca, cert, key)")
+    for name in ("ca", "cert", "key"):
+        if name not in raw:  # the host requires a client certificate: all three, always
+            raise ConfigError(source, f"host.tls.{name}", "is required")
+        path = Path(_typed(source, f"host.tls.{name}", raw[name], str))
+        paths[name] = base_dir / path if base_dir is not None and not path.is_absolute() else path
+    return dataclasses.replace(config, tls=TlsFiles(paths["ca"], paths["cert"], paths["key"]))
 
 
 def _site(source: str, term: Mapping[str, Any]) -> SiteLocation | None:

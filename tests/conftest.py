@@ -1,5 +1,6 @@
 """A real host (in-process, real TCP on port 0, real SQLite file) and a terminal on
-simulated devices, for session-level tests."""
+simulated devices, for session-level tests. The link is plain TCP here: TLS has its own
+tests (tests/security/test_tls_link.py); these are about the sessions."""
 
 from __future__ import annotations
 
@@ -72,10 +73,10 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
 
     def run(body: Callable[[Rig], Awaitable[T]]) -> T:
         async def main() -> T:
-            host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True)
+            host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True, pki=None)
             port = await host.start()
             clock = ManualClock(dt.datetime.now(dt.UTC))
-            terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock)
+            terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock, tls=None)
             assert terminal.start()
             assert await terminal.ensure_signed_on(), terminal.out_of_service_reason
             rig = Rig(host, terminal, clock, seed_cards(DEMO_SEED))

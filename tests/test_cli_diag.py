@@ -23,7 +23,7 @@ pytestmark = pytest.mark.serial_pty
 def kiosk(tmp_path: Path) -> Iterator[Path]:
     config = tmp_path / "kiosk.toml"
     proc = subprocess.Popen(
-        [*ATM, "sim", "devices", "--config-out", str(config), "--seconds", "120"],
+        [*ATM, "sim", "devices", "--plain", "--config-out", str(config), "--seconds", "120"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -104,7 +104,7 @@ def test_saf_report(tmp_path: Path) -> None:
 def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        '[terminal]\nid = "ATM00001"\n[devices.dispenser]\nbackend = "lcdm"\n'
+        '[terminal]\nid = "ATM00001"\n[host]\nplain = true\n[devices.dispenser]\nbackend = "lcdm"\n'
         'url = "/dev/nonexistent-tty"\ndenominations = [2000]\ncounts = [10]\n'
     )
     run = subprocess.run(

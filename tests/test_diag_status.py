@@ -112,6 +112,7 @@ def test_a_degraded_device_makes_the_check_fail(tmp_path: Path) -> None:
     config = parse_config(
         {
             "terminal": {"id": TERMINAL_ID},
+            "host": {"plain": True},
             "devices": {
                 "dispenser": {"backend": "sim", "cassettes": [[2000, 5], [5000, 100]]},
                 "gps": {"backend": "sim"},
@@ -133,6 +134,7 @@ def test_a_section_that_cannot_build_its_device_is_listed_as_error() -> None:
     config = parse_config(
         {
             "terminal": {"id": TERMINAL_ID},
+            "host": {"plain": True},
             "devices": {"camera": {"backend": "sim", "no_such_option": 1}},
         },
         "bad-option.toml",
@@ -150,7 +152,7 @@ def test_a_section_that_cannot_build_its_device_is_listed_as_error() -> None:
 def kiosk(tmp_path: Path) -> Iterator[tuple[Path, EmulatedDevices]]:
     with emulators_on_ptys(DEMO_SEED, TERMINAL_ID) as emulated:
         config = tmp_path / "kiosk.toml"
-        config.write_text(kiosk_toml(emulated, TERMINAL_ID))
+        config.write_text(kiosk_toml(emulated, TERMINAL_ID, tls_dir=None))
         yield config, emulated
 
 
@@ -196,7 +198,7 @@ def test_emulators_on_ptys_report_identity_and_counters(
 def test_a_port_that_does_not_exist_is_listed_offline_with_its_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(
-        f'[terminal]\nid = "{TERMINAL_ID}"\n'
+        f'[terminal]\nid = "{TERMINAL_ID}"\n[host]\nplain = true\n'
         '[devices.dispenser]\nbackend = "lcdm"\nurl = "/dev/nonexistent-tty"\n'
         "denominations = [2000]\ncounts = [10]\n"
         '[devices.camera]\nbackend = "sim"\n'
@@ -227,7 +229,7 @@ def test_devices_that_do_not_answer_are_listed_offline(tmp_path: Path) -> None:
         path = os.ttyname(slave)
         silent = tmp_path / "silent.toml"
         silent.write_text(
-            f'[terminal]\nid = "{TERMINAL_ID}"\n'
+            f'[terminal]\nid = "{TERMINAL_ID}"\n[host]\nplain = true\n'
             f'[devices.pinpad]\nbackend = "epp"\nurl = "{path}"\nresponse_timeout = 0.3\n'
             f'[devices.gps]\nbackend = "nmea"\nurl = "{path}"\n'
         )

@@ -227,7 +227,11 @@ def _only(pdus: list[dict[str, Any]], mti: str, stan: str) -> dict[str, Any]:
 
 @pytest.fixture
 def host(tmp_path: Path) -> Iterator[HostProcess]:
-    with host_process(tmp_path / "host.db", DEMO_SEED, tmp_path / "host.log", demo=True) as handle:
+    # plain TCP on purpose: the dissector must read the ISO 8583 bytes on the wire (over the
+    # TLS the host serves by default it would see only records)
+    with host_process(
+        tmp_path / "host.db", DEMO_SEED, tmp_path / "host.log", demo=True, pki=None
+    ) as handle:
         yield handle
 
 

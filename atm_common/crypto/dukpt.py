@@ -86,6 +86,8 @@ class KeyUsage(enum.IntEnum):
     MAC_GENERATION = 0x2000
     MAC_VERIFICATION = 0x2001
     MAC_BOTH = 0x2002
+    DATA_ENCRYPTION = 0x3000  # "data encryption, encrypt": what the device encrypts
+    DATA_DECRYPTION = 0x3001  # "data encryption, decrypt": what the host sends it
 
 
 AES128 = 0x0002

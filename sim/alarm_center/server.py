@@ -10,6 +10,7 @@ accepted, 401 for a key that does not match. What the API accepts and from whom 
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,11 @@ from fastapi import FastAPI
 
 from atm_common.clock import Clock
 from atm_common.errors import ConfigError
+from atm_common.tls import server_context
 from sim.alarm_center.api import create_app
 from sim.alarm_center.store import AlarmStore
 from sim.asgi_service import AsgiService, run_until_signalled
+from sim.pki import Pki
 from sim.service_auth import FRESHNESS, RequestVerifier, load_host_key, load_token
 
 MAX_BODY = 2 * 1024 * 1024  # an alarm with a few camera frames; anything larger is refused
@@ -31,6 +34,8 @@ class AlarmCenter(AsgiService):
 
     ``host_key`` verifies the host's signed posts; ``operator_token`` lets the alarm desk
     read over HTTP (None: nobody can, the file is read with ``atm alarm-center list``).
+    ``tls`` (a server context requiring client certificates) serves HTTPS with mutual
+    TLS; the signatures and the token still decide what a request may do.
     """
 
     name = "alarm center"
@@ -47,11 +52,12 @@ class AlarmCenter(AsgiService):
         auth_clock: Clock | None = None,
         max_body: int = MAX_BODY,
         freshness: float = FRESHNESS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """``clock`` stamps arrivals; ``auth_clock`` (the real one unless a test says
         otherwise) judges signature freshness, which is about the network, not the
         simulated business day."""
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
         self.db_path = Path(db_path)
         self.clock = clock
         self.max_body = max_body
@@ -81,14 +87,21 @@ def serve(
     *,
     host_key_file: str | Path | None,
     operator_token_file: str | Path | None = None,
+    pki: Pki | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set). ``on_ready(host, port)`` is where
     the CLI prints ``listening on HOST:PORT``. Missing or bad secret files raise
     ConfigError first: a center that cannot tell the host's alarms from forgeries must
-    not start."""
+    not start. With ``pki`` it serves HTTPS with its ``alarm-center`` certificate and
+    requires a client certificate from that CA (mutual TLS); without, plain HTTP."""
     if host_key_file is None:
         raise ConfigError("--host-key-file", "", "required: only alarms the host signed count")
     key = load_host_key(host_key_file)
     token = load_token(operator_token_file) if operator_token_file is not None else None
-    center = AlarmCenter(db_path, host, port, host_key=key, operator_token=token)
+    tls = None
+    if pki is not None:
+        tls = server_context(
+            pki.service("alarm-center"), source=str(pki.directory), key="alarm-center"
+        )
+    center = AlarmCenter(db_path, host, port, host_key=key, operator_token=token, tls=tls)
     run_until_signalled(center, on_ready, stop)

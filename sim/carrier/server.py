@@ -14,6 +14,7 @@ else gets 401. FastAPI under uvicorn (:mod:`sim.asgi_service`), described at
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,8 +23,10 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Query, Request
 from pydantic import BaseModel
 
+from atm_common.tls import server_context
 from sim.asgi_service import AsgiService, run_until_signalled
 from sim.carrier.table import TERMINAL_ID, CellLocation, default_location, load_table
+from sim.pki import Pki
 from sim.service_app import BodyLimit, ServiceError, install_errors, signed_by_host
 from sim.service_auth import FRESHNESS, RequestVerifier, load_host_key
 
@@ -80,7 +83,8 @@ def create_app(table: Mapping[str, CellLocation] | None, verifier: RequestVerifi
 
 
 class CarrierService(AsgiService):
-    """The lookup service on a background thread; ``table`` None means made-up answers."""
+    """The lookup service on a background thread; ``table`` None means made-up answers;
+    ``tls`` (a server context requiring client certificates) serves HTTPS, mutual TLS."""
 
     name = "carrier"
 
@@ -92,8 +96,9 @@ class CarrierService(AsgiService):
         *,
         host_key: bytes,
         freshness: float = FRESHNESS,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
-        super().__init__(host, port)
+        super().__init__(host, port, tls=tls)
         self.table = table
         self._verifier = RequestVerifier(host_key, window=freshness)
 
@@ -109,9 +114,16 @@ def serve(
     stop: threading.Event | None = None,
     *,
     host_key_file: str | Path,
+    pki: Pki | None = None,
 ) -> None:
     """Run until SIGINT/SIGTERM (or ``stop`` is set); ``on_ready(host, port)`` is where
-    the CLI prints ``listening on HOST:PORT``. A bad table or key raises ConfigError first."""
+    the CLI prints ``listening on HOST:PORT``. A bad table or key raises ConfigError first.
+    With ``pki`` it serves HTTPS with its ``carrier`` certificate and requires a client
+    certificate from that CA (mutual TLS); without, plain HTTP."""
     key = load_host_key(host_key_file)
     table = load_table(table_path) if table_path is not None else None
-    run_until_signalled(CarrierService(table, host, port, host_key=key), on_ready, stop)
+    tls = None
+    if pki is not None:
+        tls = server_context(pki.service("carrier"), source=str(pki.directory), key="carrier")
+    service = CarrierService(table, host, port, host_key=key, tls=tls)
+    run_until_signalled(service, on_ready, stop)

@@ -32,6 +32,7 @@ entry, an ``Fkey`` with function keys off) raises :class:`LocalProtocolError` fr
 
 from __future__ import annotations
 
+import base64
 import collections
 import logging
 
@@ -283,6 +284,8 @@ class EppEmulator:
             "MF": self._mac_final,
             "NK": self._next_ksn,
             "WK": self._working_keys,
+            "DR": self._decrypt_response_data,
+            "DA": self._encrypt_advice_data,
         }
         handler = handlers.get(command)
         if handler is None:
@@ -409,6 +412,34 @@ class EppEmulator:
         if session is None or params:
             return proto.BAD_PARAMETER, ""
         return self._mac(bytes(session.data), session.key, session.ksn)
+
+    @staticmethod
+    def _data_head(params: str) -> tuple[str, bytes]:
+        """(KSN, data) from ``ksn_len(2) ksn data(base64)``; ValueError when malformed."""
+        length = int(params[:2])
+        ksn = params[2 : 2 + length]
+        if length not in (0, proto.KSN_HEX) or len(ksn) != length:
+            raise ValueError("bad KSN length")
+        _unhex(ksn)
+        return ksn.upper(), base64.b64decode(params[2 + length :], validate=True)
+
+    def _decrypt_response_data(self, params: str) -> tuple[int, str]:
+        ksn, sealed = self._data_head(params)
+        try:
+            plain = self.__keys.decrypt_response_data(sealed, ksn or None)
+        except KeyUnavailable:
+            unknown = self.security == AES_DUKPT and ksn
+            return (proto.KSN_UNKNOWN if unknown else proto.KEY_MISSING), ""
+        return _OK, base64.b64encode(plain).decode("ascii")  # ValueError: does not open (E6)
+
+    def _encrypt_advice_data(self, params: str) -> tuple[int, str]:
+        ksn, plain = self._data_head(params)
+        try:
+            sealed = self.__keys.encrypt_advice_data(plain, ksn or None)
+        except KeyUnavailable:
+            unknown = self.security == AES_DUKPT and ksn
+            return (proto.KSN_UNKNOWN if unknown else proto.KEY_MISSING), ""
+        return _OK, base64.b64encode(sealed).decode("ascii")
 
     def _next_ksn(self, _: str) -> tuple[int, str]:
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sim.devices.gps import GpsEmulator
 from sim.devices.key_injection import pinpad_options
 from sim.devices.lcdm import LcdmEmulator
 from sim.devices.pty import PtyBridge
+from sim.pki import Pki
 
 DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 200), (5000, 100))
 
@@ -78,8 +80,14 @@ def emulators_on_ptys(
         yield devices
 
 
-def kiosk_toml(devices: EmulatedDevices, terminal_id: str, host_port: int = 8583) -> str:
-    """A terminal config (TOML) using the emulated devices."""
+def kiosk_toml(
+    devices: EmulatedDevices, terminal_id: str, host_port: int = 8583, *, tls_dir: Path | None
+) -> str:
+    """A terminal config (TOML) using the emulated devices.
+
+    ``tls_dir`` (a CA directory made by ``atm pki init``): the link is mutual TLS with the
+    terminal's certificate from there (absolute paths); None writes ``plain = true``.
+    """
     lines = [
         "[terminal]",
         f'id = "{terminal_id}"',
@@ -90,8 +98,14 @@ def kiosk_toml(devices: EmulatedDevices, terminal_id: str, host_port: int = 8583
         "[host]",
         'address = "127.0.0.1"',
         f"port = {host_port}",
-        "",
     ]
+    if tls_dir is not None:
+        files = Pki(tls_dir.resolve()).terminal(terminal_id)
+        ca, cert, key = (json.dumps(str(path)) for path in (files.ca, files.cert, files.key))
+        lines.append(f"tls = {{ ca = {ca}, cert = {cert}, key = {key} }}")
+    else:
+        lines.append("plain = true  # plain TCP: the host must run with --plain")
+    lines.append("")
     for kind, section in devices.device_config().items():
         lines.append(f"[devices.{kind}]")
         for key, value in section.items():

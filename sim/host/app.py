@@ -8,11 +8,13 @@ import contextlib
 import logging
 import signal
 import sqlite3
+import ssl
 from collections.abc import Callable
 from pathlib import Path
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
+from atm_common.tls import client_context, server_context
 from sim.asgi_service import QuietServer, listen, server_config
 from sim.host import db
 from sim.host.api import create_app
@@ -25,6 +27,7 @@ from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWor
 from sim.host.public_keys import refuse_public_keys
 from sim.host.seed import load_seed, read_keys
 from sim.host.server import HostServer
+from sim.pki import Pki
 from sim.service_auth import load_host_key
 
 log = logging.getLogger(__name__)
@@ -39,6 +42,7 @@ def build_host(
     clock: Clock | None = None,
     demo: bool = False,
     max_clock_skew: float = DEFAULT_CLOCK_SKEW,
+    pki: Pki | None,
 ) -> HostServer:
     """Open (or create and seed) the database and build the server, not yet listening.
 
@@ -47,13 +51,30 @@ def build_host(
     nothing, and it must not start by accident (``atm host`` without ``--seed``).
     ``max_clock_skew`` is the freshness window of network messages (see
     :class:`~sim.host.authoriser.Authoriser`).
+
+    ``pki`` (a directory made by ``atm pki init``) puts the ISO port behind mutual TLS:
+    the host's certificate, and a client certificate from that CA required, whose
+    common name must be the terminal id of every message (:class:`HostServer`). None
+    is plain TCP, and must be asked for (``atm host --plain``): there is no default.
     """
     clock = clock or SystemClock()
     refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
+    context = iso_tls_context(pki) if pki is not None else None
     conn = db.connect(db_path)
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))
     authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
-    return HostServer(authoriser, host, port)
+    return HostServer(authoriser, host, port, ssl=context)
+
+
+def iso_tls_context(pki: Pki) -> ssl.SSLContext:
+    """The ISO port's server context: the host's certificate, client certificates required."""
+    if not pki.ca.is_file():
+        raise ConfigError(
+            "--tls-dir", "", f"{pki.directory} holds no ca.pem (make one: atm pki init DIR)"
+        )
+    return server_context(
+        pki.service("host"), require_client_cert=True, source=str(pki.directory), key="host"
+    )
 
 
 async def serve(
@@ -71,6 +92,7 @@ async def serve(
     sweep_interval: float = 30.0,
     stop: asyncio.Event | None = None,
     outbox_max_delay: float = 30.0,
+    pki: Pki | None = None,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -85,17 +107,34 @@ async def serve(
     same audience); ``sms_inbox`` adds the simulated SMS inbox (demo only: it shows every
     code); ``on_api_ready(host, port)`` is called once it accepts connections. Expired
     cardless reservations are swept every ``sweep_interval`` s.
+
+    ``pki``: the CA directory the ISO port's TLS came from (``build_host``), for the
+    other links of the host; None where they are plain. With it the phone API serves
+    HTTPS (its ``phone-api`` certificate, no client certificate asked), and https URLs of
+    the alarm center and the carrier are reached with the host's certificate, theirs
+    verified against the CA; an http URL stays plain (a ``--plain`` peer).
     """
     deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
     kinds: tuple[str, ...] | None = None
     preparers = None
     if (alarm_center or carrier) and host_key_file is None:
         raise ConfigError("--host-key-file", "", "needed to sign requests to the alarm center")
+    # the host's client certificate towards the alarm center and the carrier (mutual TLS)
+    peer_tls = (
+        client_context(pki.service("host"), source=str(pki.directory), key="host")
+        if pki is not None
+        else None
+    )
     if alarm_center:
         assert host_key_file is not None
         key = load_host_key(host_key_file)
-        deliverers["alarm"] = AlarmDeliverer(alarm_center, key)
-        preparers = {"alarm": CarrierLocator(carrier, key).fill_location} if carrier else None
+        deliverers["alarm"] = AlarmDeliverer(alarm_center, key, tls=peer_tls)
+        preparers = (
+            {"alarm": CarrierLocator(carrier, key, tls=peer_tls).fill_location} if carrier else None
+        )
+        for url in (alarm_center, carrier):
+            if url and url.startswith("http:") and pki is not None:
+                log.warning("%s is plain http: alarms and locations cross it in clear", url)
     else:
         kinds = ("sms",)  # alarms wait, untouched, for a host started with an alarm center
         log.warning("no alarm center configured: silent alarms wait in the host's outbox")
@@ -121,7 +160,18 @@ async def serve(
             bank = PhoneBank(server.authoriser.cardless, on_sms=worker.wake)
             sock = listen(api_host, api_port)
             api_address = sock.getsockname()
-            config = server_config(create_app(bank, sms_inbox=sms_inbox))
+            # HTTPS with the phone-api certificate; no client certificate: phones are people
+            api_tls = (
+                server_context(
+                    pki.service("phone-api"),
+                    require_client_cert=False,
+                    source=str(pki.directory),
+                    key="phone-api",
+                )
+                if pki is not None
+                else None
+            )
+            config = server_config(create_app(bank, sms_inbox=sms_inbox), api_tls)
             config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
             api = QuietServer(config)
             tasks.append(asyncio.create_task(api.serve(sockets=[sock])))

@@ -20,6 +20,7 @@ import hashlib
 import itertools
 import json
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable, Mapping
 
@@ -28,7 +29,7 @@ from atm_common.errors import AtmError
 from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
-from host_link.evidence import request_field
+from host_link.evidence import encode_sealed, request_plaintext
 from sim.host.cardless.iso import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
 from sim.host.evidence import EvidenceDesk
@@ -70,7 +71,8 @@ class Authoriser:
         )
         self.rules = RuleBook(conn, keys, self.key_store, settings, clock)
         self.alarms = AlarmDesk(conn, clock)
-        self.evidence = EvidenceDesk(conn, clock)
+        self.evidence = EvidenceDesk(conn, clock, self.key_store)
+        self._random = secrets.SystemRandom()
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
@@ -87,7 +89,18 @@ class Authoriser:
         }
 
     def handle(self, request: Message, peer_ip: str = "") -> Message | None:
-        """The response to ``request``, or None for a message that needs none."""
+        """The response to ``request``, or None for a message that needs none.
+
+        Every answer to a card session's 0100/0200 carries the sealed field 63
+        (:mod:`host_link.evidence`), whatever its code: the handlers seal theirs inside
+        the transaction (so a repeat gets the same bytes), the refusals get ``EV=0`` here.
+        """
+        response = self._handle(request, peer_ip)
+        if response is not None and "63" not in response and _card_session(request):
+            self._private(request, response)
+        return response
+
+    def _handle(self, request: Message, peer_ip: str) -> Message | None:
         self.peer_ip = peer_ip
         mti = request.get("t", "")
         if mti == Mti.NETWORK_REQUEST:
@@ -155,12 +168,18 @@ class Authoriser:
         try:
             session = self.rules.verify_card_and_pin(request)
         except Decline as decline:
-            return self._respond(request, decline.code), None
+            return self._private(request, self._respond(request, decline.code)), None
         response = self._approve(request, session)
         if self._duress(request, session):
             # quietly ask the terminal for camera snapshots of the incident
-            response["63"] = request_field(EVIDENCE_SNAPSHOTS, self.alarms.opened_ref or "")
-        return response, None
+            ref = self.alarms.opened_ref or ""
+        elif self._random.random() < self.settings.evidence_sample:
+            # a decoy: the same request in a normal session, so that asking (and the
+            # uploads that follow) tells nobody on the wire which session was duress
+            ref = self.evidence.issue_decoy(request.get("41", ""))
+        else:
+            return self._private(request, response), None
+        return self._private(request, response, EVIDENCE_SNAPSHOTS, ref), None
 
     def _withdraw(self, request: Message) -> tuple[Message, int | None]:
         if request.get("3") == ProcessingCode.CARDLESS_WITHDRAWAL:
@@ -174,7 +193,7 @@ class Authoriser:
             self._duress(request, session)
             amount = self.rules.check_withdrawal(request, session)
         except Decline as decline:
-            return self._respond(request, decline.code), None
+            return self._private(request, self._respond(request, decline.code)), None
         transfer_id = self.ledger.transfer(
             session.account,
             f"GL-CASH-{request['41']}",
@@ -184,7 +203,7 @@ class Authoriser:
             terminal_id=request["41"],
         )
         session = self.rules.refresh(session)
-        return self._approve(request, session), transfer_id
+        return self._private(request, self._approve(request, session)), transfer_id
 
     def _duress(self, request: Message, session: CardSession) -> bool:
         """Raise (or follow up) the silent alarm; True when this request opened it."""
@@ -329,6 +348,20 @@ class Authoriser:
             },
         )
 
+    def _private(
+        self, request: Mapping[str, str], response: Message, count: int = 0, ref: str = ""
+    ) -> Message:
+        """``response`` with its sealed field 63: ``count`` snapshots under ``ref``, or
+        none; the same size either way (host_link.evidence). Without a key to seal it (which
+        the MAC check makes unreachable) the field is left out and the reply goes unMACed."""
+        try:
+            sealed = self.key_store.encrypt_response_data(request, request_plaintext(count, ref))
+        except AtmError as exc:
+            log.error("cannot seal field 63 for %s: %s", request.get("41", ""), exc)
+            return response
+        response["63"] = encode_sealed(sealed)
+        return response
+
     def _respond(
         self, request: Mapping[str, str], code: str, extra: Mapping[str, str] | None = None
     ) -> Message:
@@ -360,6 +393,13 @@ def _transmission_time(field7: str, now: dt.datetime) -> dt.datetime | None:
     if not candidates:
         return None
     return min(candidates, key=lambda when: abs(when - now))
+
+
+def _card_session(request: Mapping[str, str]) -> bool:
+    """A card session's 0100 or 0200 (not a cardless one, whose field 63 is its own)."""
+    return request.get("t") in (Mti.AUTH_REQUEST, Mti.FINANCIAL_REQUEST) and request.get(
+        "3"
+    ) not in (ProcessingCode.CARDLESS_INQUIRY, ProcessingCode.CARDLESS_WITHDRAWAL)
 
 
 def _digest(request: Mapping[str, str]) -> str:

@@ -12,9 +12,10 @@ An incident has two random names, and neither is built from anything on the wire
 alarm id is what the alarm center files it under; it never leaves the bank's network,
 so nobody watching terminals can know it in advance (it used to be terminal, STAN and
 transmission time, all of them visible, which let a forged alarm take the real one's
-place). The evidence reference is what the terminal is given in the 0110 (field 63
-``REF=``) to send its snapshots under; the host maps it back to the incident here, so
-the terminal, and whoever reads its traffic, never learns the alarm id.
+place). The evidence reference is what the terminal is given in the 0110 (``REF=``,
+sealed in field 63, see :mod:`host_link.evidence`) to send its snapshots under; the host
+maps it back to the incident here, so the terminal, and whoever reads its traffic, never
+learns the alarm id.
 """
 
 from __future__ import annotations

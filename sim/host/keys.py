@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Mapping
 
 from atm_common.crypto import dukpt
+from atm_common.crypto.data import Direction, derive_tdes_data_key, seal, unseal
 from atm_common.crypto.mac import aes_cmac, retail_mac
 from atm_common.crypto.pinblock import recover_pin_format0, recover_pin_format4, verify_ibm3624
 from atm_common.crypto.tdes import decrypt_block, encrypt_block
@@ -142,6 +143,22 @@ class KeyStore:
         return aes_cmac(self._dukpt_key(term, message, dukpt.KeyUsage.MAC_BOTH), data)[:8]
 
     sign = mac  # host_link.authentication.Authenticator
+
+    def _data_key(self, message: Mapping[str, str], direction: Direction) -> bytes:
+        """The terminal's data key of ``direction`` (see atm_common.crypto.data): derived
+        from its TAK (tdes), or the DUKPT data key of the message's KSN."""
+        term = self.terminal(message.get("41", ""))
+        if term.mode == TDES:
+            return derive_tdes_data_key(self._working(term.terminal_id)[1], direction)
+        return self._dukpt_key(term, message, direction.dukpt_usage)
+
+    def encrypt_response_data(self, request: Mapping[str, str], plaintext: bytes) -> bytes:
+        """Seal private data for the response to ``request`` (its terminal, its KSN)."""
+        return seal(self._data_key(request, Direction.RESPONSE), plaintext)
+
+    def decrypt_advice_data(self, advice: Mapping[str, str], sealed: bytes) -> bytes:
+        """Open an advice's sealed private data; ValueError when it does not open."""
+        return unseal(self._data_key(advice, Direction.ADVICE), sealed)
 
     def verify_pin(self, message: Mapping[str, str], pan: str, pvk: bytes, offset: str) -> bool:
         """Does the PIN block of ``message`` hold the PIN behind ``offset``? (An HSM's

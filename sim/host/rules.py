@@ -115,13 +115,15 @@ class RuleBook:
 
     def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> bool:
         """True for the duress PIN, False for the normal one; a wrong PIN declines."""
-        duress = False
         try:
             good = self.store.verify_pin(request, pan, self.keys.pvk, card["pin_offset"])
-            if not good and card["duress_offset"]:
-                good = duress = self.store.verify_pin(
-                    request, pan, self.keys.pvk, card["duress_offset"]
-                )
+            # both PINs are always checked, so a duress PIN costs no more time than the
+            # normal one: the answer's timing must not tell them apart
+            duress = bool(card["duress_offset"]) and self.store.verify_pin(
+                request, pan, self.keys.pvk, card["duress_offset"]
+            )
+            duress = duress and not good
+            good = good or duress
         except KeyUnavailable as exc:
             raise Decline("63", f"no PIN key: {exc}") from None
         if good:

@@ -98,6 +98,13 @@ def read_keys(path: Path) -> tuple[HostKeys, HostSettings]:
     return _keys_and_settings(_Reader(str(path), read_toml(path)))
 
 
+def _share(table: _Reader, key: str, default: float) -> float:
+    value = float(table.get(key, float, default))
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(table.source, f"{table.prefix}{key}", "must be between 0 and 1")
+    return value
+
+
 def _keys_and_settings(root: _Reader) -> tuple[HostKeys, HostSettings]:
     host = _Reader(root.source, root.get("host", dict), "host.")
     settings = HostSettings(
@@ -105,6 +112,7 @@ def _keys_and_settings(root: _Reader) -> tuple[HostKeys, HostSettings]:
         pin_tries=host.get("pin_tries", int, 3),
         institution_id=host.get("institution_id", str, "100001"),
         safety_amount=host.get("safety_amount", int, 20_000),
+        evidence_sample=_share(host, "evidence_sample", 0.2),
         cardless=_cardless_settings(root),
         demo=host.get("demo", bool, False),
     )

@@ -9,6 +9,13 @@ Limits, so one peer cannot lock real terminals out or flood the log: a cap on op
 connections (the one over it is closed at once), an idle timeout, a connection dropped
 after a few requests that fail their MAC (a keyless client gains nothing by asking
 again), and error lines a peer can provoke are rate-limited.
+
+Over TLS (``ssl``: a server context requiring a client certificate from the bank's CA) the
+handshake runs inside the connection's task, after the cap, so a failed one is a single
+rate-limited line; the certificate's common name is the terminal id, and every message on
+that connection must carry it in field 41. One that does not is refused as a MAC failure
+is (response code 63, never acted on): a terminal's certificate speaks for that terminal
+only. The MAC and its binding still apply inside the tunnel.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable
 
 from atm_common.errors import LocalProtocolError, SecurityError
 from atm_common.ratelimit import RateLimitedLog
+from atm_common.tls import peer_common_name
 from host_link.codec import describe
 from host_link.codes import response_mti
 from host_link.connection import (
@@ -52,12 +61,14 @@ class HostServer:
         idle_timeout: float = IDLE_TIMEOUT,
         first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
         max_mac_failures: int = MAX_MAC_FAILURES,
+        ssl: ssl.SSLContext | None = None,
     ) -> None:
         self.authoriser = authoriser
         self.host, self.port = host, port
         self.max_connections, self.idle_timeout = max_connections, idle_timeout
         self.first_message_timeout = first_message_timeout
         self.max_mac_failures = max_mac_failures
+        self.ssl = ssl  # None: plain TCP (``atm host --plain``)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._writers: set[asyncio.StreamWriter] = set()
@@ -68,7 +79,8 @@ class HostServer:
         """Start listening; returns the bound port (useful with port 0)."""
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
-        log.info("host listening on %s:%d", self.host, self.port)
+        transport = "TLS (client certificates required)" if self.ssl else "plain TCP"
+        log.info("host listening on %s:%d, %s", self.host, self.port, transport)
         return self.port
 
     async def serve_forever(self) -> None:
@@ -105,13 +117,16 @@ class HostServer:
         self._writers.add(writer)
         self.connections += 1
         conn = Connection(authenticator=self.authoriser.key_store)
-        failures = [0]  # MAC failures on this connection
-        log.info("terminal connected from %s", peer)
+        failures = [0]  # MAC failures (and terminal id mismatches) on this connection
         timeout = self.first_message_timeout
         try:
+            bound_id = await self._handshake(writer, peer)
+            if bound_id == "":
+                return
+            log.info("terminal connected from %s%s", peer, f" as {bound_id}" if bound_id else "")
             while data := await asyncio.wait_for(reader.read(65536), timeout):
                 timeout = self.idle_timeout
-                if not await self._handle_data(conn, data, writer, peer, failures):
+                if not await self._handle_data(conn, data, writer, peer, failures, bound_id):
                     break
         except TimeoutError:
             log.info("connection from %s idle for %.0f s, closed", peer, timeout)
@@ -125,6 +140,23 @@ class HostServer:
                 await writer.wait_closed()
             log.info("terminal at %s disconnected", peer)
 
+    async def _handshake(self, writer: asyncio.StreamWriter, peer: object) -> str | None:
+        """The TLS handshake, when the server has a context: the terminal id its verified
+        certificate names; None on plain TCP; "" when the connection must be closed."""
+        if self.ssl is None:
+            return None
+        try:
+            await writer.start_tls(self.ssl, ssl_handshake_timeout=self.first_message_timeout)
+        except (OSError, TimeoutError, EOFError) as exc:  # ssl.SSLError is an OSError
+            reason = getattr(exc, "reason", None) or str(exc) or type(exc).__name__
+            peer_log.log("tls", logging.WARNING, "TLS handshake with %s failed: %s", peer, reason)
+            return ""
+        common_name = peer_common_name(writer.get_extra_info("ssl_object"))
+        if not common_name:  # CERT_REQUIRED makes this unreachable; never serve anonymously
+            peer_log.log("tls", logging.WARNING, "no client certificate from %s, closing", peer)
+            return ""
+        return common_name
+
     async def _handle_data(
         self,
         conn: Connection,
@@ -132,14 +164,25 @@ class HostServer:
         writer: asyncio.StreamWriter,
         peer: object,
         failures: list[int],
+        bound_id: str | None = None,
     ) -> bool:
-        """Process what arrived; False when the connection must be closed."""
+        """Process what arrived; False when the connection must be closed.
+
+        ``bound_id``: the terminal id of the connection's client certificate (TLS), which
+        field 41 of every message must equal.
+        """
         try:
             events = conn.receive_data(data)
         except FramingError as exc:
             peer_log.log("frame", logging.ERROR, "bad frame from %s, closing: %s", peer, exc)
             return False
         for event in events:
+            if bound_id is not None and isinstance(event, MessageReceived | ResponseReceived):
+                claimed = event.message.get("41", "")
+                if claimed != bound_id:  # another terminal's certificate: refused unread
+                    event = MacFailure(
+                        event.message, f"field 41 {claimed!r} is not the certificate's {bound_id!r}"
+                    )
             unsigned = isinstance(event, MacFailure | MalformedMessage)
             bound_to = event.mac if isinstance(event, MessageReceived) else b""
             if isinstance(event, MacFailure):

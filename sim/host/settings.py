@@ -91,5 +91,7 @@ class HostSettings:
     pin_tries: int = 3
     institution_id: str = "100001"
     safety_amount: int = 20_000  # the most a duress session may take, unless the account says
+    # share of normal approved 0110s that ask for snapshots too (decoys, dropped on arrival)
+    evidence_sample: float = 0.2
     demo: bool = False  # seed ``demo = true``: its keys are public (sim/host/public_keys.py)
     cardless: CardlessSettings = dataclasses.field(default_factory=CardlessSettings)

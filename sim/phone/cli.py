@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sim.phone.client import PhoneClient
 
-DEFAULT_URL = "http://127.0.0.1:8584"
+DEFAULT_URL = "https://127.0.0.1:8584"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``atm phone`` options and subcommands (shared by :func:`main` and the atm CLI)."""
-    parser.add_argument("--url", default=DEFAULT_URL, help="the host's API (atm host --api-port)")
+    parser.add_argument(
+        "--url",
+        default=DEFAULT_URL,
+        help="the host's API (atm host --api-port); http:// for a host started with --plain",
+    )
+    parser.add_argument(
+        "--ca",
+        help="the bank's CA certificate (ca.pem of atm pki init) to verify an https API by;"
+        " without it only the system's CAs are trusted",
+    )
     parser.add_argument("--phone", default="", help="the phone number, e.g. +4915100000006")
     steps = parser.add_subparsers(dest="step", required=True)
     steps.add_parser("request", help="ask for a cardless withdrawal (the bank texts a code)")
@@ -62,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sim.phone.client import PhoneApiError, PhoneClient
 
-    with PhoneClient(args.url, args.phone) as phone:
+    with PhoneClient(args.url, args.phone, ca=args.ca) as phone:
         try:
             result = _step(phone, args)
         except PhoneApiError as exc:

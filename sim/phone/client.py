@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import re
+import ssl
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from atm_common.errors import AtmError
+from atm_common.errors import AtmError, ConfigError
+from atm_common.tls import TlsFiles, client_context
 
 _CODE = re.compile(r"\b(\d{6})\b")
 
@@ -30,8 +32,23 @@ class PhoneApiError(AtmError):
         super().__init__(f"{status}: {detail}" if status else detail)
 
 
+def phone_tls(ca: str | Path | None) -> ssl.SSLContext | bool:
+    """What the phone verifies an https API against: the bank's CA file ``ca`` (and the
+    server's name), or, without one, the system's store, which knows no bank's own CA.
+    A phone shows no certificate of its own: phones are people."""
+    if ca is None:
+        return True
+    if not Path(ca).is_file():
+        raise ConfigError("--ca", "", f"{ca} does not exist")
+    try:
+        return client_context(TlsFiles(Path(ca)), source="--ca", key="ca")
+    except ssl.SSLError as exc:
+        raise ConfigError("--ca", "", f"{ca}: not a CA certificate ({exc})") from None
+
+
 class PhoneClient:
-    """One phone (number) talking to the bank host's API at ``base_url``."""
+    """One phone (number) talking to the bank host's API at ``base_url``; an https API
+    is verified against ``ca`` (the bank's CA certificate file)."""
 
     def __init__(
         self,
@@ -40,10 +57,13 @@ class PhoneClient:
         *,
         client: httpx.Client | None = None,
         timeout: float = 30.0,
+        ca: str | Path | None = None,
     ) -> None:
         self.phone = phone
         self._own = client is None
-        self.http = client or httpx.Client(base_url=base_url, timeout=timeout, trust_env=False)
+        self.http = client or httpx.Client(
+            base_url=base_url, timeout=timeout, trust_env=False, verify=phone_tls(ca)
+        )
         self.request_id: str | None = None
         self.reservation_id: str | None = None
 
@@ -63,7 +83,12 @@ class PhoneClient:
         try:
             response = self.http.request(method, path, json=body, params=params or None)
         except httpx.HTTPError as exc:
-            raise PhoneApiError(0, f"cannot reach the bank at {self.http.base_url}: {exc}") from exc
+            hint = ""
+            if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+                hint = " (the API's certificate is not from a CA this phone trusts: --ca FILE)"
+            raise PhoneApiError(
+                0, f"cannot reach the bank at {self.http.base_url}: {exc}{hint}"
+            ) from exc
         if response.is_success:
             return response.json()
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 from sim.data import FACES_DIR as FACES
@@ -59,9 +60,10 @@ CARDLESS_DEMO: tuple[CardlessScenario, ...] = (
 )
 
 
-def reserve(api_url: str, scenario: CardlessScenario) -> dict[str, Any]:
-    """The phone side, start to finish; returns the reservation (with its code)."""
-    with PhoneClient(api_url, FRANK_PHONE) as phone:
+def reserve(api_url: str, scenario: CardlessScenario, ca: Path | None = None) -> dict[str, Any]:
+    """The phone side, start to finish; returns the reservation (with its code). An https
+    API is verified against ``ca``, the bank's CA certificate."""
+    with PhoneClient(api_url, FRANK_PHONE, ca=ca) as phone:
         phone.request()
         code = phone.latest_code()
         if code is None:
@@ -79,10 +81,14 @@ def reserve(api_url: str, scenario: CardlessScenario) -> dict[str, Any]:
 
 
 async def play(
-    terminal: Terminal, customer: Customer, api_url: str, scenario: CardlessScenario
+    terminal: Terminal,
+    customer: Customer,
+    api_url: str,
+    scenario: CardlessScenario,
+    ca: Path | None = None,
 ) -> dict[str, Any]:
     """Reserve on the phone, then collect at the ATM; the session report."""
-    reservation = await asyncio.to_thread(reserve, api_url, scenario)
+    reservation = await asyncio.to_thread(reserve, api_url, scenario, ca)
     if scenario.wait_seconds:
         await asyncio.sleep(scenario.wait_seconds)
     pinpad, camera = customer.pinpad, terminal.devices.camera

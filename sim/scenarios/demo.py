@@ -1,5 +1,8 @@
-"""The headless demo: a real host process over TCP, a terminal on simulated devices,
+"""The headless demo: a real host process over mutual TLS, a terminal on simulated devices,
 scripted customers, then reconciliation of every account against the cash handed out.
+
+The run makes its own CA (:mod:`sim.pki`) in its work dir: the host serves the ISO port
+with its certificate and requires the terminal's.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import dataclasses
 import datetime as dt
 import json
 import logging
+import ssl
 import tempfile
 import time
 import urllib.request
@@ -20,12 +24,14 @@ from typing import Any
 from atm_common.clock import ManualClock, SystemClock
 from atm_common.errors import AtmError
 from atm_common.files import private_dir
+from atm_common.tls import TlsFiles, client_context
 from sim.devices.key_injection import pinpad_options, terminal_for
 from sim.devices.launcher import emulators_on_ptys
 from sim.host import db
 from sim.host.authoriser import EVIDENCE_SNAPSHOTS
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
+from sim.pki import Pki, make_pki
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
@@ -70,15 +76,18 @@ def host_process(
     api: bool = False,
     demo: bool = False,
     host_key_file: Path | None = None,
+    pki: Pki | None,
 ) -> Iterator[HostProcess]:
     """Run ``atm host`` as its own process on a free port; stop it on exit.
 
     With ``api`` the phone API listens too, on a free port of its own (``api_url``).
     ``demo`` passes ``--demo``: the seed holds the published demo keys (the demo bank, or
     a bank generated from it), which the host otherwise refuses. ``host_key_file`` signs
-    its requests to the alarm center and the carrier.
+    its requests to the alarm center and the carrier. ``pki`` serves the ISO port over
+    mutual TLS (``--tls-dir``); None is plain TCP (``--plain``), which a caller must say.
     """
     args = ["--db", str(db_path), "--seed", str(seed), *log_args(log_path)]
+    args += ["--tls-dir", str(pki.directory)] if pki is not None else ["--plain"]
     if demo:
         args.append("--demo")
     if alarm_center:
@@ -219,28 +228,40 @@ def reconcile(
     return ok, rows
 
 
-def _config(workdir: Path, port: int, terminal_id: str, timeouts: Timeouts) -> TerminalConfig:
+def _config(
+    workdir: Path, port: int, terminal_id: str, timeouts: Timeouts, tls: TlsFiles | None
+) -> TerminalConfig:
     return TerminalConfig(
         terminal_id=terminal_id,
         location="Main Street branch",
         journal=workdir / "journal.db",
         site=SiteLocation(52.52, 13.405),
-        host=HostConfig(port=port, timeout=10.0),
+        host=HostConfig(port=port, timeout=10.0, tls=tls, plain=tls is None),
         timeouts=timeouts,
     )
 
 
 def demo_terminal(
-    workdir: Path, port: int, seed: Path, clock: ManualClock, terminal_id: str = TERMINAL_ID
+    workdir: Path,
+    port: int,
+    seed: Path,
+    clock: ManualClock,
+    terminal_id: str = TERMINAL_ID,
+    *,
+    tls: TlsFiles | None,
 ) -> Terminal:
-    """A terminal on in-process simulated devices and a manual clock."""
+    """A terminal on in-process simulated devices and a manual clock.
+
+    ``tls``: its certificate and the CA (``Pki.terminal(id)``); None is plain TCP, for a
+    host started plain (the caller says so).
+    """
     devices = Devices(
         card_reader=SimCardReader(clock),
         pinpad=SimPinPad(clock, **pinpad_options(seed, terminal_id)),
         dispenser=SimDispenser(clock, cassettes=((2000, 200), (5000, 100))),
         camera=SimCamera(clock, width=320, height=240),
     )
-    config = _config(workdir, port, terminal_id, Timeouts())
+    config = _config(workdir, port, terminal_id, Timeouts(), tls)
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
 
 
@@ -257,7 +278,7 @@ PTY_TIMEOUTS = Timeouts(pin=2.0, menu=2.0, amount=2.0, balance=2.0, take_cash=2.
 
 @contextlib.contextmanager
 def pty_terminal(
-    workdir: Path, port: int, seed: Path, terminal_id: str
+    workdir: Path, port: int, seed: Path, terminal_id: str, *, tls: TlsFiles | None
 ) -> Iterator[tuple[Terminal, Customer]]:
     """A terminal whose dispenser, PIN pad and GPS are emulators behind real ptys."""
     clock = SystemClock()
@@ -283,7 +304,7 @@ def pty_terminal(
             gps=gps,
             camera=SimCamera(clock, width=320, height=240),
         )
-        config = _config(workdir, port, terminal_id, PTY_TIMEOUTS)
+        config = _config(workdir, port, terminal_id, PTY_TIMEOUTS, tls)
         terminal = Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
         yield terminal, Customer(reader, emulated.pinpad, emulated.dispenser)
 
@@ -308,19 +329,26 @@ async def run_demo(
         # this run's secrets: the key the host signs with, the token the desk reads with
         host_key = new_host_key_file(workdir / "host.key")
         token_file = new_token_file(workdir / "operator.token")
+        terminal_id = terminal_for(DEMO_SEED, security)
+        pki = make_pki(workdir / "pki", [terminal_id])  # the ISO link is mutual TLS
         alarms = stack.enter_context(
             service_process(
                 "alarm-center",
                 [
                     *("--db", str(workdir / "alarms.db"), "--host-key-file", str(host_key)),
                     *("--operator-token-file", str(token_file)),
+                    *("--tls-dir", str(pki.directory)),  # mutual TLS: the host's certificate
                     *log_args(workdir / "alarm-center.log"),
                 ],
             )
         )
         carrier = stack.enter_context(
             service_process(
-                "carrier", ["--host-key-file", str(host_key), *log_args(workdir / "carrier.log")]
+                "carrier",
+                [
+                    *("--host-key-file", str(host_key), "--tls-dir", str(pki.directory)),
+                    *log_args(workdir / "carrier.log"),
+                ],
             )
         )
         host = stack.enter_context(
@@ -333,17 +361,18 @@ async def run_demo(
                 api=True,
                 demo=True,
                 host_key_file=host_key,
+                pki=pki,
             )
         )
         opening = ledger_snapshot(host.db_path)
-        terminal_id = terminal_for(DEMO_SEED, security)
+        tls = pki.terminal(terminal_id)
         if devices == "pty":
             terminal, customer = stack.enter_context(
-                pty_terminal(workdir, host.port, DEMO_SEED, terminal_id)
+                pty_terminal(workdir, host.port, DEMO_SEED, terminal_id, tls=tls)
             )
         else:
             clock = ManualClock(dt.datetime.now(dt.UTC))
-            terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id)
+            terminal = demo_terminal(workdir, host.port, DEMO_SEED, clock, terminal_id, tls=tls)
             customer = sim_customer(terminal)
         if card_reader == "pcsc":
             use_pcsc(stack, terminal, customer)
@@ -352,12 +381,16 @@ async def run_demo(
         try:
             sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
             for cardless in cardless_scenarios:
-                sessions.append(await play_cardless(terminal, customer, host.api_url, cardless))
+                sessions.append(
+                    await play_cardless(terminal, customer, host.api_url, cardless, pki.ca)
+                )
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
         holds = holds_snapshot(host.db_path)
-        raised = await collect_alarms(alarms.url, scenarios, load_token(token_file))
+        # the desk reads over mutual TLS too, with the center's own certificate
+        desk = client_context(pki.service("alarm-center"))
+        raised = await collect_alarms(alarms.url, scenarios, load_token(token_file), desk)
         alarms_ok = check_alarms(raised, scenarios, terminal_id, location_source(terminal))
         handed_out = customer.dispenser.handed_out_amount
         reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id, holds)
@@ -365,6 +398,7 @@ async def run_demo(
         return {
             "terminal_id": terminal_id,
             "security": terminal.security_mode,
+            "transport": "tls" if terminal.host.ssl is not None else "tcp",
             "devices": devices,
             "card_reader": card_reader,
             "sessions": sessions,
@@ -388,15 +422,16 @@ def _expected_alarms(scenarios: Sequence[Scenario]) -> list[Scenario]:
 
 
 async def collect_alarms(
-    url: str, scenarios: Sequence[Scenario], token: str
+    url: str, scenarios: Sequence[Scenario], token: str, tls: ssl.SSLContext | None = None
 ) -> list[dict[str, Any]]:
     """What the alarm center holds once the host's outbox delivered (waits up to 15 s);
-    read as the alarm desk does, with its operator ``token``."""
+    read as the alarm desk does, with its operator ``token`` (over ``tls``, a client
+    context, for an https center)."""
     expected = _expected_alarms(scenarios)
     deadline = time.monotonic() + 15
     alarms: list[dict[str, Any]] = []
     while True:
-        alarms = await asyncio.to_thread(_get_alarms, url, token)
+        alarms = await asyncio.to_thread(_get_alarms, url, token, tls)
         # complete: every alarm has its follow-up (the amount) and its snapshots
         done = [
             a
@@ -427,9 +462,12 @@ async def collect_alarms(
     ]
 
 
-def _get_alarms(url: str, token: str) -> list[dict[str, Any]]:
+def _get_alarms(url: str, token: str, tls: ssl.SSLContext | None) -> list[dict[str, Any]]:
     request = urllib.request.Request(f"{url}/alarms", headers={"Authorization": f"Bearer {token}"})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}),  # loopback
+        urllib.request.HTTPSHandler(context=tls),
+    )
     with opener.open(request, timeout=5) as response:
         return list(json.load(response)["alarms"])
 

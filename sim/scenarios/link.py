@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from ssl import SSLContext
 
 from atm_common.clock import Clock, SystemClock
 from host_link.client import HostClient, StanSequence
@@ -28,6 +29,7 @@ class TerminalLink:
         clock: Clock | None = None,
         timeout: float = 10.0,
         stan: StanSequence | None = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.clock = clock or SystemClock()
         self.pinpad = SimPinPad(self.clock, **pinpad_options(seed, terminal_id))
@@ -40,6 +42,7 @@ class TerminalLink:
             timeout=timeout,
             stan=stan,
             authenticator=PinPadAuthenticator(self.pinpad),
+            ssl=ssl,
         )
         self.security = ""
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import random
+import ssl
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -63,10 +64,12 @@ PROXY_NAMES = {
 
 
 class FlakyAlarmCenter:
-    """The alarm center the host reports to, which a fault takes down for a while."""
+    """The alarm center the host reports to, which a fault takes down for a while; with
+    ``tls`` (a server context requiring client certificates) over mutual TLS, as in the
+    field."""
 
-    def __init__(self, db_path: Path, host_key: bytes) -> None:
-        self.db_path, self.host_key = db_path, host_key
+    def __init__(self, db_path: Path, host_key: bytes, tls: ssl.SSLContext | None = None) -> None:
+        self.db_path, self.host_key, self.tls = db_path, host_key, tls
         private_database(db_path)  # the center's store is opened in this process
         self.center: AlarmCenter | None = None
         self.port = 0
@@ -75,7 +78,7 @@ class FlakyAlarmCenter:
 
     def start(self) -> str:
         """Start it on a free port; returns its URL."""
-        self.center = AlarmCenter(self.db_path, host_key=self.host_key)
+        self.center = AlarmCenter(self.db_path, host_key=self.host_key, tls=self.tls)
         self.port = self.center.start()
         return self.center.url
 
@@ -91,7 +94,9 @@ class FlakyAlarmCenter:
         """Session ``i`` begins: bring the center back (same port, same file) if due."""
         self._index = i
         if self.back_at is not None and i >= self.back_at:
-            self.center = AlarmCenter(self.db_path, port=self.port, host_key=self.host_key)
+            self.center = AlarmCenter(
+                self.db_path, port=self.port, host_key=self.host_key, tls=self.tls
+            )
             self.center.start()
             self.back_at = None
 

@@ -28,7 +28,9 @@ from typing import Any
 from atm_common.clock import ManualClock
 from atm_common.errors import AtmError
 from atm_common.files import private_dir
+from atm_common.tls import client_context, server_context
 from sim.devices.key_injection import pinpad_options
+from sim.pki import make_pki
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
 from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
 from sim.service_auth import load_host_key, new_host_key_file
@@ -77,7 +79,14 @@ class Soak:
         self.duress_sessions = 0
         # this run's signing key: the host signs its alarms, the center checks them
         self.host_key_file = new_host_key_file(workdir / "host.key")
-        self.center = FlakyAlarmCenter(workdir / "alarms.db", load_host_key(self.host_key_file))
+        # the ISO link is mutual TLS, as in the field: this run's own CA
+        self.pki = make_pki(workdir / "pki", [TERMINAL])
+        # the alarm link too: the center wants the host's certificate from that CA
+        self.center = FlakyAlarmCenter(
+            workdir / "alarms.db",
+            load_host_key(self.host_key_file),
+            server_context(self.pki.service("alarm-center")),
+        )
 
     # -- set-up --
 
@@ -85,7 +94,9 @@ class Soak:
         config = TerminalConfig(
             terminal_id=TERMINAL,
             journal=self.workdir / "journal.db",
-            host=HostConfig(port=port, timeout=2.0, connect_timeout=2.0),
+            host=HostConfig(
+                port=port, timeout=2.0, connect_timeout=2.0, tls=self.pki.terminal(TERMINAL)
+            ),
             timeouts=Timeouts(),
         )
         return Terminal(config, clock=self.clock, devices=devices, display=RecordingDisplay())
@@ -109,9 +120,15 @@ class Soak:
             self.workdir / "host.log",
             self.center.start(),
             self.host_key_file,
+            tls_dir=self.pki.directory,
         )
         host.start()
-        proxy = FaultProxy(host.port)
+        # the proxy is the network: it ends TLS on both sides to frame (and fault) messages
+        proxy = FaultProxy(
+            host.port,
+            server_ssl=server_context(self.pki.service("host")),
+            client_ssl=client_context(self.pki.terminal(TERMINAL)),
+        )
 
         async def kill_host() -> None:
             host.kill()

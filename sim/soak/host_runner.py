@@ -19,9 +19,17 @@ class HostRunner:
     """``atm host`` in its own process, killable with SIGKILL and restartable."""
 
     def __init__(
-        self, db_path: Path, seed: Path, log_path: Path, alarm_center: str, host_key_file: Path
+        self,
+        db_path: Path,
+        seed: Path,
+        log_path: Path,
+        alarm_center: str,
+        host_key_file: Path,
+        *,
+        tls_dir: Path | None,
     ) -> None:
         self.db_path, self.seed, self.log_path = db_path, seed, log_path
+        self.tls_dir = tls_dir  # the ISO port over mutual TLS; None: plain TCP
         self.alarm_center, self.host_key_file = alarm_center, host_key_file
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
@@ -37,6 +45,7 @@ class HostRunner:
         # alarms retried at most a second apart: an outage ends, delivery follows quickly
         cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
         cmd += ["--host-key-file", str(self.host_key_file)]  # alarms are signed
+        cmd += ["--tls-dir", str(self.tls_dir)] if self.tls_dir is not None else ["--plain"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         _, self.port = read_listening(self.process, "host")
         return self.port

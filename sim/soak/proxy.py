@@ -10,6 +10,11 @@ and applies at most one armed fault to the next message it matches:
   connections are reset;
 * ``corrupt_response``: one bit of the next response flips (the MAC no longer verifies);
 * ``kill_host``: a callback kills the host just before the next request would reach it.
+
+Over TLS it terminates TLS on both sides, as the network under test sees only what a
+peer's TLS lets through and the faults must still hit whole messages: towards the
+terminal it serves with the host's certificate (``server_ssl``), towards the host it
+presents the terminal's (``client_ssl``), so the host's field 41 binding holds.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Awaitable, Callable
 
 from host_link.errors import FramingError
@@ -28,8 +34,15 @@ FAULTS = ("unreachable", "drop_response", "reset_mid_request", "corrupt_response
 
 
 class FaultProxy:
-    def __init__(self, target_port: int) -> None:
+    def __init__(
+        self,
+        target_port: int,
+        *,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+    ) -> None:
         self.target_port = target_port
+        self.server_ssl, self.client_ssl = server_ssl, client_ssl
         self.armed: str | None = None
         self.match: Callable[[bytes], bool] = lambda body: True
         self.on_kill_host: Callable[[], Awaitable[None]] | None = None
@@ -39,7 +52,7 @@ class FaultProxy:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self.server_ssl)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:
@@ -72,8 +85,13 @@ class FaultProxy:
             writer.close()
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        except OSError:
+            up_reader, up_writer = await asyncio.open_connection(
+                "127.0.0.1",
+                self.target_port,
+                ssl=self.client_ssl,
+                server_hostname="127.0.0.1" if self.client_ssl else None,
+            )
+        except OSError:  # ssl.SSLError included
             writer.close()
             return
         self._links |= {writer, up_writer}

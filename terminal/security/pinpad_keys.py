@@ -23,6 +23,7 @@ from __future__ import annotations
 import enum
 
 from atm_common.crypto import dukpt
+from atm_common.crypto.data import Direction, derive_tdes_data_key, seal, unseal
 from atm_common.crypto.mac import aes_cmac, retail_mac
 from atm_common.crypto.pinblock import encrypt_format0, encrypt_format4
 from atm_common.crypto.tdes import decrypt_block
@@ -201,3 +202,20 @@ class PinPadKeys:
                 raise KeyUnavailable(f"no {key.value} MAC key loaded")
             return retail_mac(chosen[:16], data)
         return aes_cmac(self._dukpt(ksn, dukpt.KeyUsage.MAC_BOTH), data)[:8]
+
+    def _data_key(self, direction: Direction, ksn: str | None) -> bytes:
+        """The data key of ``direction``: derived from the TAK, or the DUKPT key of ``ksn``
+        for data encryption (see atm_common.crypto.data); it never leaves the pad."""
+        if self.security == TDES:
+            if self.__tak is None:
+                raise KeyUnavailable("no MAC working key: key exchange first")
+            return derive_tdes_data_key(self.__tak, direction)
+        return self._dukpt(ksn, direction.dukpt_usage)
+
+    def decrypt_response_data(self, sealed: bytes, ksn: str | None = None) -> bytes:
+        """Open a response's sealed private data; ValueError when it does not open."""
+        return unseal(self._data_key(Direction.RESPONSE, ksn), sealed)
+
+    def encrypt_advice_data(self, plaintext: bytes, ksn: str | None = None) -> bytes:
+        """Seal an advice's private data for the host."""
+        return seal(self._data_key(Direction.ADVICE, ksn), plaintext)

@@ -20,12 +20,20 @@ import dataclasses
 import logging
 from typing import Any, ClassVar, NoReturn
 
+from atm_common.errors import AtmError
 from atm_common.money import format_minor
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, ResponseCode, response_code
 from host_link.errors import CodecError, HostLinkError
-from host_link.evidence import EvidenceRequest, parse_request, parts
+from host_link.evidence import (
+    RESPONSE_CHARS,
+    EvidenceRequest,
+    decode_sealed,
+    encode_sealed,
+    parse_request,
+    part_plaintexts,
+)
 from terminal.config import TerminalConfig
 from terminal.devices import Devices
 from terminal.drivers.pinpad.base import EntryOutcome
@@ -224,21 +232,37 @@ class CustomerSession(abc.ABC):
         return current_location(self.devices.gps, self.config.site).field62()
 
     def note_evidence(self, response: Message) -> None:
-        """A response may quietly ask for camera snapshots (see host_link.evidence)."""
-        request = parse_request(response.get("63", ""))
-        if request is not None and self._evidence is None:
+        """A card session's response carries sealed field 63 (see host_link.evidence),
+        which may quietly ask for camera snapshots; only the PIN pad can open it."""
+        field = response.get("63")
+        if field is None or self._evidence is not None:
+            return
+        try:
+            sealed = decode_sealed(field, RESPONSE_CHARS)
+            opened = self.devices.pinpad.decrypt_response_data(sealed, ksn=response.get("53"))
+        except (CodecError, ValueError, AtmError) as exc:
+            log.warning("response field 63 unreadable: %s", exc)
+            return
+        request = parse_request(opened)
+        if request is not None:
             self._evidence = (request, grab(self.devices.camera, request))
 
     async def send_evidence(self) -> None:
-        """Send the snapshots asked for, after the customer is served, as 0620 advices."""
+        """Send the snapshots asked for, after the customer is served, as 0620 advices,
+        each part sealed by the PIN pad to the same size (host_link.evidence)."""
         if self._evidence is None:
             return
         request, frames = self._evidence
         self._evidence = None
+        pinpad = self.devices.pinpad
         for index, jpeg in enumerate(encode(frames)):
-            for text in parts(request.ref, index, jpeg):
-                advice = {"t": Mti.ADMIN_ADVICE, "32": self.config.acquirer_id, "63": text}
-                self.saf.enqueue(with_ksn(self.host.stamp(advice), self.devices.pinpad))
+            for plaintext in part_plaintexts(request.ref, index, jpeg):
+                advice = with_ksn(
+                    self.host.stamp({"t": Mti.ADMIN_ADVICE, "32": self.config.acquirer_id}),
+                    pinpad,
+                )
+                sealed = pinpad.encrypt_advice_data(plaintext, ksn=advice.get("53"))
+                self.saf.enqueue({**advice, "63": encode_sealed(sealed)})
         await self.saf.drain(self.host, force=True)
 
     def receipt(self) -> None:

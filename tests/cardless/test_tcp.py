@@ -30,7 +30,7 @@ class RunningHost:
     def __init__(self, tmp_path: Path) -> None:
         self.clock = ManualClock(dt.datetime.now(dt.UTC))
         self.server = build_host(
-            tmp_path / "host.db", DEMO_SEED, port=0, clock=self.clock, demo=True
+            tmp_path / "host.db", DEMO_SEED, port=0, clock=self.clock, demo=True, pki=None
         )
         self.db_path = tmp_path / "host.db"
         self.ports: dict[str, int] = {}

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 from host_link.amounts import AmountType, decode_amounts
-from host_link.evidence import parse_request, parts
+from host_link.evidence import (
+    PART_CHARS,
+    RESPONSE_CHARS,
+    EvidenceRequest,
+    decode_sealed,
+    encode_sealed,
+    parse_request,
+    part_plaintexts,
+)
 from sim.host import outbox
 
 from .helpers import CARDS, Host, Terminal
@@ -13,6 +22,17 @@ from .helpers import CARDS, Host, Terminal
 ERIN = CARDS["erin"]
 DURESS_PIN = "0852"
 CAP = 30_000  # Erin's account safety amount
+
+
+def _asked(terminal: Terminal, response: Mapping[str, str]) -> EvidenceRequest | None:
+    sealed = decode_sealed(response["63"], RESPONSE_CHARS)
+    return parse_request(terminal.pad.decrypt_response_data(sealed, response.get("53")))
+
+
+def _part(terminal: Terminal, ref: str, snapshot: int, jpeg: bytes) -> str:
+    field = encode_sealed(terminal.pad.encrypt_advice_data(part_plaintexts(ref, snapshot, jpeg)[0]))
+    assert len(field) == PART_CHARS
+    return field
 
 
 def _alarms(host: Host) -> list[dict[str, object]]:
@@ -96,7 +116,7 @@ def test_the_0110_names_the_evidence_never_the_alarm(host: Host, terminal: Termi
     request = terminal.balance_inquiry(ERIN, pin=DURESS_PIN)
     response = host.authoriser.handle(request)
     assert response is not None
-    asked = parse_request(response["63"])
+    asked = _asked(terminal, response)
     assert asked is not None
     (alarm,) = _alarms(host)
     alarm_id = str(alarm["alarm_id"])
@@ -105,13 +125,13 @@ def test_the_0110_names_the_evidence_never_the_alarm(host: Host, terminal: Termi
     assert alarm_id != f"{request['41']}-{request['11']}-{request['7']}"
     assert asked.ref != alarm_id and alarm_id not in json.dumps(response)
     # snapshot parts come back under the reference and are filed under the alarm
-    advice = terminal.client.stamp({"t": "0620", "63": parts(asked.ref, 0, b"\xff\xd8jpeg")[0]})
+    advice = terminal.client.stamp({"t": "0620", "63": _part(terminal, asked.ref, 0, b"\xffjpeg")})
     answer = host.authoriser.handle(advice)
     assert answer is not None and answer["39"] == "00"
     (snapshot,) = [a for a in _alarms(host) if "evidence" in a]
     assert snapshot["alarm_id"] == alarm_id
     # parts sent under the alarm id itself name nothing the host handed out
-    forged = terminal.client.stamp({"t": "0620", "63": parts(alarm_id, 1, b"\xff\xd8x")[0]})
+    forged = terminal.client.stamp({"t": "0620", "63": _part(terminal, alarm_id, 1, b"\xffx")})
     refused = host.authoriser.handle(forged)
     assert refused is not None and refused["39"] == "12"
 

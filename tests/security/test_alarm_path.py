@@ -29,7 +29,7 @@ import pytest
 
 from atm_common.clock import ManualClock
 from host_link.codec import Message, decode
-from host_link.evidence import parse_request
+from host_link.evidence import RESPONSE_CHARS
 from host_link.framing import FrameDecoder, frame
 from sim.alarm_center import list_alarms, list_conflicts
 from sim.host.outbox import AlarmDeliverer, OutboxWorker, enqueue, ensure_schema, entries
@@ -69,6 +69,7 @@ def alarm_center(workdir: Path) -> Iterator[Center]:
     db, log = workdir / "alarms.db", workdir / "alarm-center.log"
     args = ["--db", str(db), "--host-key-file", str(key_file)]
     args += ["--operator-token-file", str(token_file), "--log", str(log)]
+    args.append("--plain")  # what is attacked here is the signatures (TLS: test_tls_services)
     with service_process("alarm-center", args) as service:
         yield Center(service, db, log, load_host_key(key_file), load_token(token_file), key_file)
 
@@ -200,6 +201,7 @@ def duress_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuressRun]:
             alarm_center=center.service.url,
             demo=True,
             host_key_file=center.key_file,
+            pki=None,
         ) as host,
     ):
 
@@ -215,7 +217,7 @@ def duress_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuressRun]:
         async def session() -> None:
             port = await tap.start()
             clock = ManualClock(dt.datetime.now(dt.UTC))
-            terminal = demo_terminal(workdir, port, DEMO_SEED, clock)
+            terminal = demo_terminal(workdir, port, DEMO_SEED, clock, tls=None)
             try:
                 assert terminal.start() and await terminal.ensure_signed_on()
                 card, _ = seed_cards(DEMO_SEED)[ERIN]
@@ -283,9 +285,9 @@ def test_the_alarm_id_cannot_be_derived_from_the_wire(duress_run: DuressRun) -> 
     alarm_id = real["alarm_id"]
     requests = [m for m in duress_run.tap.seen if m.get("t") in ("0100", "0200")]
     assert alarm_id not in {f"{m['41']}-{m['11']}-{m['7']}" for m in requests}
-    # the 0110 asks for snapshots under a reference that is not the alarm id
-    [asked] = [parse_request(m["63"]) for m in duress_run.tap.seen if m.get("t") == "0110"]
-    assert asked is not None and asked.ref != alarm_id
+    # the 0110 asks for snapshots sealed for the PIN pad: no reference in clear at all
+    [asked] = [m["63"] for m in duress_run.tap.seen if m.get("t") == "0110"]
+    assert len(asked) == RESPONSE_CHARS and b"REF=" not in bytes(duress_run.tap.raw)
     # and no byte of the terminal's traffic, either way, carries the alarm id
     assert alarm_id.encode() not in bytes(duress_run.tap.raw)
     assert all(alarm_id not in json.dumps(m) for m in duress_run.tap.seen)

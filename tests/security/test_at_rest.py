@@ -67,7 +67,7 @@ def umask_022() -> Iterator[None]:
 @pytest.mark.e2e
 def test_atm_host_creates_only_private_files_and_dirs(tmp_path: Path) -> None:
     var = tmp_path / "var"  # does not exist: the host creates it, and its sub-directory
-    cmd = [*ATM, "host", "--demo", "--db", str(var / "host.db"), "--port", "0"]
+    cmd = [*ATM, "host", "--demo", "--plain", "--db", str(var / "host.db"), "--port", "0"]
     cmd += ["--log", str(var / "log" / "host.log")]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, umask=0o022
@@ -159,7 +159,16 @@ def test_helpers_create_private_and_leave_existing_dirs_alone(
 
 def _run_host(tmp_path: Path, seed: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*ATM, "host", "--db", str(tmp_path / "var" / "host.db"), "--seed", str(seed), *extra],
+        [
+            *ATM,
+            "host",
+            "--plain",
+            "--db",
+            str(tmp_path / "var" / "host.db"),
+            "--seed",
+            str(seed),
+            *extra,
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -171,7 +180,11 @@ def _run_host(tmp_path: Path, seed: Path, *extra: str) -> subprocess.CompletedPr
 def test_atm_host_refuses_the_demo_seed_without_demo(tmp_path: Path) -> None:
     for argv in ([], ["--seed", str(DEMO_SEED)]):  # the default seed is the demo one
         run = subprocess.run(
-            [*ATM, "host", "--db", str(tmp_path / "var" / "host.db"), "--port", "0", *argv],
+            [
+                *ATM,
+                *("host", "--plain", "--db", str(tmp_path / "var" / "host.db")),
+                *("--port", "0", *argv),
+            ],
             capture_output=True,
             text=True,
             timeout=60,
@@ -208,7 +221,17 @@ def test_a_seed_with_its_own_keys_runs_without_demo(tmp_path: Path) -> None:
     own = tmp_path / "bank.toml"
     own.write_text(text)  # its face photos are not beside it: only logged, not enrolled
     proc = subprocess.Popen(
-        [*ATM, "host", "--db", str(tmp_path / "h.db"), "--seed", str(own), "--port", "0"],
+        [
+            *ATM,
+            "host",
+            "--plain",
+            "--db",
+            str(tmp_path / "h.db"),
+            "--seed",
+            str(own),
+            "--port",
+            "0",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -42,7 +42,7 @@ async def read_frame(reader: asyncio.StreamReader, timeout: float = 5.0) -> byte
 
 def test_a_keyless_client_gets_unsigned_63s_and_is_dropped(tmp_path: Path) -> None:
     log_file = tmp_path / "host.log"
-    args = ["--db", str(tmp_path / "host.db"), "--seed", str(DEMO_SEED), "--demo"]
+    args = ["--db", str(tmp_path / "host.db"), "--seed", str(DEMO_SEED), "--demo", "--plain"]
     args += ["--log", str(log_file)]
     with service_process("host", args) as host:
 
@@ -75,7 +75,7 @@ def test_a_keyless_client_gets_unsigned_63s_and_is_dropped(tmp_path: Path) -> No
 
 def test_silent_connections_are_closed_and_a_terminal_still_gets_in(tmp_path: Path) -> None:
     async def main() -> tuple[int, int, bool]:
-        server = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True)
+        server = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True, pki=None)
         server.first_message_timeout = 0.5
         server.max_connections = 20
         port = await server.start()
@@ -92,7 +92,7 @@ def test_silent_connections_are_closed_and_a_terminal_still_gets_in(tmp_path: Pa
                     closed += 1
                 writer.close()
             terminal = demo_terminal(
-                tmp_path, port, DEMO_SEED, ManualClock(dt.datetime.now(dt.UTC))
+                tmp_path, port, DEMO_SEED, ManualClock(dt.datetime.now(dt.UTC)), tls=None
             )
             assert terminal.start()
             signed_on = await terminal.ensure_signed_on()

@@ -127,7 +127,9 @@ def ledger_balance(db: Path, account: str) -> int:
 async def withdraw_through(
     tmp_path: Path, proxy: AnswerSwappingProxy, port: int, *, take_cash: bool
 ) -> tuple[Terminal, str]:
-    terminal = demo_terminal(tmp_path, port, DEMO_SEED, ManualClock(dt.datetime.now(dt.UTC)))
+    terminal = demo_terminal(
+        tmp_path, port, DEMO_SEED, ManualClock(dt.datetime.now(dt.UTC)), tls=None
+    )
     assert terminal.start()
     assert await terminal.ensure_signed_on(), terminal.out_of_service_reason
     proxy.armed = True
@@ -143,7 +145,7 @@ async def withdraw_through(
 
 def host(tmp_path: Path) -> contextlib.AbstractContextManager[ServiceProcess]:
     return service_process(
-        "host", ["--db", str(tmp_path / "host.db"), "--seed", str(DEMO_SEED), "--demo"]
+        "host", ["--db", str(tmp_path / "host.db"), "--seed", str(DEMO_SEED), "--demo", "--plain"]
     )
 
 

@@ -303,7 +303,7 @@ def test_the_window_and_the_replay_memory_survive_a_restart(tmp_path: Path) -> N
 def test_real_host_refuses_replayed_and_stale_sign_ons(tmp_path: Path) -> None:
     """``atm host --demo`` on the real clock; a terminal with the real MACing link."""
     proc = subprocess.Popen(
-        [*ATM, "host", "--demo", "--db", str(tmp_path / "host.db"), "--port", "0"],
+        [*ATM, "host", "--demo", "--plain", "--db", str(tmp_path / "host.db"), "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -69,7 +69,7 @@ class HostProcess:
 def atm_host(tmp_path: Path, *extra: str) -> Iterator[HostProcess]:
     """``atm host --api-port 0`` on the demo bank, logging at debug to a file of its own."""
     db, log = tmp_path / "host.db", tmp_path / "host.log"
-    argv = [sys.executable, "-m", "sim", "--log-level", "debug", "host", "--demo"]
+    argv = [sys.executable, "-m", "sim", "--log-level", "debug", "host", "--demo", "--plain"]
     argv += ["--db", str(db), "--seed", str(DEMO_SEED), "--log", str(log)]
     argv += ["--port", "0", "--api-port", "0", *extra]
     env = dict(os.environ, PYTHONUNBUFFERED="1")

@@ -33,6 +33,9 @@ def _seed(tmp_path: Path) -> Path:
     text = DEMO_SEED.read_text()
     at = text.index('name = "ERIN EBERT"')
     text = text[:at] + text[at:].replace("daily_limit = 100_000", "daily_limit = 30_000", 1)
+    # every normal session is sampled for snapshots too, as duress ones always are: the
+    # whole session (uploads included) must then take as long either way
+    text = text.replace("[host]\n", "[host]\nevidence_sample = 1.0\n", 1)
     path = tmp_path / "seed.toml"
     path.write_text(text)
     return path
@@ -48,9 +51,9 @@ def test_a_duress_session_looks_exactly_like_a_normal_one(
         # one clock for both sides, a day per session: every session starts with the same
         # daily limit, so the only difference between the two kinds is the PIN
         clock = ManualClock(dt.datetime.now(dt.UTC))
-        host = build_host(tmp_path / "host.db", seed, port=0, clock=clock, demo=True)
+        host = build_host(tmp_path / "host.db", seed, port=0, clock=clock, demo=True, pki=None)
         port = await host.start()
-        terminal = demo_terminal(tmp_path, port, seed, clock)
+        terminal = demo_terminal(tmp_path, port, seed, clock, tls=None)
         assert terminal.start() and await terminal.ensure_signed_on()
         customer = sim_customer(terminal)
         card, _ = seed_cards(seed)[ERIN]
@@ -116,7 +119,7 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
 
     async def main() -> None:
         clock = ManualClock(dt.datetime.now(dt.UTC))
-        host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, clock=clock, demo=True)
+        host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, clock=clock, demo=True, pki=None)
         host_port = await host.start()
         worker = OutboxWorker(
             tmp_path / "host.db",
@@ -125,7 +128,7 @@ def test_alarm_center_outage_loses_nothing(tmp_path: Path) -> None:
             base_delay=1.0,
             max_delay=5.0,
         )
-        terminal = demo_terminal(tmp_path, host_port, DEMO_SEED, clock)
+        terminal = demo_terminal(tmp_path, host_port, DEMO_SEED, clock, tls=None)
         assert terminal.start() and await terminal.ensure_signed_on()
         card, _ = seed_cards(DEMO_SEED)[ERIN]
         apply(

@@ -8,6 +8,11 @@ for a payload the peer will never take, :class:`RetryableDeliveryError` for ever
 else. Requests use urllib in a worker thread so the host's event loop never blocks on a
 socket, and never go through a proxy (these peers are on the bank's own network).
 
+An ``https`` URL is reached with mutual TLS: the host's client certificate, and the
+peer's verified against the bank's CA (and its name against the URL), never the system's
+store; a handshake that fails is a retryable failure like a refused connection. A plain
+``http`` URL (a ``--plain`` lab) is reached in clear, its requests still signed.
+
 Every request is signed with the key the host shares with the peer
 (:mod:`sim.service_auth`), freshly at each attempt (a new timestamp and nonce), so a retry
 is never refused as a replay. The signing clock is the real one, not the host's injected
@@ -24,12 +29,14 @@ import asyncio
 import http.client
 import json
 import logging
+import ssl
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
 from atm_common.clock import Clock, SystemClock
+from atm_common.errors import ConfigError
 from sim.host.outbox.store import Payload, PermanentDeliveryError, RetryableDeliveryError
 from sim.service_auth import sign_request
 
@@ -43,11 +50,34 @@ class AlarmConflictError(PermanentDeliveryError):
     """The alarm center holds other content under this alarm's id (409): not delivered."""
 
 
+def _opener(base_url: str, tls: ssl.SSLContext | None, what: str) -> urllib.request.OpenerDirector:
+    """No proxies (these peers are on the bank's network); for ``https``, only ``tls``.
+
+    An ``https`` URL without the host's TLS context is refused here, at start-up, rather
+    than verified against the system's store at the first alarm: a bank peer is trusted
+    through the bank's CA and nothing else.
+    """
+    scheme = urllib.parse.urlsplit(base_url).scheme
+    if scheme not in ("http", "https"):
+        raise ConfigError(what, "", f"{base_url}: not an http:// or https:// URL")
+    if scheme == "http":
+        return urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    if tls is None:
+        raise ConfigError(what, "", f"{base_url}: https needs the host's TLS files (--tls-dir)")
+    return urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=tls)
+    )
+
+
 def _http(
-    url: str, body: bytes | None, timeout: float, key: bytes, clock: Clock
+    opener: urllib.request.OpenerDirector,
+    url: str,
+    body: bytes | None,
+    timeout: float,
+    key: bytes,
+    clock: Clock,
 ) -> tuple[int, bytes]:
-    """(status, body) of one signed request; no proxies (these peers are on the bank's
-    network)."""
+    """(status, body) of one signed request through ``opener``."""
     method = "GET" if body is None else "POST"
     request = urllib.request.Request(
         url,
@@ -59,7 +89,6 @@ def _http(
     signature = sign_request(key, method, request.selector, body or b"", clock=clock)
     for name, value in signature.items():
         request.add_header(name, value)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as response:
             return int(response.status), response.read(MAX_RESPONSE)
@@ -82,12 +111,19 @@ def _error_text(body: bytes) -> str:
 
 class AlarmDeliverer:
     """POSTs an alarm to ``base_url + '/alarms'``, signed with ``key``; 400/413/422 are
-    permanent, 409 a conflict, the rest (refused, timeout, 401, 5xx, a misrouted 404)
-    retryable."""
+    permanent, 409 a conflict, the rest (refused, timeout, TLS handshake, 401, 5xx, a
+    misrouted 404) retryable. ``tls`` is the host's client context, for an https URL."""
 
     def __init__(
-        self, base_url: str, key: bytes, *, timeout: float = 5.0, clock: Clock | None = None
+        self,
+        base_url: str,
+        key: bytes,
+        *,
+        timeout: float = 5.0,
+        clock: Clock | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._opener = _opener(base_url, tls, "--alarm-center")
         self.url = base_url.rstrip("/") + "/alarms"
         self.timeout = timeout
         self._key = key
@@ -101,7 +137,7 @@ class AlarmDeliverer:
             payload = {k: v for k, v in payload.items() if k not in ("update", "alarm_id")}
         body = json.dumps(payload, allow_nan=False).encode()
         status, answer = await asyncio.to_thread(
-            _http, url, body, self.timeout, self._key, self.clock
+            _http, self._opener, url, body, self.timeout, self._key, self.clock
         )
         if 200 <= status < 300:
             return
@@ -119,12 +155,19 @@ class AlarmDeliverer:
 
 
 class CarrierLocator:
-    """Asks the carrier where a terminal is (signed with ``key``); ``fill_location`` is
-    the alarm prepare hook."""
+    """Asks the carrier where a terminal is (signed with ``key``, over ``tls`` for an
+    https URL); ``fill_location`` is the alarm prepare hook."""
 
     def __init__(
-        self, base_url: str, key: bytes, *, timeout: float = 5.0, clock: Clock | None = None
+        self,
+        base_url: str,
+        key: bytes,
+        *,
+        timeout: float = 5.0,
+        clock: Clock | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        self._opener = _opener(base_url, tls, "--carrier")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._key = key
@@ -134,7 +177,7 @@ class CarrierLocator:
         """The carrier's answer, or None when it does not know the terminal (400/404)."""
         url = f"{self.base_url}/locate?" + urllib.parse.urlencode({"terminal_id": terminal_id})
         status, answer = await asyncio.to_thread(
-            _http, url, None, self.timeout, self._key, self.clock
+            _http, self._opener, url, None, self.timeout, self._key, self.clock
         )
         if status in (400, 404):
             log.error("carrier cannot locate terminal %s: %s", terminal_id, _error_text(answer))

@@ -94,6 +94,25 @@ class PinPad(Device):
         self._require_open()
         return self._do_install_working_keys(pin_key_under_tmk, mac_key_under_tmk)
 
+    def decrypt_response_data(self, sealed: bytes, *, ksn: str | None = None) -> bytes:
+        """Open a response's sealed private data (field 63 of a 0110/0210) under the
+        pad's response data key (DUKPT: the key for ``ksn``); the key stays in the pad.
+        ValueError when the data does not open (altered, or sealed for another pad)."""
+        self._require_open()
+        return self._do_decrypt_response_data(sealed, ksn)
+
+    def encrypt_advice_data(self, plaintext: bytes, *, ksn: str | None = None) -> bytes:
+        """Seal private data for the host (field 63 of a 0620) under the pad's advice
+        data key (DUKPT: the key for ``ksn``)."""
+        self._require_open()
+        return self._do_encrypt_advice_data(plaintext, ksn)
+
+    @abstractmethod
+    def _do_decrypt_response_data(self, sealed: bytes, ksn: str | None) -> bytes: ...
+
+    @abstractmethod
+    def _do_encrypt_advice_data(self, plaintext: bytes, ksn: str | None) -> bytes: ...
+
     @abstractmethod
     def _do_mac(self, data: bytes, key: MacKey, ksn: str | None) -> bytes: ...
 

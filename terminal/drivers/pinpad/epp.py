@@ -49,7 +49,7 @@ from terminal.drivers.pinpad.base import (
     PinPad,
 )
 from terminal.drivers.serial_port import open_port
-from terminal.errors import DeviceError, DeviceTimeout, DeviceUnavailable
+from terminal.errors import DeviceError, DeviceFault, DeviceTimeout, DeviceUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -296,6 +296,17 @@ class EppPinPad(PinPad):
             answer = self._transact(text)
         log.debug("pinpad: MAC of %d bytes in %d frame(s)", len(data), len(commands))
         return proto.parse_mac(answer)
+
+    def _do_decrypt_response_data(self, sealed: bytes, ksn: str | None) -> bytes:
+        try:
+            return proto.parse_data(self._transact(proto.decrypt_response_data(sealed, ksn)))
+        except DeviceFault as exc:
+            if exc.code == proto.BAD_PARAMETER:
+                raise ValueError("response data does not open") from None
+            raise
+
+    def _do_encrypt_advice_data(self, plaintext: bytes, ksn: str | None) -> bytes:
+        return proto.parse_data(self._transact(proto.encrypt_advice_data(plaintext, ksn)))
 
     def _do_next_ksn(self) -> str | None:
         return proto.parse_next_ksn(self._transact(proto.next_ksn()))

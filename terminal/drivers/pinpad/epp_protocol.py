@@ -31,6 +31,8 @@ repeats: a lost answer costs a skipped DUKPT counter, never a reused KSN.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from collections.abc import Mapping
 
@@ -71,6 +73,8 @@ COMMANDS: Mapping[str, str] = {
     "MF": "finish the chunked MAC -> mac(16 hex); repeatable until the next MI",
     "NK": "next DUKPT KSN -> ksn(24 hex), or no data when the pad is not DUKPT",
     "WK": "install working keys under the TMK: tpk(32 hex) tak(32 hex) -> kcv(6) kcv(6)",
+    "DR": "decrypt response data: ksn_len(2 00|24) ksn sealed(base64) -> plaintext(base64)",
+    "DA": "encrypt advice data: ksn_len(2 00|24) ksn plaintext(base64) -> sealed(base64)",
     "ER": "(response only) the request frame could not be decoded",
 }
 PIN_FORMATS: Mapping[int, str] = {0: "ISO 9564 format 0", 1: "ISO 1", 3: "ISO 3", 4: "ISO 4"}
@@ -348,6 +352,31 @@ def mac_commands(data: bytes, key: MacKey = MacKey.WORKING, ksn: str | None = No
     chunks = [data[i : i + MAC_CHUNK] for i in range(0, len(data), MAC_CHUNK)]
     updates = [f"MU{n:03d}{chunk.hex().upper()}" for n, chunk in enumerate(chunks, start=1)]
     return [f"MI{head}", *updates, "MF"]
+
+
+def _data_command(command: str, data: bytes, ksn: str | None) -> str:
+    text = f"{command}{_ksn_field(ksn)}{base64.b64encode(data).decode('ascii')}"
+    if len(text) > MAX_TEXT:
+        raise LocalProtocolError(f"{len(data)} bytes of private data do not fit one frame")
+    return text
+
+
+def decrypt_response_data(sealed: bytes, ksn: str | None = None) -> str:
+    """``DR``: open a response's sealed private data in the pad (base64: it fits a frame)."""
+    return _data_command("DR", sealed, ksn)
+
+
+def encrypt_advice_data(plaintext: bytes, ksn: str | None = None) -> str:
+    """``DA``: seal an advice's private data in the pad."""
+    return _data_command("DA", plaintext, ksn)
+
+
+def parse_data(data: str) -> bytes:
+    """The base64 answer of ``DR`` or ``DA``."""
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise RemoteProtocolError("PIN pad data answer is not base64") from None
 
 
 def install_working_keys(pin_key_under_tmk: bytes, mac_key_under_tmk: bytes) -> str:

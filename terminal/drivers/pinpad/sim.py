@@ -220,6 +220,12 @@ class SimPinPad(PinPad):
     def _do_next_ksn(self) -> str | None:
         return self.__keys.next_ksn()
 
+    def _do_decrypt_response_data(self, sealed: bytes, ksn: str | None) -> bytes:
+        return self.__keys.decrypt_response_data(sealed, ksn)
+
+    def _do_encrypt_advice_data(self, plaintext: bytes, ksn: str | None) -> bytes:
+        return self.__keys.encrypt_advice_data(plaintext, ksn)
+
     def _do_install_working_keys(
         self, pin_key_under_tmk: str, mac_key_under_tmk: str
     ) -> dict[str, str]:
