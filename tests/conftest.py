@@ -74,6 +74,11 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
     def run(body: Callable[[Rig], Awaitable[T]]) -> T:
         async def main() -> T:
             host = build_host(tmp_path / "host.db", DEMO_SEED, port=0, demo=True, pki=None)
+            # Sessions here are about flows, not about the wire: no sampled snapshot uploads,
+            # which would drain the SAF at a random session's end (tests/security/
+            # test_duress_wire.py covers the sampling).
+            settings = host.authoriser.settings
+            host.authoriser.settings = dataclasses.replace(settings, evidence_sample=0.0)
             port = await host.start()
             clock = ManualClock(dt.datetime.now(dt.UTC))
             terminal = demo_terminal(tmp_path, port, DEMO_SEED, clock, tls=None)

@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from sim.alarm_center.contract import (
     LOCATION_SOURCES,
     MAX_EVIDENCE,
+    REQUIRED,
     AlarmValidationError,
     validate_alarm,
 )
@@ -63,16 +64,7 @@ _EVIDENCE = {
 ALARM_SCHEMA: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
-    "required": [
-        "alarm_id",
-        "time",
-        "terminal_id",
-        "terminal_ip",
-        "location",
-        "masked_pan",
-        "account",
-        "amount_requested",
-    ],
+    "required": list(REQUIRED),  # the contract's own list: the schema cannot drift from it
     "properties": {
         "alarm_id": {"type": "string", "description": "Random id; the idempotency key"},
         "time": {"type": "string", "format": "date-time"},

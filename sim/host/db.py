@@ -79,6 +79,8 @@ CREATE TABLE IF NOT EXISTS transfers (
 );
 CREATE INDEX IF NOT EXISTS transfers_card_day
     ON transfers (pan_ref, business_date, status, kind, amount);  -- covers the daily-limit sum
+CREATE INDEX IF NOT EXISTS transfers_reverses
+    ON transfers (reverses_id, status, amount);  -- "already reversed?" and today's reversals
 CREATE TABLE IF NOT EXISTS reversed_in_advance (  -- reversals that overtook their original
     terminal_id TEXT NOT NULL,
     stan TEXT NOT NULL,
@@ -93,6 +95,8 @@ CREATE TABLE IF NOT EXISTS network_requests (  -- 0800s accepted, so a replay is
     received_at REAL NOT NULL,          -- host clock, epoch seconds: old rows are pruned
     PRIMARY KEY (terminal_id, stan, transmission_time, code)
 );
+CREATE INDEX IF NOT EXISTS network_requests_received
+    ON network_requests (received_at);  -- the pruning of old rows on every 0800
 CREATE TABLE IF NOT EXISTS requests (
     terminal_id TEXT NOT NULL,
     stan TEXT NOT NULL,

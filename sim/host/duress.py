@@ -63,6 +63,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
         "CREATE UNIQUE INDEX IF NOT EXISTS duress_alarms_evidence_ref"
         " ON duress_alarms (evidence_ref)"
     )
+    conn.execute(  # the open incident of a card at a terminal, looked up on every duress PIN
+        "CREATE INDEX IF NOT EXISTS duress_alarms_card_terminal"
+        " ON duress_alarms (pan_ref, terminal_id, last_at)"
+    )
 
 
 def _location(request: Mapping[str, str]) -> dict[str, Any]:

@@ -48,6 +48,8 @@ CREATE TABLE IF NOT EXISTS evidence_decoys (
     terminal_id TEXT NOT NULL,
     issued_at REAL NOT NULL
 );
+CREATE INDEX IF NOT EXISTS evidence_decoys_issued
+    ON evidence_decoys (issued_at);  -- the pruning of old decoys on every issue
 """
 DECOY_KEEP = 7 * 86_400.0  # seconds a decoy reference is honoured (parts may come late)
 

@@ -144,8 +144,12 @@ async def withdraw_through(
 
 
 def host(tmp_path: Path) -> contextlib.AbstractContextManager[ServiceProcess]:
+    """The demo bank in its own process, without sampled snapshot uploads: an upload at a
+    session's end drains the SAF, which would hide what these tests look at."""
+    seed = tmp_path / "seed.toml"
+    seed.write_text(DEMO_SEED.read_text().replace("[host]\n", "[host]\nevidence_sample = 0.0\n", 1))
     return service_process(
-        "host", ["--db", str(tmp_path / "host.db"), "--seed", str(DEMO_SEED), "--demo", "--plain"]
+        "host", ["--db", str(tmp_path / "host.db"), "--seed", str(seed), "--demo", "--plain"]
     )
 
 

@@ -104,11 +104,16 @@ SCHEMA = (
     "CREATE UNIQUE INDEX IF NOT EXISTS reservations_one_active"
     " ON reservations (phone) WHERE status = 'active'",
     "CREATE INDEX IF NOT EXISTS reservations_due ON reservations (status, expires_at)",
+    # The ATM's answer for a phone without an active reservation: its latest one.
+    "CREATE INDEX IF NOT EXISTS reservations_phone ON reservations (phone, expires_at)",
     """CREATE TABLE IF NOT EXISTS reservation_transfers (
         transfer_id INTEGER PRIMARY KEY REFERENCES transfers(id),
         reservation_id TEXT NOT NULL REFERENCES reservations(id),
         role TEXT NOT NULL CHECK (role IN ('hold', 'posting', 'cash', 'fee', 'refund'))
     )""",
+    # A reversal finds the transfers of its reservation.
+    "CREATE INDEX IF NOT EXISTS reservation_transfers_reservation"
+    " ON reservation_transfers (reservation_id)",
     """CREATE TABLE IF NOT EXISTS cardless_events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         at TEXT NOT NULL,
