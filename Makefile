@@ -46,6 +46,7 @@ test: lint typecheck pytest
 bench: setup
 	$(BIN)/python bench/bench_withdrawal.py
 	$(BIN)/python bench/bench_host_auth.py
+	$(BIN)/python bench/bench_host_history.py
 	$(BIN)/python bench/bench_face.py
 	$(BIN)/python bench/bench_soak.py
 
