@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from atm_common.clock import ManualClock
+from atm_common.crypto.data import Direction, derive_tdes_data_key, seal, unseal
 from atm_common.crypto.dukpt import AesKsn, KeyUsage, aes_initial_key, aes_working_key
 from atm_common.crypto.mac import aes_cmac, retail_mac
 from atm_common.crypto.pinblock import clear_format0, recover_pin_format0, recover_pin_format4
@@ -328,6 +329,46 @@ def test_dukpt_mac_with_a_foreign_future_or_no_ksn_is_key_unavailable(
     for ksn in (foreign, future, None):
         with pytest.raises(KeyUnavailable):
             pad.mac(MESSAGE, ksn=ksn)
+
+
+# -- sealed private data (field 63 of card-session answers, snapshot advices) -------------
+
+
+SEALED_PLAINTEXT = b"EV=2;REF=evr-sample".ljust(64, b"\x00")
+
+
+def test_tdes_pad_opens_what_the_host_sealed_and_seals_for_it(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory(**TDES_KEYS)
+    response_key = derive_tdes_data_key(TAK, Direction.RESPONSE)
+    assert pad.decrypt_response_data(seal(response_key, SEALED_PLAINTEXT)) == SEALED_PLAINTEXT
+    advice = pad.encrypt_advice_data(b"a snapshot part")
+    assert unseal(derive_tdes_data_key(TAK, Direction.ADVICE), advice) == b"a snapshot part"
+    with pytest.raises(ValueError):  # each direction has its own key
+        unseal(response_key, advice)
+
+
+def test_sealed_data_under_another_key_does_not_open(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory(**TDES_KEYS)
+    foreign = seal(derive_tdes_data_key(NEW_TAK, Direction.RESPONSE), SEALED_PLAINTEXT)
+    with pytest.raises(ValueError):
+        pad.decrypt_response_data(foreign)
+    tampered = bytearray(seal(derive_tdes_data_key(TAK, Direction.RESPONSE), SEALED_PLAINTEXT))
+    tampered[-1] ^= 0x01
+    with pytest.raises(ValueError):
+        pad.decrypt_response_data(bytes(tampered))
+
+
+def test_dukpt_pad_seals_under_the_ksns_data_keys(pinpad_factory: Any) -> None:
+    pad, _ = pinpad_factory(**AES_KEYS)
+    ksn = pad.next_ksn()
+    assert ksn is not None
+    parsed = AesKsn.parse(ksn)
+    response_key = aes_working_key(IK, parsed, Direction.RESPONSE.dukpt_usage)
+    sealed = seal(response_key, SEALED_PLAINTEXT)
+    assert pad.decrypt_response_data(sealed, ksn=ksn) == SEALED_PLAINTEXT
+    advice = pad.encrypt_advice_data(b"a snapshot part", ksn=ksn)
+    advice_key = aes_working_key(IK, parsed, Direction.ADVICE.dukpt_usage)
+    assert unseal(advice_key, advice) == b"a snapshot part"
 
 
 def test_dukpt_pad_refuses_a_tdes_key_exchange(pinpad_factory: Any) -> None:
