@@ -18,7 +18,6 @@ import signal
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any, Self
 
@@ -35,11 +34,32 @@ STARTUP_TIMEOUT = 10.0
 
 
 class QuietServer(uvicorn.Server):
-    """uvicorn inside someone else's loop or thread: its owner handles SIGINT/SIGTERM."""
+    """uvicorn inside someone else's loop or thread: its owner handles SIGINT/SIGTERM.
+
+    ``ready`` is set once it listens, or once it has given up: a thread that started it
+    waits on that event instead of polling ``started``.
+    """
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+    def serve_in_thread(self, sock: socket.socket) -> None:
+        """The body of a service thread: serve on ``sock`` until told to exit."""
+        try:
+            asyncio.run(self.serve(sockets=[sock]))
+        finally:
+            self.ready.set()  # a failed start wakes the waiter too
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -114,14 +134,10 @@ class AsgiService:
         self.port = int(sock.getsockname()[1])
         server = QuietServer(server_config(self.create_app(), self.tls))
         thread = threading.Thread(
-            target=asyncio.run,
-            args=(server.serve(sockets=[sock]),),
-            name=f"{self.name}:{self.port}",
+            target=server.serve_in_thread, args=(sock,), name=f"{self.name}:{self.port}"
         )
         thread.start()
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while not server.started and thread.is_alive() and time.monotonic() < deadline:
-            time.sleep(0.01)
+        server.ready.wait(STARTUP_TIMEOUT)
         self._server, self._thread = server, thread
         if not server.started:
             self.stop()

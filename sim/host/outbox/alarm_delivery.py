@@ -109,10 +109,11 @@ def _error_text(body: bytes) -> str:
         return body[:200].decode("utf-8", "replace")
 
 
-class AlarmDeliverer:
-    """POSTs an alarm to ``base_url + '/alarms'``, signed with ``key``; 400/413/422 are
-    permanent, 409 a conflict, the rest (refused, timeout, TLS handshake, 401, 5xx, a
-    misrouted 404) retryable. ``tls`` is the host's client context, for an https URL."""
+class _SignedClient:
+    """What both of the host's HTTP peers need: the URL, an opener for it (the host's
+    client certificate for https), the signing key and the clock that stamps requests."""
+
+    option = ""  # the host option naming the URL, for error messages
 
     def __init__(
         self,
@@ -123,11 +124,29 @@ class AlarmDeliverer:
         clock: Clock | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self._opener = _opener(base_url, tls, "--alarm-center")
-        self.url = base_url.rstrip("/") + "/alarms"
+        self._opener = _opener(base_url, tls, self.option)
+        self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self._key = key
         self.clock = clock or SystemClock()
+
+    async def _request(self, url: str, body: bytes | None) -> tuple[int, bytes]:
+        """One signed request, off the event loop: (status, answer body)."""
+        return await asyncio.to_thread(
+            _http, self._opener, url, body, self.timeout, self._key, self.clock
+        )
+
+
+class AlarmDeliverer(_SignedClient):
+    """POSTs an alarm to ``base_url + '/alarms'``, signed with ``key``; 400/413/422 are
+    permanent, 409 a conflict, the rest (refused, timeout, TLS handshake, 401, 5xx, a
+    misrouted 404) retryable. ``tls`` is the host's client context, for an https URL."""
+
+    option = "--alarm-center"
+
+    @property
+    def url(self) -> str:
+        return self.base_url + "/alarms"
 
     async def __call__(self, payload: Payload) -> None:
         url = self.url
@@ -136,9 +155,7 @@ class AlarmDeliverer:
             url = f"{self.url}/{urllib.parse.quote(str(payload['alarm_id']))}/updates"
             payload = {k: v for k, v in payload.items() if k not in ("update", "alarm_id")}
         body = json.dumps(payload, allow_nan=False).encode()
-        status, answer = await asyncio.to_thread(
-            _http, self._opener, url, body, self.timeout, self._key, self.clock
-        )
+        status, answer = await self._request(url, body)
         if 200 <= status < 300:
             return
         text = f"alarm center answered {status}: {_error_text(answer)}"
@@ -154,31 +171,16 @@ class AlarmDeliverer:
         raise RetryableDeliveryError(text)
 
 
-class CarrierLocator:
+class CarrierLocator(_SignedClient):
     """Asks the carrier where a terminal is (signed with ``key``, over ``tls`` for an
     https URL); ``fill_location`` is the alarm prepare hook."""
 
-    def __init__(
-        self,
-        base_url: str,
-        key: bytes,
-        *,
-        timeout: float = 5.0,
-        clock: Clock | None = None,
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self._opener = _opener(base_url, tls, "--carrier")
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self._key = key
-        self.clock = clock or SystemClock()
+    option = "--carrier"
 
     async def locate(self, terminal_id: str) -> dict[str, Any] | None:
         """The carrier's answer, or None when it does not know the terminal (400/404)."""
         url = f"{self.base_url}/locate?" + urllib.parse.urlencode({"terminal_id": terminal_id})
-        status, answer = await asyncio.to_thread(
-            _http, self._opener, url, None, self.timeout, self._key, self.clock
-        )
+        status, answer = await self._request(url, None)
         if status in (400, 404):
             log.error("carrier cannot locate terminal %s: %s", terminal_id, _error_text(answer))
             return None
