@@ -20,6 +20,7 @@ from atm_common import cli
 from atm_common.errors import ConfigError
 from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
+from sim.bank.cli import add_arguments as add_bank_arguments
 from sim.phone.cli import add_arguments as add_phone_arguments
 
 if TYPE_CHECKING:
@@ -98,6 +99,12 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 
 def cmd_phone(args: argparse.Namespace) -> int:
     from sim.phone.cli import run
+
+    return run(args)
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from sim.bank.cli import run
 
     return run(args)
 
@@ -375,6 +382,10 @@ def register(sub: Any) -> None:
     )
     add_phone_arguments(phone)
     phone.set_defaults(func=cmd_phone)
+
+    bank = sub.add_parser("bank", help="online banking clients: enterprise users by role")
+    add_bank_arguments(bank)
+    bank.set_defaults(func=cmd_bank)
 
     demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
     demo.add_argument("--json", action="store_true", help="print one JSON report")

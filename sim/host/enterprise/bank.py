@@ -202,7 +202,12 @@ class EnterpriseBank:
                 raise Unprocessable("source and target are the same account")
             self._funds(source, amount)
             transfer_id = self.ledger.transfer(source, target, amount, kind="enterprise_transfer")
-            return {"transfer_id": transfer_id, "from": source, "to": target, "amount": amount}
+            return {
+                "transfer_id": transfer_id,
+                "source": source,
+                "target": target,
+                "amount": amount,
+            }
 
         return self._call("transfer", token, work, source=source, target=target, amount=amount)
 
