@@ -4,9 +4,12 @@ journaled."""
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -96,17 +99,18 @@ def test_forged_and_expired_tokens_and_forbidden_operations_change_nothing(
         assert forged.value.status == 401
         client.token = str(jan["token"])
         assert client.balance("2000000004")["available"] == 200_000
-        for call in (
+        calls: list[Callable[[], object]] = [
             lambda: client.transfer("2000000004", "2000000001", 100),
             lambda: client.payout("2000000004", "DE00EXTERNAL", 100),
             lambda: client.statement("2000000004"),
             lambda: client.balance("2000000001"),  # not the beneficiary's account
-        ):
+        ]
+        for call in calls:
             with pytest.raises(BankApiError) as refused:
                 call()
             assert refused.value.status == 403
         # the session's expiry passes (the host reads it from its database every call)
-        writer = __import__("sqlite3").connect(host.db)
+        writer = sqlite3.connect(host.db)
         writer.execute("UPDATE ent_sessions SET expires_at = 0")
         writer.commit()
         writer.close()
@@ -197,8 +201,6 @@ def test_the_cli_client(host: HostProcess) -> None:
         timeout=60,
     )
     assert done.returncode == 0, done.stderr
-    import json
-
     session = json.loads(done.stdout)
     assert session["operations"] == ["balance", "statement"]
     env["ATM_BANK_TOKEN"] = session["token"]
