@@ -101,6 +101,7 @@ class Corporate:
         choice = self._menu()
         s.fire("account_choice")
         accounts = list(self.grant.accounts[: len(FUNCTION_KEYS)])
+        s.log("accounts_offered", accounts=accounts)
         self.account = accounts[self._pick(Screen.CHOOSE_ACCOUNT, accounts, "account")]
         s.log("account_chosen", account=self.account)
         limits: dict[AmountType, int] = {}
@@ -130,6 +131,7 @@ class Corporate:
         items = self.menu_items()
         if not items or not self.grant.accounts:
             s.decline("57")  # nothing this role may do at this machine
+        s.log("menu_offered", choices=[choice for choice, _ in items])
         index = self._pick(Screen.CORPORATE_MENU, [label for _, label in items], "menu")
         choice = items[index][0]
         s.log("menu", choice=choice)
