@@ -13,7 +13,7 @@ from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
 from host_link.enterprise import Claim, parse_offer
 from sim.scenarios.link import TerminalLink
-from tests.enterprise.conftest import HostProcess, seed_table
+from tests.enterprise.conftest import ADMINS, HostProcess, seed_table
 from tests.host.helpers import DEMO_SEED
 
 pytestmark = pytest.mark.e2e
@@ -129,3 +129,20 @@ def test_a_permitted_withdrawal_posts_on_the_fund_account(host: HostProcess) -> 
     assert host.balances()["2000000002"] == 3_000_000 - 20_000
     assert decode_amounts(answer["54"])[AmountType.AVAILABLE_BALANCE] == 3_000_000 - 20_000
     assert host.balances()["2000000001"] == 5_000_000  # the card's own account untouched
+
+
+def test_a_table_change_applies_at_the_next_iso_request(host: HostProcess) -> None:
+    jan_withdraws: Ask = (JAN, Claim("beneficiary", "custody"), "2000000004", 10_000)
+    (before,) = ask_all(host, [jan_withdraws])
+    assert before["39"] == "57"
+    with host.client() as ana, host.client() as ben:
+        ana.admin_login("admin-ana", ADMINS["admin-ana"])
+        ben.admin_login("admin-ben", ADMINS["admin-ben"])
+        change = ana.propose(
+            "ACME-TRUST", "beneficiary", "custody", ["balance", "withdraw"], ["2000000004"]
+        )
+        ben.decide(change["id"], True)
+    (after,) = ask_all(host, [jan_withdraws])
+    assert after["39"] == "00"
+    assert parse_offer(after["124"]).operations == ("balance", "withdraw")
+    assert host.balances()["2000000004"] == 200_000 - 10_000
