@@ -223,7 +223,7 @@ class EnterpriseBank:
             hold = self.ledger.transfer(
                 account, PAYOUT_ACCOUNT, amount, kind="enterprise_payout", pending=True
             )
-            payout_id = secrets.token_hex(8)
+            payout_id = secrets.token_hex(10)
             self.conn.execute(
                 "INSERT INTO ent_payouts (id, company_id, account_id, beneficiary, amount,"
                 " hold_transfer_id, maker, status, created_at) VALUES (?,?,?,?,?,?,?,?,?)",

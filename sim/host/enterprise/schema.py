@@ -33,7 +33,7 @@ SCHEMA = (
     """CREATE TABLE IF NOT EXISTS ent_users (
         id TEXT PRIMARY KEY REFERENCES persons(id),
         company_id TEXT NOT NULL REFERENCES ent_companies(id),
-        password TEXT NOT NULL              -- scrypt$n$r$p$salt$hash, never the password
+        password TEXT NOT NULL              -- scrypt$n$r$p$salt$hash (base64), never the password
     )""",
     """CREATE TABLE IF NOT EXISTS ent_fund_accounts (
         account_id TEXT PRIMARY KEY REFERENCES accounts(id),
