@@ -56,6 +56,9 @@ SPEC.update(
         "70": _field(0, 3, "Network Management Information Code"),
         "90": _field(0, 42, "Original Data Elements"),
         "95": _field(0, 42, "Replacement Amounts"),
+        # enterprise (corporate cards): the fund account and the role/department claim
+        "102": _field(2, 28, "Account Identification 1: enterprise fund account"),
+        "124": _field(3, 999, "Reserved Private: enterprise role, department and grant"),
         "110": _field(3, 64, "Encryption Data: 16-byte AES PIN block, ISO 9564 format 4 (hex)"),
         "128": _field(0, 16, "Message Authentication Code (hex)"),
     }

@@ -20,6 +20,7 @@ from atm_common import cli
 from atm_common.errors import ConfigError
 from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
+from sim.bank.cli import add_arguments as add_bank_arguments
 from sim.phone.cli import add_arguments as add_phone_arguments
 
 if TYPE_CHECKING:
@@ -98,6 +99,12 @@ def cmd_pki_init(args: argparse.Namespace) -> int:
 
 def cmd_phone(args: argparse.Namespace) -> int:
     from sim.phone.cli import run
+
+    return run(args)
+
+
+def cmd_bank(args: argparse.Namespace) -> int:
+    from sim.bank.cli import run
 
     return run(args)
 
@@ -197,6 +204,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f" {len(alarm['evidence'])} snapshot(s)"
             )
         print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
+        _print_enterprise(report)
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -204,7 +212,40 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
-    return 0 if ok else 1
+    return 0 if ok and enterprise_ok(report) else 1
+
+
+def enterprise_ok(report: dict[str, Any]) -> bool:
+    """Every enterprise view equal to the table, every refusal refused, the change in force."""
+    if "enterprise" not in report:
+        return True
+    return (
+        all(v["ok"] for v in report["enterprise"])
+        and all(r["ok"] for r in report["enterprise_refusals"])
+        and bool(report["enterprise_change"]["ok"])
+    )
+
+
+def _print_enterprise(report: dict[str, Any]) -> None:
+    if "enterprise" not in report:
+        return
+    print()
+    for v in report["enterprise"]:
+        mark = "ok " if v["ok"] else "BAD"
+        print(
+            f"[{mark}] {v['user']} as {v['role']} in {v['department']}:"
+            f" operations {', '.join(v['operations'])}; accounts {', '.join(v['accounts'])};"
+            f" ATM menu {', '.join(v['atm_menu'])}"
+        )
+    for r in report["enterprise_refusals"]:
+        mark = "ok " if r["ok"] else "BAD"
+        print(f"[{mark}] refused ({r['status']}): {r['attempt']}")
+    c = report["enterprise_change"]
+    mark = "ok " if c["ok"] else "BAD"
+    print(
+        f"[{mark}] table change {c['change']}: made by {c['maker']}, approved by {c['checker']};"
+        f" the same session's operations {c['operations_before']} -> {c['operations_after']}"
+    )
 
 
 def cmd_sim_devices(args: argparse.Namespace) -> int:
@@ -375,6 +416,10 @@ def register(sub: Any) -> None:
     )
     add_phone_arguments(phone)
     phone.set_defaults(func=cmd_phone)
+
+    bank = sub.add_parser("bank", help="online banking clients: enterprise users by role")
+    add_bank_arguments(bank)
+    bank.set_defaults(func=cmd_bank)
 
     demo = sub.add_parser("demo", help="run scripted sessions against a real host process")
     demo.add_argument("--json", action="store_true", help="print one JSON report")

@@ -36,6 +36,10 @@ class Screen(enum.Enum):
     ENTER_CODE = "Enter your reservation code and press ENTER."
     LOOK_AT_CAMERA = "Please look at the camera."
     NOT_MATCHED = "That did not match your reservation. Please try again."
+    # corporate cards (enterprise roles): F1.. options built from the host's answer
+    CHOOSE_ROLE = "Act as: {options}"
+    CORPORATE_MENU = "{options}"
+    CHOOSE_ACCOUNT = "Fund account: {options}"
     RESERVATION_CANCELLED = (
         "Too many attempts: the reservation is cancelled and the amount released."
     )

@@ -10,12 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from sim.scenarios.cardless_demo import CARDLESS_DEMO
-from sim.scenarios.scripts import DEMO
+from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
+from sim.scenarios.enterprise_demo import ENTERPRISE_ATM, company_table
+from sim.scenarios.scripts import DEMO, Scenario
+from tests.host.helpers import DEMO_SEED
 
 pytestmark = pytest.mark.e2e
 
 ATM = [sys.executable, "-m", "atm"]
+EVERY: tuple[Scenario | CardlessScenario, ...] = (*DEMO, *CARDLESS_DEMO, *ENTERPRISE_ATM)
 
 
 @pytest.mark.parametrize("security", ["tdes", "aes-dukpt"])
@@ -36,13 +39,13 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert report["outcomes_as_expected"] is True
     assert report["ledger_problems"] == []
     by_name = {s["name"]: s for s in report["sessions"]}
-    assert set(by_name) == {s.name for s in (*DEMO, *CARDLESS_DEMO)}
-    for scenario in (*DEMO, *CARDLESS_DEMO):
+    assert set(by_name) == {s.name for s in EVERY}
+    for scenario in EVERY:
         session = by_name[scenario.name]
         assert session["outcome"] == scenario.expected
         assert session["dispensed"] == scenario.expected_dispensed
         assert session["states"][-1] == "idle"
-    expected_cash = sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
+    expected_cash = sum(s.expected_dispensed for s in EVERY)
     assert report["cash_handed_out"] == expected_cash
     # cardless: fees charged only for collected reservations; nothing left frozen
     fees = {a["account"]: a for a in report["accounts"]}["GL-FEES-CARDLESS"]
@@ -59,7 +62,27 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     duress = next(s for s in report["sessions"] if s["name"].startswith("duress"))
     assert 0 < duress["dispensed"] <= 30_000 and alarm["amount_requested"] == duress["dispensed"]
     assert [e["content_type"] for e in alarm["evidence"]] == ["image/jpeg", "image/jpeg"]
+    # enterprise: every role's view, at the API and the ATM, is the demo company's table
+    table, _ = company_table(DEMO_SEED)
+    views = {(v["role"], v["department"]): v for v in report["enterprise"]}
+    assert len(views) == len(table) and {r for r, _ in views} >= {
+        "asset_manager",
+        "trustee",
+        "settlor",
+        "beneficiary",
+        "outsourced_manager",
+    }
+    for entry in table:
+        view = views[(entry["role"], entry["department"])]
+        assert view["operations"] == sorted(entry["operations"])
+        assert view["accounts"] == view["atm_accounts"] == sorted(entry["accounts"])
+        atm = (("withdraw", "withdrawal"), ("balance", "balance"))  # what an ATM can do
+        assert view["atm_menu"] == [c for op, c in atm if op in entry["operations"]]
+        assert view["ok"] is True
+    assert [r["status"] for r in report["enterprise_refusals"]] == [401, 403, 403, 401, 403]
+    assert report["enterprise_change"]["operations_after"] == ["balance", "statement"]
     changes = {a["account"]: a["change"] for a in report["accounts"]}
+    assert changes["2000000001"] == -10_000 and changes["2000000003"] == -5_000
     assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]
     # files the run wrote: the journal and the host database hold no full PAN
     for path in (p for p in tmp_path.iterdir() if p.is_file()):  # pki/: certificates
@@ -78,6 +101,10 @@ def test_demo_human_output(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr
     assert "reconciled: true" in run.stdout
     assert "withdrawal: dispensed" in run.stdout
+    assert "[ok ] jan as beneficiary in custody: operations balance; accounts 2000000004" in (
+        run.stdout
+    )
+    assert "[BAD]" not in run.stdout
     tail = subprocess.run(
         [*ATM, "journal", "tail", "--journal", str(tmp_path / "journal.db"), "-n", "5"],
         capture_output=True,
@@ -142,7 +169,7 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     assert report["reconciled"] and report["outcomes_as_expected"]
     (alarm,) = report["alarms"]
     assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
-    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
+    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in EVERY)
 
 
 @pytest.mark.pcsc

@@ -28,6 +28,7 @@ from sim.host.cardless.errors import PhoneError, TooManyRequests
 from sim.host.cardless.faces import probe_template
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.tokens import redact
+from sim.host.enterprise.api import EnterpriseApi
 from sim.host.routing import RouteModel, rank_atms
 
 log = logging.getLogger(__name__)
@@ -271,12 +272,14 @@ def create_app(
     *,
     sms_inbox: bool = False,
     max_body: int = MAX_BODY_BYTES,
+    enterprise: EnterpriseApi | None = None,
 ) -> FastAPI:
     """The API over ``bank`` (which holds the host's connection and clock).
 
     ``sms_inbox`` adds ``GET /phones/{phone}/messages``, the simulated network's inbox:
     every text the bank sent that number, codes included, to anyone who asks. Only a
     demo or a test may want that; without it the route does not exist (404).
+    ``enterprise`` adds enterprise online banking under ``/enterprise`` (docs/enterprise.md).
     """
     app = FastAPI(title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION)
     app.add_middleware(BodyLimit, max_bytes=max_body)
@@ -404,4 +407,6 @@ def create_app(
             excluded=[ExcludedOut(**e) for e in ranked["excluded"]],
         )
 
+    if enterprise is not None:
+        enterprise.install(app)
     return app

@@ -22,6 +22,7 @@ from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
+from sim.host.enterprise.api import EnterpriseApi
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
@@ -171,7 +172,14 @@ async def serve(
                 if pki is not None
                 else None
             )
-            config = server_config(create_app(bank, sms_inbox=sms_inbox), api_tls)
+            enterprise = EnterpriseApi(
+                server.authoriser.conn,
+                server.authoriser.clock,
+                server.authoriser.ledger,
+                server.authoriser.settings.currency,
+            )
+            app = create_app(bank, sms_inbox=sms_inbox, enterprise=enterprise)
+            config = server_config(app, api_tls)
             config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
             api = QuietServer(config)
             tasks.append(asyncio.create_task(api.serve(sockets=[sock])))

@@ -32,6 +32,7 @@ from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
 from host_link.evidence import encode_sealed, request_plaintext
 from sim.host.cardless.iso import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
+from sim.host.enterprise.iso import EnterpriseGate
 from sim.host.evidence import EvidenceDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
@@ -74,6 +75,7 @@ class Authoriser:
         self.evidence = EvidenceDesk(conn, clock, self.key_store)
         self._random = secrets.SystemRandom()
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
+        self.enterprise = EnterpriseGate(conn, clock)  # corporate cards: role, department
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
@@ -167,9 +169,10 @@ class Authoriser:
             return self._respond(request, "12"), None
         try:
             session = self.rules.verify_card_and_pin(request)
+            session, corporate = self.enterprise.apply(request, session, "balance")
         except Decline as decline:
             return self._private(request, self._respond(request, decline.code)), None
-        response = self._approve(request, session)
+        response = self._approve(request, session) | corporate
         if self._duress(request, session):
             # quietly ask the terminal for camera snapshots of the incident
             ref = self.alarms.opened_ref or ""
@@ -191,6 +194,7 @@ class Authoriser:
         try:
             session = self.rules.verify_card_and_pin(request)
             self._duress(request, session)
+            session, corporate = self.enterprise.apply(request, session, "withdraw")
             amount = self.rules.check_withdrawal(request, session)
         except Decline as decline:
             return self._private(request, self._respond(request, decline.code)), None
@@ -202,8 +206,8 @@ class Authoriser:
             pan_ref=session.pan_ref,
             terminal_id=request["41"],
         )
-        session = self.rules.refresh(session)
-        return self._private(request, self._approve(request, session)), transfer_id
+        session = self.enterprise.rebind(request, self.rules.refresh(session))
+        return self._private(request, self._approve(request, session) | corporate), transfer_id
 
     def _duress(self, request: Message, session: CardSession) -> bool:
         """Raise (or follow up) the silent alarm; True when this request opened it."""

@@ -22,6 +22,7 @@ from atm_common.masking import mask_pan
 from sim.host.cardless.faces import enrol_face
 from sim.host.cardless.schema import ensure_schema
 from sim.host.cardless.throttle import LOCKOUT_MAX
+from sim.host.enterprise.seed import load_enterprise
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from sim.host.settings import CardlessSettings, FeeRule, HostKeys, HostSettings
@@ -140,6 +141,7 @@ def load_seed(
     with transaction(conn):
         _populate(conn, root, keys, settings, ledger)
         ensure_schema(conn)
+        load_enterprise(conn, str(path), root.get("enterprise", dict, None), settings.currency)
         for person, (template, source) in faces.items():
             enrol_face(conn, person, template, source, ledger.clock.now().isoformat())
     return keys, settings

@@ -34,6 +34,8 @@ from sim.host.seed import read_toml
 from sim.pki import Pki, make_pki
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
+from sim.scenarios.enterprise_demo import ENTERPRISE_ATM
+from sim.scenarios.enterprise_demo import play as play_enterprise
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
 from sim.service_auth import load_token, new_host_key_file, new_token_file
 from sim.services import ServiceProcess, log_args, service_process
@@ -316,8 +318,12 @@ async def run_demo(
     devices: str = "sim",
     card_reader: str = "sim",
     cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
+    enterprise: bool = True,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints.
+
+    ``enterprise`` adds the corporate card sessions and each enterprise role's view
+    (API and ATM), refusals and a maker-checker table change (enterprise_demo.py).
 
     ``devices="pty"`` puts dispenser, PIN pad and GPS emulators behind real ptys;
     ``card_reader="pcsc"`` reads virtual EMV cards through a real pcscd.
@@ -378,11 +384,18 @@ async def run_demo(
             use_pcsc(stack, terminal, customer)
         if not terminal.start():
             raise AtmError(f"terminal did not go in service: {terminal.out_of_service_reason}")
+        cards = seed_cards(DEMO_SEED)
+        extra: dict[str, Any] = {}
         try:
-            sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
+            sessions = await run_sessions(terminal, customer, scenarios, cards)
             for cardless in cardless_scenarios:
                 sessions.append(
                     await play_cardless(terminal, customer, host.api_url, cardless, pki.ca)
+                )
+            if enterprise:
+                sessions += await run_sessions(terminal, customer, ENTERPRISE_ATM, cards)
+                extra = await play_enterprise(
+                    terminal, customer, DEMO_SEED, cards, host.api_url, pki.ca
                 )
         finally:
             await terminal.close()
@@ -409,6 +422,7 @@ async def run_demo(
             "ledger_problems": problems,
             "cash_handed_out": handed_out,
             "accounts": accounts,
+            **extra,
         }
 
 

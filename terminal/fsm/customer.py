@@ -48,11 +48,15 @@ class State(enum.Enum):
     CARDLESS_CODE = "cardless_code"
     FACE_CAPTURE = "face_capture"
     VERIFYING_RESERVATION = "verifying_reservation"
+    # corporate cards: the role/department pair, then the fund account
+    ROLE_CHOICE = "role_choice"
+    ACCOUNT_CHOICE = "account_choice"
 
 
 S = State
 # States where the customer is expected to act, each with a timeout.
 CUSTOMER_WAITS = [S.PIN_ENTRY, S.MENU, S.AMOUNT_ENTRY, S.BALANCE_SHOWN]
+CUSTOMER_WAITS += [S.ROLE_CHOICE, S.ACCOUNT_CHOICE]  # corporate cards
 CARDLESS_WAITS = [S.CARDLESS_PHONE, S.CARDLESS_METHOD, S.CARDLESS_CODE]
 IN_SESSION = [s for s in State if s not in (S.OUT_OF_SERVICE, S.IDLE)]
 
@@ -143,6 +147,15 @@ TRANSITIONS: list[Row] = [
     Row("reservation_confirmed", S.VERIFYING_RESERVATION, S.AUTHORISING),
     Row("cancel", [*CARDLESS_WAITS, S.FACE_CAPTURE], S.RECEIPT),
     Row("timeout", CARDLESS_WAITS, S.RECEIPT),
+    # corporate cards (docs/enterprise.md): the host offers role/department pairs after the
+    # PIN; the chosen one opens a menu of what it permits, then the fund account is chosen
+    Row("roles_offered", S.VERIFYING_PIN, S.ROLE_CHOICE),
+    Row("role_chosen", S.ROLE_CHOICE, S.MENU),
+    Row("account_choice", S.MENU, S.ACCOUNT_CHOICE),
+    Row("withdrawal_chosen", S.ACCOUNT_CHOICE, S.AMOUNT_ENTRY),
+    Row("balance_chosen", S.ACCOUNT_CHOICE, S.BALANCE_SHOWN),
+    Row("declined", [S.ROLE_CHOICE, S.MENU, S.ACCOUNT_CHOICE], S.RETURNING_CARD, CARD),
+    Row("host_unavailable", [S.ROLE_CHOICE, S.ACCOUNT_CHOICE], S.RETURNING_CARD, CARD),
 ]
 
 

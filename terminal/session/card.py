@@ -14,6 +14,7 @@ from typing import Any
 
 from atm_common.errors import AtmError
 from host_link.amounts import AmountType, decode_amounts
+from host_link.codec import Message
 from host_link.codes import ResponseCode
 from host_link.errors import CodecError
 from terminal import transactions
@@ -22,6 +23,7 @@ from terminal.errors import DeviceError
 from terminal.fsm.customer import State
 from terminal.session.base import CustomerSession, SessionEnd
 from terminal.session.cash import CashPath
+from terminal.session.corporate import Corporate
 from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
@@ -39,11 +41,15 @@ class CardSession(CustomerSession):
         self.card: CardData | None = None
         self._limits: dict[AmountType, int] = {}
         self.cash = CashPath(self)
+        self.corporate = Corporate(self, self.inquiry)  # a corporate card's role and fund account
 
     async def transact(self) -> None:
         self._read_card()
         await self._verify_pin()
-        choice = self._menu()
+        if self.corporate.offer is not None:
+            choice, self._limits = await self.corporate.choose()
+        else:
+            choice = self._menu()
         if choice == "balance":
             self._show_balance()
             raise SessionEnd("balance_shown")
@@ -52,6 +58,7 @@ class CardSession(CustomerSession):
         request = self.host.stamp(
             transactions.withdrawal(self.config, self.card, self._pin_block, amount, self._pin_ksn)
             | {"62": self.location()}
+            | self.corporate.fields()
         )
         await self.cash.authorise(request, note_evidence=True)
         await self.cash.dispense(amount)
@@ -78,10 +85,7 @@ class CardSession(CustomerSession):
             self._pin_block, self._pin_ksn = entry.block, entry.ksn
             self.log("pin_entered", digits=entry.digits)
             self.fire("pin_entered")
-            request = transactions.balance_inquiry(
-                self.config, self.card, self._pin_block, self._pin_ksn
-            ) | {"62": self.location()}
-            response = await self.exchange(request)
+            response = await self.exchange(self.inquiry())
             code = response["39"]
             if code == "00":
                 try:
@@ -89,6 +93,8 @@ class CardSession(CustomerSession):
                 except CodecError as exc:
                     self.log("host_error", error=str(exc))
                     self.host_unavailable()
+                if self.corporate.offered(response):
+                    return  # a corporate card: the role is chosen next (corporate.py)
                 self.fire("pin_accepted")
                 return
             if code == "55":
@@ -96,6 +102,14 @@ class CardSession(CustomerSession):
                 self.fire("pin_rejected")
                 continue
             self.decline(code)
+
+    def inquiry(self) -> Message:
+        """A 0100 with the session's PIN block: the PIN check, and a corporate card's
+        role and account questions (with the fields :class:`Corporate` adds)."""
+        assert self.card is not None
+        return transactions.balance_inquiry(
+            self.config, self.card, self._pin_block, self._pin_ksn
+        ) | {"62": self.location()}
 
     def _menu(self) -> str:
         limit = self.money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))

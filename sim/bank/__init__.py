@@ -1,0 +1,1 @@
+"""Clients of the bank's online banking (enterprise users and administrators)."""

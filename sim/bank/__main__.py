@@ -1,0 +1,5 @@
+import sys
+
+from sim.bank.cli import main
+
+sys.exit(main())
