@@ -53,9 +53,10 @@ class JointBook:
     # -- the account and its co-owners ------------------------------------------------
 
     def account(self, account: str) -> sqlite3.Row | None:
-        return self.conn.execute(  # type: ignore[no-any-return]
+        row: sqlite3.Row | None = self.conn.execute(
             "SELECT * FROM joint_accounts WHERE account_id = ?", (account,)
         ).fetchone()
+        return row
 
     def owners(self, account: str) -> list[sqlite3.Row]:
         return self.conn.execute(
@@ -90,7 +91,7 @@ class JointBook:
                 self.conn.execute(
                     "UPDATE joint_accounts SET failures = 0 WHERE account_id = ?", (account,)
                 )
-            return matched[0]
+            return str(matched[0])
         failures = row["failures"] + 1
         if failures > self.joint.failures_allowed:
             now = self.clock.now().isoformat(timespec="seconds")
@@ -177,7 +178,7 @@ class JointBook:
 
     def approval(self, approval_id: str) -> sqlite3.Row:
         """The approval (expired first if its time is up); KeyError when unknown."""
-        row = self.conn.execute(
+        row: sqlite3.Row | None = self.conn.execute(
             "SELECT * FROM joint_approvals WHERE id = ?", (approval_id,)
         ).fetchone()
         if row is None:
@@ -190,7 +191,8 @@ class JointBook:
             row = self.conn.execute(
                 "SELECT * FROM joint_approvals WHERE id = ?", (approval_id,)
             ).fetchone()
-        return row  # type: ignore[no-any-return]
+        assert row is not None
+        return row
 
     def pending_for(self, person: str) -> list[sqlite3.Row]:
         """What waits for ``person``'s decision: others' requests on accounts they co-own."""

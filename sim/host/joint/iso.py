@@ -22,9 +22,10 @@ the terminal's cancel key and any doubt on the link end the same way, with no ho
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from atm_common.clock import Clock
 from atm_common.errors import KeyUnavailable
@@ -34,10 +35,10 @@ from host_link.joint import format_field61, parse_field61
 from sim.host.cardless.tokens import redact
 from sim.host.joint.book import (
     CODE_REQUIRED,
+    EXPIRED,
     IN_PROGRESS,
     NOT_VALID,
     REJECTED,
-    EXPIRED,
     JointBook,
     Refusal,
 )
@@ -81,11 +82,12 @@ class JointDesk:
         pan = request.get("2", "")
         if not pan:
             return None
-        return self.conn.execute(  # type: ignore[no-any-return]
+        row: sqlite3.Row | None = self.conn.execute(
             "SELECT j.* FROM joint_accounts j JOIN card_accounts ca ON ca.account_id ="
             " j.account_id WHERE ca.pan_ref = ? ORDER BY ca.is_default DESC LIMIT 1",
             (self.keys.pan_ref(pan),),
         ).fetchone()
+        return row
 
     # -- hooks, in the order the authoriser calls them -----------------------------------
 
@@ -180,10 +182,8 @@ class JointDesk:
         ).fetchone()
         if poll is None:
             return False
-        try:
+        with contextlib.suppress(KeyError):
             self.book.cancel(self.book.approval(poll["approval_id"]), "cancelled at the ATM")
-        except KeyError:
-            pass
         return True
 
     def after_reversal(self, transfer_id: int | None) -> None:
@@ -217,7 +217,7 @@ class JointDesk:
             {"61": format_field61({"AR": approval["id"], "EX": str(left)})},
         )
 
-    def _code_check(self, request: Message, fields: Mapping[str, str]):  # type: ignore[no-untyped-def]
+    def _code_check(self, request: Message, fields: Mapping[str, str]) -> Callable[[str], bool]:
         """Does the personal-code block match this offset? (Clear only inside the call.)"""
         block = fields["CB"]
         message = dict(request)
