@@ -22,6 +22,9 @@ from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
+from sim.host.joint.api import add_joint_routes
+from sim.host.joint.core import SimulatedBillDelivery
+from sim.host.joint.phone import JointPhone
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
@@ -114,7 +117,10 @@ async def serve(
     the alarm center and the carrier are reached with the host's certificate, theirs
     verified against the CA; an http URL stays plain (a ``--plain`` peer).
     """
-    deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
+    deliverers: dict[str, Deliverer] = {
+        "sms": SimulatedSmsGateway(),
+        "bill": SimulatedBillDelivery(),  # joint-account bills (sim/host/joint)
+    }
     kinds: tuple[str, ...] | None = None
     preparers = None
     if (alarm_center or carrier) and host_key_file is None:
@@ -136,7 +142,7 @@ async def serve(
             if url and url.startswith("http:") and pki is not None:
                 log.warning("%s is plain http: alarms and locations cross it in clear", url)
     else:
-        kinds = ("sms",)  # alarms wait, untouched, for a host started with an alarm center
+        kinds = ("sms", "bill")  # alarms wait, untouched, for a host started with an alarm center
         log.warning("no alarm center configured: silent alarms wait in the host's outbox")
     worker = OutboxWorker(
         db_path or server.authoriser.conn,
@@ -171,7 +177,15 @@ async def serve(
                 if pki is not None
                 else None
             )
-            config = server_config(create_app(bank, sms_inbox=sms_inbox), api_tls)
+            app = create_app(bank, sms_inbox=sms_inbox)
+            authoriser = server.authoriser
+            add_joint_routes(  # the co-owners' bank app (sim/host/joint/api.py)
+                app,
+                JointPhone(
+                    authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
+                ),
+            )
+            config = server_config(app, api_tls)
             config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
             api = QuietServer(config)
             tasks.append(asyncio.create_task(api.serve(sockets=[sock])))
