@@ -36,6 +36,12 @@ class Screen(enum.Enum):
     ENTER_CODE = "Enter your reservation code and press ENTER."
     LOOK_AT_CAMERA = "Please look at the camera."
     NOT_MATCHED = "That did not match your reservation. Please try again."
+    # joint accounts
+    ENTER_PERSONAL_CODE = "Joint account: enter your personal code and press ENTER."
+    AWAITING_APPROVAL = (
+        "Waiting for a co-owner to approve in the bank app. Reference {ref},"
+        " {seconds} s left. CANCEL to stop."
+    )
     RESERVATION_CANCELLED = (
         "Too many attempts: the reservation is cancelled and the amount released."
     )

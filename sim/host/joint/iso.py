@@ -130,6 +130,8 @@ class JointDesk:
             requester = self.book.identify(row, True, self._code_check(request, fields))
         except Refusal as refusal:
             raise _decline(refusal) from None
+        if fields.get("ST"):
+            self._status(request, fields.get("AR", ""), row, requester)
         kind = self._kind(request, fields)
         if kind is None:
             return  # the verification 0100: the co-owner is known, nothing is granted
@@ -204,6 +206,28 @@ class JointDesk:
         if request.get("t") == Mti.FINANCIAL_REQUEST:
             return "withdrawal"
         return "balance" if fields.get("OP") == "B" else None
+
+    def _status(self, request: Message, ref: str, row: sqlite3.Row, requester: str) -> None:
+        """A status inquiry (0100, ``ST=1``): moves nothing, and its answer is decided
+        here: ``09`` pending, ``00`` approved (send the operation again), else why not."""
+        try:
+            approval = self.book.approval(ref)
+        except KeyError:
+            raise JointDecline(NOT_VALID, "unknown approval reference") from None
+        if (
+            approval["account_id"] != row["account_id"]
+            or approval["terminal_id"] != request.get("41")
+            or approval["requester"] != requester
+        ):
+            raise JointDecline(NOT_VALID, "the approval is for another operation")
+        status = approval["status"]
+        left = max(0, int(approval["expires_at"] - self.clock.now().timestamp()))
+        answer = {"61": format_field61({"AR": approval["id"], "EX": str(left)})}
+        if status in ("pending", "approved"):
+            code = IN_PROGRESS if status == "pending" else "00"
+            raise JointDecline(code, f"approval {status}", answer)
+        code = {"rejected": REJECTED, "expired": EXPIRED}.get(status, NOT_VALID)
+        raise JointDecline(code, f"approval {redact(ref)} is {status}")
 
     def _in_progress(self, request: Message, approval: sqlite3.Row) -> None:
         self.conn.execute(
