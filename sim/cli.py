@@ -197,6 +197,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f" {len(alarm['evidence'])} snapshot(s)"
             )
         print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
+        notices = report.get("notifications", [])
+        kinds = sorted({n["kind"] for n in notices})
+        counts = ", ".join(f"{k} {sum(n['kind'] == k for n in notices)}" for k in kinds)
+        print(
+            f"joint-account notifications: {counts or 'none'};"
+            f" as expected: {str(report.get('joint_as_expected', True)).lower()}"
+        )
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -204,6 +211,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
+    ok = ok and report.get("joint_as_expected", True)
     return 0 if ok else 1
 
 

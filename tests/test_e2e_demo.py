@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from sim.scenarios.cardless_demo import CARDLESS_DEMO
+from sim.scenarios.joint_demo import CO_OWNERS, JOINT_DEMO, LOCKED_ACCOUNT
+from sim.scenarios.joint_demo import CO_OWNERS, JOINT_DEMO, LOCKED_ACCOUNT
 from sim.scenarios.scripts import DEMO
 
 pytestmark = pytest.mark.e2e
@@ -36,13 +38,15 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert report["outcomes_as_expected"] is True
     assert report["ledger_problems"] == []
     by_name = {s["name"]: s for s in report["sessions"]}
-    assert set(by_name) == {s.name for s in (*DEMO, *CARDLESS_DEMO)}
-    for scenario in (*DEMO, *CARDLESS_DEMO):
+    bind = "joint: adding a co-owner, authorised by all three"
+    assert set(by_name) == {s.name for s in (*DEMO, *CARDLESS_DEMO, *JOINT_DEMO)} | {bind}
+    assert report["ok"] is True and by_name[bind]["outcome"] == "bound"
+    for scenario in (*DEMO, *CARDLESS_DEMO, *JOINT_DEMO):
         session = by_name[scenario.name]
         assert session["outcome"] == scenario.expected
         assert session["dispensed"] == scenario.expected_dispensed
         assert session["states"][-1] == "idle"
-    expected_cash = sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
+    expected_cash = sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO, *JOINT_DEMO))
     assert report["cash_handed_out"] == expected_cash
     # cardless: fees charged only for collected reservations; nothing left frozen
     fees = {a["account"]: a for a in report["accounts"]}["GL-FEES-CARDLESS"]
@@ -59,6 +63,28 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     duress = next(s for s in report["sessions"] if s["name"].startswith("duress"))
     assert 0 < duress["dispensed"] <= 30_000 and alarm["amount_requested"] == duress["dispensed"]
     assert [e["content_type"] for e in alarm["evidence"]] == ["image/jpeg", "image/jpeg"]
+    # joint accounts: one bill per co-owner for the approved withdrawal, a lock notice each
+    notes = report["notifications"]
+    assert report["joint_as_expected"] is True
+    bills = [n for n in notes if n["kind"] == "bill"]
+    assert sorted(b["person"] for b in bills) == sorted(CO_OWNERS)
+    assert all(
+        b["amount"] == 10_000 and b["to"].startswith("+49") and "*" in b["to"] for b in bills
+    )
+    locks = [n for n in notes if n["kind"] == "lock"]
+    assert sorted(n["person"] for n in locks) == sorted(CO_OWNERS)
+    assert {n["account"] for n in locks} == {LOCKED_ACCOUNT}
+    # joint accounts: one bill per co-owner for the approved withdrawal, a lock notice each
+    notes = report["notifications"]
+    assert report["joint_as_expected"] is True
+    bills = [n for n in notes if n["kind"] == "bill"]
+    assert sorted(b["person"] for b in bills) == sorted(CO_OWNERS)
+    assert all(
+        b["amount"] == 10_000 and b["to"].startswith("+49") and "*" in b["to"] for b in bills
+    )
+    locks = [n for n in notes if n["kind"] == "lock"]
+    assert sorted(n["person"] for n in locks) == sorted(CO_OWNERS)
+    assert {n["account"] for n in locks} == {LOCKED_ACCOUNT}
     changes = {a["account"]: a["change"] for a in report["accounts"]}
     assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]
     # files the run wrote: the journal and the host database hold no full PAN
