@@ -114,3 +114,32 @@ def test_malformed_field_61_changes_nothing(host: Host, terminal: Terminal) -> N
     response = handle(host, terminal.withdrawal(GINA, 5_000, **{"61": "CB=;;=="}))
     assert response["39"] == "30"
     assert host.count("joint_approvals") == 0
+
+
+def test_balance_waits_and_status_inquiries_move_nothing(host: Host, terminal: Terminal) -> None:
+    def inquiry(**more: str) -> dict[str, str]:
+        field = code_field(terminal, GINA, CODES["gina"], **more)
+        return handle(host, terminal.balance_inquiry(GINA, **{"61": field}))
+
+    first = inquiry(OP="B")
+    assert first["39"] == "09" and "54" not in first
+    ref = (parse_field61(first["61"]) or {})["AR"]
+    status = inquiry(AR=ref, ST="1")
+    assert status["39"] == "09" and int((parse_field61(status["61"]) or {})["EX"]) > 0
+    host.authoriser.joint.book.decide(ref, "hugo", True)
+    approved = inquiry(AR=ref, ST="1")
+    assert approved["39"] == "00" and "54" not in approved  # a status, not the balance
+    assert _outbox(host, "bill") == []
+    shown = inquiry(AR=ref, OP="B")
+    assert shown["39"] == "00" and "54" in shown
+    bills = _outbox(host, "bill")
+    assert len(bills) == 3 and {b["operation"] for b in bills} == {"balance"}
+
+
+def test_wrong_passwords_count_on_the_account(host: Host, terminal: Terminal) -> None:
+    card = GINA_SAVINGS
+    codes = []
+    for _ in range(host.settings.joint.failures_allowed + 1):
+        codes.append(handle(host, terminal.balance_inquiry(card, pin="9999"))["39"])
+    assert codes == ["55", "55", "J1"]
+    assert len(_outbox(host, "sms", "joint-lock")) == 3
