@@ -41,7 +41,9 @@ class CardSession(CustomerSession):
         self.card: CardData | None = None
         self._limits: dict[AmountType, int] = {}
         self.cash = CashPath(self)
-        self.joint = JointPath(self)  # a card on a joint account (terminal/session/joint.py)
+        self.joint = JointPath(
+            self, self.cash
+        )  # a card on a joint account (terminal/session/joint.py)
 
     async def transact(self) -> None:
         self._read_card()
@@ -87,7 +89,7 @@ class CardSession(CustomerSession):
             self.fire("pin_entered")
             response = await self.exchange(self._inquiry() | self.joint.field())
             if response["39"] == "1A" and not self.joint.active:
-                self.joint.read_code()  # a joint account: the co-owner's own code too
+                self.joint.read_code(self.card.pan)  # a joint account: the co-owner's own code too
                 response = await self.exchange(self._inquiry() | self.joint.field())
             code = response["39"]
             if code == "00":

@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING
 
 from host_link.codec import Message
 from host_link.errors import CodecError, HostLinkError
 from host_link.joint import format_field61, parse_field61
 from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.link_security import with_ksn
-from terminal.session.base import SessionEnd, check_response, original_fields
+from terminal.session.base import CustomerSession, SessionEnd, check_response, original_fields
+from terminal.session.cash import CashPath
 from terminal.ui import Screen
-
-if TYPE_CHECKING:
-    from terminal.session.card import CardSession
 
 POLL_SECONDS = 0.5  # between two status inquiries
 SLACK_SECONDS = 5.0  # beyond the host's own expiry before the terminal gives up itself
@@ -35,8 +32,8 @@ SLACK_SECONDS = 5.0  # beyond the host's own expiry before the terminal gives up
 class JointPath:
     """The joint-account steps of one card session (composition, like the cash path)."""
 
-    def __init__(self, session: CardSession) -> None:
-        self.session = session
+    def __init__(self, session: CustomerSession, cash: CashPath) -> None:
+        self.session, self.cash = session, cash
         self.code_block = b""
         self.code_ksn = ""
 
@@ -44,15 +41,12 @@ class JointPath:
     def active(self) -> bool:
         return bool(self.code_block)
 
-    def read_code(self) -> None:
+    def read_code(self, pan: str) -> None:
         """The host wants the personal code: a second PIN entry on the PIN pad."""
         session = self.session
-        assert session.card is not None
         session.fire("personal_code_required")
         session.display.show(Screen.ENTER_PERSONAL_CODE)
-        entry = session.devices.pinpad.read_pin(
-            session.card.pan, timeout=session.config.timeouts.pin
-        )
+        entry = session.devices.pinpad.read_pin(pan, timeout=session.config.timeouts.pin)
         session.customer_gave_up(entry.outcome, "personal_code")
         self.code_block, self.code_ksn = entry.block, entry.ksn
         session.log("personal_code_entered", digits=entry.digits)
@@ -84,7 +78,7 @@ class JointPath:
             check_response(response)
         except (HostLinkError, CodecError) as exc:
             session.log("host_error", error=str(exc))
-            await session.cash.reverse(original_fields(sent), dispensed=0)  # in doubt: undo
+            await self.cash.reverse(original_fields(sent), dispensed=0)  # in doubt: undo
             session.host_unavailable()
         if response["39"] != "09":
             session.decline(response["39"])  # e.g. 51 or a lock: no approval was asked
@@ -99,18 +93,18 @@ class JointPath:
             entry = session.devices.pinpad.read_keys(max_digits=0, timeout=POLL_SECONDS)
             if entry.outcome is EntryOutcome.CANCELLED:
                 session.log("customer_cancel", at="awaiting_approval")
-                await session.cash.reverse(original, dispensed=0)  # the host cancels it
+                await self.cash.reverse(original, dispensed=0)  # the host cancels it
                 session.fire("cancel")
                 raise SessionEnd("cancelled")
             await asyncio.sleep(POLL_SECONDS)
             if time.monotonic() > deadline:
-                await session.cash.reverse(original, dispensed=0)
+                await self.cash.reverse(original, dispensed=0)
                 session.decline("J3")
             poll = status | self.field(AR=ref, ST="1")
             try:
                 answer = await session.exchange(poll)
             except SessionEnd:
-                await session.cash.reverse(original, dispensed=0)
+                await self.cash.reverse(original, dispensed=0)
                 raise
             code = answer["39"]
             if code == "00":
