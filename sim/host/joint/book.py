@@ -33,6 +33,7 @@ NOT_VALID = "J4"
 CODE_REQUIRED = "1A"
 WRONG = "55"
 IN_PROGRESS = "09"
+_SAID = {"used": "carried out"}  # a status as the notice says it
 
 
 class Refusal(Exception):
@@ -277,7 +278,8 @@ class JointBook:
                 "outcome",
                 row["account_id"],
                 f"Your bank: your request for {what} on joint account {row['account_id']}"
-                f" is {status}{' by ' + person if person else ''}{': ' + why if why else ''}.",
+                f" is {_SAID.get(status, status)}{' by ' + person if person else ''}"
+                f"{': ' + why if why else ''}.",
                 approval_id=row["id"],
             )
 
