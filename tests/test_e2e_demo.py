@@ -156,7 +156,9 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     assert report["reconciled"] and report["outcomes_as_expected"]
     (alarm,) = report["alarms"]
     assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
-    assert report["cash_handed_out"] == sum(s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO))
+    assert report["cash_handed_out"] == sum(
+        s.expected_dispensed for s in (*DEMO, *CARDLESS_DEMO, *JOINT_DEMO)
+    )
 
 
 @pytest.mark.pcsc
