@@ -41,6 +41,7 @@ class SoakPhones(threading.Thread):
         self._watch: tuple[int, int, bool] | None = None
         self._lock = threading.Lock()
         self._halt = threading.Event()
+        self._apps: dict[tuple[str, str], JointApp] = {}
 
     def watch(self, account: int, requester: int, silent: bool) -> None:
         with self._lock:
@@ -59,13 +60,24 @@ class SoakPhones(threading.Thread):
             account, requester = watch[0], watch[1]
             deciders = [k for k in range(3) if k != requester]
             try:
-                with JointApp(self.api_url(), joint_token(account, deciders[0]), ca=self.ca) as app:
-                    for approval in app.pending():
-                        app.decide(approval["approval_id"], True)
-                        self.approved += 1
+                app = self._app(joint_token(account, deciders[0]))
+                for approval in app.pending():
+                    app.decide(approval["approval_id"], True)
+                    self.approved += 1
             except AtmError:
                 self.errors += 1  # the host may be down (killed by the plan): try again
+
+    def _app(self, token: str) -> JointApp:
+        """One client per (API address, token): a TLS handshake per poll would be slow,
+        and a restarted host listens on another port."""
+        key = (self.api_url(), token)
+        app = self._apps.get(key)
+        if app is None:
+            app = self._apps[key] = JointApp(key[0], token, ca=self.ca)
+        return app
 
     def stop(self) -> None:
         self._halt.set()
         self.join(5)
+        for app in self._apps.values():
+            app.close()

@@ -25,7 +25,7 @@ from terminal.session.base import CustomerSession, SessionEnd, check_response, o
 from terminal.session.cash import CashPath
 from terminal.ui import Screen
 
-POLL_SECONDS = 0.5  # between two status inquiries
+POLL_SECONDS = 0.25  # between two status inquiries
 SLACK_SECONDS = 5.0  # beyond the host's own expiry before the terminal gives up itself
 
 
