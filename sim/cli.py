@@ -294,6 +294,13 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
     tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
 
 
+def cmd_joint_unlock(args: argparse.Namespace) -> int:
+    from sim.host.joint.admin import unlock
+
+    print(unlock(Path(args.db), args.account))
+    return 0
+
+
 def register(sub: Any) -> None:
     """Add the simulator's subcommands to the ``atm`` subparsers ``sub``."""
     host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TLS or TCP)")
@@ -418,6 +425,13 @@ def register(sub: Any) -> None:
     soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(func=cmd_soak)
+
+    joint = sub.add_parser(
+        "joint-unlock", help="the bank unlocks a joint account (docs/joint-accounts.md)"
+    )
+    joint.add_argument("--db", default="var/host.db", help="the host's database")
+    joint.add_argument("account")
+    joint.set_defaults(func=cmd_joint_unlock)
 
     pki = sub.add_parser("pki", help="a small CA for the demo, the soak and a lab")
     psub = pki.add_subparsers(dest="pki_command", required=True)

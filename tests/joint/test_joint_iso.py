@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 from atm_common.clock import ManualClock
 from host_link.joint import parse_field61
@@ -143,3 +145,24 @@ def test_wrong_passwords_count_on_the_account(host: Host, terminal: Terminal) ->
         codes.append(handle(host, terminal.balance_inquiry(card, pin="9999"))["39"])
     assert codes == ["55", "55", "J1"]
     assert len(_outbox(host, "sms", "joint-lock")) == 3
+
+
+def test_the_bank_unlocks_with_atm_joint_unlock(host: Host, terminal: Terminal) -> None:
+    card = GINA_SAVINGS
+    wrong = {"61": code_field(terminal, card, "0000")}
+    for _ in range(host.settings.joint.failures_allowed + 1):
+        handle(host, terminal.balance_inquiry(card, **wrong))
+    assert handle(host, terminal.balance_inquiry(card))["39"] == "J1"
+
+    def unlock(account: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "atm", "joint-unlock", "--db", str(host.path), account]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+    done = unlock(LOCKABLE)
+    assert done.returncode == 0, done.stderr
+    assert handle(host, terminal.balance_inquiry(card))["39"] == "1A"  # usable again
+    assert len(_outbox(host, "sms", "joint-unlock")) == 3
+    again = unlock(LOCKABLE)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert "not locked" in again.stderr
+    assert "not a joint account" in unlock("1000000001").stderr

@@ -117,8 +117,9 @@ class JointBook:
         raise Refusal(WRONG, 403, f"wrong password or code ({left} more before the lock)")
 
     def unlock(self, account: str) -> bool:
-        """The bank unlocks (the only way: see docs/joint-accounts.md); True if it was."""
-        return (
+        """The bank unlocks (the only way: see docs/joint-accounts.md) and tells every
+        co-owner; True if it was locked."""
+        unlocked = (
             self.conn.execute(
                 "UPDATE joint_accounts SET failures = 0, locked_at = NULL"
                 " WHERE account_id = ? AND locked_at IS NOT NULL",
@@ -126,6 +127,12 @@ class JointBook:
             ).rowcount
             > 0
         )
+        if unlocked:
+            for owner in self.owners(account):
+                self._notify(
+                    owner, "unlock", account, f"Your bank: joint account {account} is unlocked."
+                )
+        return unlocked
 
     # -- approvals --------------------------------------------------------------------
 
