@@ -115,6 +115,10 @@ def test_wrong_codes_lock_and_tell_every_co_owner(host: Host, terminal: Terminal
 def test_malformed_field_61_changes_nothing(host: Host, terminal: Terminal) -> None:
     response = handle(host, terminal.withdrawal(GINA, 5_000, **{"61": "CB=;;=="}))
     assert response["39"] == "30"
+    bad_amount = joint_withdrawal(terminal, GINA, 5_000, CODES["gina"]) | {"4": "00000000005x"}
+    assert handle(host, bad_amount)["39"] in ("13", "30")
+    unknown = joint_withdrawal(terminal, GINA, 5_000, CODES["gina"], AR="0" * 20)
+    assert handle(host, unknown)["39"] == "J4"
     assert host.count("joint_approvals") == 0
 
 

@@ -135,7 +135,10 @@ class JointDesk:
         kind = self._kind(request, fields)
         if kind is None:
             return  # the verification 0100: the co-owner is known, nothing is granted
-        amount = int(request.get("4", "0") or 0) if kind == "withdrawal" else 0
+        field4 = request.get("4", "")
+        if kind == "withdrawal" and not (field4.isascii() and field4.isdigit()):
+            raise JointDecline("13", "amount must be a number of minor units")
+        amount = int(field4) if kind == "withdrawal" else 0
         ref = fields.get("AR", "")
         if not ref:
             approval = self.book.request_approval(

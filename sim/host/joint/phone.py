@@ -39,6 +39,7 @@ def _refusals() -> Iterator[None]:
     try:
         yield
     except Refusal as refusal:
+        assert refusal is not None  # the only way here: a refusal, committed with its count
         raise JointError(refusal.status, refusal.reason) from None
 
 
@@ -139,6 +140,7 @@ class JointPhone:
                     account, requester, "transfer", amount, target=to
                 )
                 return self.view(approval)
+        assert refusal is not None  # the only way here: a refusal, committed with its count
         raise JointError(refusal.status, refusal.reason)
 
     # -- binding a new co-owner ---------------------------------------------------------
