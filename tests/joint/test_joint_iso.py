@@ -8,7 +8,7 @@ import sys
 
 from atm_common.clock import ManualClock
 from host_link.joint import parse_field61
-from sim.host.joint.book import Refusal
+from sim.host.joint.notices import Refusal
 from tests.host.helpers import Host, Terminal
 from tests.joint.helpers import (
     CODES,

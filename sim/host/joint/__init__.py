@@ -10,8 +10,10 @@ Modules, from the bottom up:
 
 - :mod:`.schema`: the tables.
 - :mod:`.setup`: the seed's ``[joint]`` settings and ``[[joint_accounts]]``.
+- :mod:`.notices`: refusals (ISO code and HTTP status) and notices to co-owners.
 - :mod:`.core`: the simulated core-banking accounting step (points) and the bill.
 - :mod:`.book`: :class:`JointBook`, verification, failures and lock, approvals, binding.
 - :mod:`.iso`: :class:`JointDesk`, the authoriser's hook for the ATM's requests.
-- :mod:`.api`: the phone API's ``/joint/...`` routes.
+- :mod:`.phone`: :class:`JointPhone`, the co-owners' app steps; :mod:`.api` its routes.
+- :mod:`.admin`: the bank's back office (``atm joint-unlock``).
 """

@@ -4,7 +4,7 @@
 ATM's requests (:mod:`.iso`) and the phone API (:mod:`.api`) each turn their own
 credentials into "is the password the account's, and whose code is this?" and hand the
 answer here. Every method runs in the caller's transaction. A refusal is a
-:class:`Refusal` carrying both the ISO response code and the HTTP status, so the two
+:class:`~sim.host.joint.notices.Refusal` carrying both the ISO response code and the HTTP status, so the two
 channels answer alike; the only thing a refused request changes is the failure count
 (and, past the threshold, the lock), which the caller commits before it answers.
 """
@@ -14,34 +14,23 @@ from __future__ import annotations
 import secrets
 import sqlite3
 from collections.abc import Callable
-from typing import Any
 
 from atm_common.clock import Clock
-from atm_common.masking import mask_phone
-from atm_common.money import format_minor
-from sim.host import outbox
 from sim.host.joint.core import CoreBanking, send_bill
+from sim.host.joint.notices import (
+    EXPIRED,
+    LOCKED,
+    NOT_VALID,
+    SAID,
+    WRONG,
+    Refusal,
+    describe,
+    notify,
+)
 from sim.host.ledger import Ledger, balance_of
 from sim.host.settings import HostSettings
 
-__all__ = ["JointBook", "Refusal"]
-
-LOCKED = "J1"  # ISO response codes of host_link.codes, named where they are decided
-REJECTED = "J2"
-EXPIRED = "J3"
-NOT_VALID = "J4"
-CODE_REQUIRED = "1A"
-WRONG = "55"
-IN_PROGRESS = "09"
-_SAID = {"used": "carried out"}  # a status as the notice says it
-
-
-class Refusal(Exception):
-    """A refused joint-account request: ISO code, HTTP status, one line saying why."""
-
-    def __init__(self, code: str, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code, self.status, self.reason = code, status, reason
+__all__ = ["JointBook"]
 
 
 class JointBook:
@@ -102,7 +91,9 @@ class JointBook:
             )
             self._cancel_pending(account, "the account was locked")
             for owner in self.owners(account):
-                self._notify(
+                notify(
+                    self.conn,
+                    self.clock,
                     owner,
                     "lock",
                     account,
@@ -129,8 +120,13 @@ class JointBook:
         )
         if unlocked:
             for owner in self.owners(account):
-                self._notify(
-                    owner, "unlock", account, f"Your bank: joint account {account} is unlocked."
+                notify(
+                    self.conn,
+                    self.clock,
+                    owner,
+                    "unlock",
+                    account,
+                    f"Your bank: joint account {account} is unlocked.",
                 )
         return unlocked
 
@@ -169,12 +165,14 @@ class JointBook:
                 now.timestamp() + ttl,
             ),
         )
-        what = self._what(kind, amount, target)
+        what = describe(kind, amount, target, self.settings.currency)
         where = f" at ATM {terminal}" if terminal else ""
         for owner in self.owners(account):
             if owner["person_id"] == requester:
                 continue
-            self._notify(
+            notify(
+                self.conn,
+                self.clock,
                 owner,
                 "approval",
                 account,
@@ -279,13 +277,15 @@ class JointBook:
             "SELECT id AS person_id, phone FROM persons WHERE id = ?", (row["requester"],)
         ).fetchone()
         if requester is not None:
-            what = self._what(row["kind"], row["amount"], row["target"])
-            self._notify(
+            what = describe(row["kind"], row["amount"], row["target"], self.settings.currency)
+            notify(
+                self.conn,
+                self.clock,
                 requester,
                 "outcome",
                 row["account_id"],
                 f"Your bank: your request for {what} on joint account {row['account_id']}"
-                f" is {_SAID.get(status, status)}{' by ' + person if person else ''}"
+                f" is {SAID.get(status, status)}{' by ' + person if person else ''}"
                 f"{': ' + why if why else ''}.",
                 approval_id=row["id"],
             )
@@ -323,7 +323,9 @@ class JointBook:
             )
             self._end(row, "used", person, "every co-owner authorised: bound")
             for owner in self.owners(row["account_id"]):
-                self._notify(
+                notify(
+                    self.conn,
+                    self.clock,
                     owner,
                     "bound",
                     row["account_id"],
@@ -342,31 +344,3 @@ class JointBook:
         self.ledger.transfer(row["account_id"], row["target"], row["amount"], kind="transfer")
         self.use(self.approval(row["id"]))
         self.bill(row, row["account_id"], "transfer", row["amount"], "phone banking")
-
-    def _what(self, kind: str, amount: int, target: str | None) -> str:
-        money = format_minor(amount, self.settings.currency)
-        return {
-            "withdrawal": f"a cash withdrawal of {money}",
-            "balance": "a balance inquiry",
-            "transfer": f"a transfer of {money} to {target}",
-            "bind": f"binding {target} as a new co-owner",
-        }.get(kind, kind)
-
-    def _notify(self, owner: sqlite3.Row, kind: str, account: str, text: str, **extra: Any) -> None:
-        """An SMS (the phone app shows the same under /joint/...), via the outbox."""
-        phone = owner["phone"] or ""
-        outbox.enqueue(
-            self.conn,
-            "sms",
-            {
-                "to": phone,
-                "text": text,
-                "purpose": f"joint-{kind}",
-                "person": owner["person_id"],
-                "to_masked": mask_phone(phone),
-                "account": account,
-                **extra,
-            },
-            phone,
-            clock=self.clock,
-        )

@@ -33,13 +33,13 @@ from host_link.codec import Message
 from host_link.codes import Mti
 from host_link.joint import format_field61, parse_field61
 from sim.host.cardless.tokens import redact
-from sim.host.joint.book import (
+from sim.host.joint.book import JointBook
+from sim.host.joint.notices import (
     CODE_REQUIRED,
     EXPIRED,
     IN_PROGRESS,
     NOT_VALID,
     REJECTED,
-    JointBook,
     Refusal,
 )
 from sim.host.joint.schema import ensure_schema

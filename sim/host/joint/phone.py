@@ -18,7 +18,8 @@ from typing import Any
 from atm_common.clock import Clock
 from atm_common.crypto.pinblock import ibm3624_offset, verify_ibm3624
 from sim.host.cardless.errors import PhoneError
-from sim.host.joint.book import JointBook, Refusal
+from sim.host.joint.book import JointBook
+from sim.host.joint.notices import Refusal
 from sim.host.joint.setup import secret_hash, valid_code
 from sim.host.ledger import balance_of, transaction
 from sim.host.settings import HostKeys, HostSettings
