@@ -73,6 +73,16 @@ _CODES = [
     ResponseCode("05", "Do not honour"),
     ResponseCode("09", "Request in progress", customer_text="Waiting for approval."),
     ResponseCode("12", "Invalid transaction"),
+    # joint accounts (docs/joint-accounts.md): the 09 above is their "in progress"
+    ResponseCode("1A", "Additional customer authentication required (personal code)"),
+    ResponseCode(
+        "J1",
+        "Joint account locked",
+        customer_text="This joint account is locked. Please contact your bank.",
+    ),
+    ResponseCode("J2", "Rejected by a co-owner", customer_text="A co-owner rejected this."),
+    ResponseCode("J3", "Approval expired", customer_text="No co-owner approved in time."),
+    ResponseCode("J4", "Approval not valid (cancelled, used or another operation)"),
     ResponseCode("13", "Invalid amount", customer_text="Please choose another amount."),
     ResponseCode("14", "Invalid card number", customer_text="This card is not accepted."),
     ResponseCode("30", "Format error", in_doubt=True),

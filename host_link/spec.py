@@ -50,6 +50,7 @@ SPEC.update(
         "52": _field(0, 16, "PIN Data (hex): 8-byte TDES block, ISO 9564 format 0"),
         "53": _field(2, 48, "Security Related Control Information: DUKPT KSN (hex)"),
         "54": _field(3, 120, "Additional Amounts"),
+        "61": _field(3, 255, "Reserved Private: joint account (host_link/joint.py)"),
         "62": _field(3, 999, "Reserved Private: terminal location"),
         "63": _field(3, 999, "Reserved Private: service data"),
         "64": _field(0, 16, "Message Authentication Code (hex)"),
@@ -65,7 +66,7 @@ SPEC.update(
 )
 
 # Fields whose content is secret or personal: masked in every log line and repr.
-SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "63", "64", "110", "128"})
+SENSITIVE_FIELDS = frozenset({"2", "35", "52", "53", "61", "63", "64", "110", "128"})
 # Where a PIN block travels, by its length: format 0 (TDES) in 52, format 4 (AES) in 110.
 PIN_BLOCK_FIELDS = ("52", "110")
 

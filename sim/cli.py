@@ -205,6 +205,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
         _print_enterprise(report)
+        notices = report.get("notifications", [])
+        kinds = sorted({n["kind"] for n in notices})
+        counts = ", ".join(f"{k} {sum(n['kind'] == k for n in notices)}" for k in kinds)
+        print(
+            f"joint-account notifications: {counts or 'none'};"
+            f" as expected: {str(report.get('joint_as_expected', True)).lower()}"
+        )
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -212,6 +219,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
+    ok = ok and report.get("joint_as_expected", True)
     return 0 if ok and enterprise_ok(report) else 1
 
 
@@ -325,6 +333,13 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
         " a client certificate from that CA required (mutual TLS)",
     )
     tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
+
+
+def cmd_joint_unlock(args: argparse.Namespace) -> int:
+    from sim.host.joint.admin import unlock
+
+    print(unlock(Path(args.db), args.account))
+    return 0
 
 
 def register(sub: Any) -> None:
@@ -455,6 +470,13 @@ def register(sub: Any) -> None:
     soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
     soak.add_argument("--json", action="store_true")
     soak.set_defaults(func=cmd_soak)
+
+    joint = sub.add_parser(
+        "joint-unlock", help="the bank unlocks a joint account (docs/joint-accounts.md)"
+    )
+    joint.add_argument("--db", default="var/host.db", help="the host's database")
+    joint.add_argument("account")
+    joint.set_defaults(func=cmd_joint_unlock)
 
     pki = sub.add_parser("pki", help="a small CA for the demo, the soak and a lab")
     psub = pki.add_subparsers(dest="pki_command", required=True)

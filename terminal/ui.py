@@ -40,6 +40,12 @@ class Screen(enum.Enum):
     CHOOSE_ROLE = "Act as: {options}"
     CORPORATE_MENU = "{options}"
     CHOOSE_ACCOUNT = "Fund account: {options}"
+    # joint accounts
+    ENTER_PERSONAL_CODE = "Joint account: enter your personal code and press ENTER."
+    AWAITING_APPROVAL = (
+        "Waiting for a co-owner to approve in the bank app. Reference {ref},"
+        " {seconds} s left. CANCEL to stop."
+    )
     RESERVATION_CANCELLED = (
         "Too many attempts: the reservation is cancelled and the amount released."
     )

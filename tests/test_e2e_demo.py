@@ -12,13 +12,19 @@ import pytest
 
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.enterprise_demo import ENTERPRISE_ATM, company_table
+from sim.scenarios.joint_demo import CO_OWNERS, JOINT_DEMO, LOCKED_ACCOUNT
 from sim.scenarios.scripts import DEMO, Scenario
 from tests.host.helpers import DEMO_SEED
 
 pytestmark = pytest.mark.e2e
 
 ATM = [sys.executable, "-m", "atm"]
-EVERY: tuple[Scenario | CardlessScenario, ...] = (*DEMO, *CARDLESS_DEMO, *ENTERPRISE_ATM)
+EVERY: tuple[Scenario | CardlessScenario, ...] = (
+    *DEMO,
+    *CARDLESS_DEMO,
+    *ENTERPRISE_ATM,
+    *JOINT_DEMO,
+)
 
 
 @pytest.mark.parametrize("security", ["tdes", "aes-dukpt"])
@@ -39,7 +45,9 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert report["outcomes_as_expected"] is True
     assert report["ledger_problems"] == []
     by_name = {s["name"]: s for s in report["sessions"]}
-    assert set(by_name) == {s.name for s in EVERY}
+    bind = "joint: adding a co-owner, authorised by all three"
+    assert set(by_name) == {s.name for s in EVERY} | {bind}
+    assert report["ok"] is True and by_name[bind]["outcome"] == "bound"
     for scenario in EVERY:
         session = by_name[scenario.name]
         assert session["outcome"] == scenario.expected
@@ -81,6 +89,17 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
         assert view["ok"] is True
     assert [r["status"] for r in report["enterprise_refusals"]] == [401, 403, 403, 401, 403]
     assert report["enterprise_change"]["operations_after"] == ["balance", "statement"]
+    # joint accounts: one bill per co-owner for the approved withdrawal, a lock notice each
+    notes = report["notifications"]
+    assert report["joint_as_expected"] is True
+    bills = [n for n in notes if n["kind"] == "bill"]
+    assert sorted(b["person"] for b in bills) == sorted(CO_OWNERS)
+    assert all(
+        b["amount"] == 10_000 and b["to"].startswith("+49") and "*" in b["to"] for b in bills
+    )
+    locks = [n for n in notes if n["kind"] == "lock"]
+    assert sorted(n["person"] for n in locks) == sorted(CO_OWNERS)
+    assert {n["account"] for n in locks} == {LOCKED_ACCOUNT}
     changes = {a["account"]: a["change"] for a in report["accounts"]}
     assert changes["2000000001"] == -10_000 and changes["2000000003"] == -5_000
     assert changes[f"GL-CASH-{report['terminal_id']}"] == -report["cash_handed_out"]

@@ -23,6 +23,9 @@ from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
 from sim.host.enterprise.api import EnterpriseApi
+from sim.host.joint.api import add_joint_routes
+from sim.host.joint.core import SimulatedBillDelivery
+from sim.host.joint.phone import JointPhone
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
@@ -115,7 +118,10 @@ async def serve(
     the alarm center and the carrier are reached with the host's certificate, theirs
     verified against the CA; an http URL stays plain (a ``--plain`` peer).
     """
-    deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
+    deliverers: dict[str, Deliverer] = {
+        "sms": SimulatedSmsGateway(),
+        "bill": SimulatedBillDelivery(),  # joint-account bills (sim/host/joint)
+    }
     kinds: tuple[str, ...] | None = None
     preparers = None
     if (alarm_center or carrier) and host_key_file is None:
@@ -137,7 +143,7 @@ async def serve(
             if url and url.startswith("http:") and pki is not None:
                 log.warning("%s is plain http: alarms and locations cross it in clear", url)
     else:
-        kinds = ("sms",)  # alarms wait, untouched, for a host started with an alarm center
+        kinds = ("sms", "bill")  # alarms wait, untouched, for a host started with an alarm center
         log.warning("no alarm center configured: silent alarms wait in the host's outbox")
     worker = OutboxWorker(
         db_path or server.authoriser.conn,
@@ -179,6 +185,13 @@ async def serve(
                 server.authoriser.settings.currency,
             )
             app = create_app(bank, sms_inbox=sms_inbox, enterprise=enterprise)
+            authoriser = server.authoriser
+            add_joint_routes(  # the co-owners' bank app (sim/host/joint/api.py)
+                app,
+                JointPhone(
+                    authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
+                ),
+            )
             config = server_config(app, api_tls)
             config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
             api = QuietServer(config)

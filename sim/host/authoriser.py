@@ -34,6 +34,7 @@ from sim.host.cardless.iso import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
 from sim.host.enterprise.iso import EnterpriseGate
 from sim.host.evidence import EvidenceDesk
+from sim.host.joint.iso import JointDecline, JointDesk
 from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
@@ -76,6 +77,7 @@ class Authoriser:
         self._random = secrets.SystemRandom()
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.enterprise = EnterpriseGate(conn, clock)  # corporate cards: role, department
+        self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
@@ -168,11 +170,12 @@ class Authoriser:
         if request.get("3") != ProcessingCode.BALANCE_INQUIRY:
             return self._respond(request, "12"), None
         try:
-            session = self.rules.verify_card_and_pin(request)
+            session = self._verify(request)
             session, corporate = self.enterprise.apply(request, session, "balance")
         except Decline as decline:
-            return self._private(request, self._respond(request, decline.code)), None
+            return self._private(request, self._declined(request, decline)), None
         response = self._approve(request, session) | corporate
+        self.joint.finished(request, session.account, 0)
         if self._duress(request, session):
             # quietly ask the terminal for camera snapshots of the incident
             ref = self.alarms.opened_ref or ""
@@ -192,12 +195,12 @@ class Authoriser:
         if self.rules.reversed_in_advance(request):
             return self._respond(request, "12"), None  # the terminal undid it already
         try:
-            session = self.rules.verify_card_and_pin(request)
+            session = self._verify(request)
             self._duress(request, session)
             session, corporate = self.enterprise.apply(request, session, "withdraw")
             amount = self.rules.check_withdrawal(request, session)
         except Decline as decline:
-            return self._private(request, self._respond(request, decline.code)), None
+            return self._private(request, self._declined(request, decline)), None
         transfer_id = self.ledger.transfer(
             session.account,
             f"GL-CASH-{request['41']}",
@@ -206,8 +209,26 @@ class Authoriser:
             pan_ref=session.pan_ref,
             terminal_id=request["41"],
         )
+        self.joint.finished(request, session.account, amount)
         session = self.enterprise.rebind(request, self.rules.refresh(session))
         return self._private(request, self._approve(request, session) | corporate), transfer_id
+
+    # -- joint accounts: sim/host/joint/iso.py decides; these are its hooks --
+
+    def _verify(self, request: Message) -> CardSession:
+        """Card and PIN as for any card, with the joint-account gate around them."""
+        self.joint.before_pin(request)
+        try:
+            session = self.rules.verify_card_and_pin(request)
+        except Decline as decline:
+            self.joint.pin_failed(request, decline)
+            raise
+        self.joint.gate(request, session)
+        return session
+
+    def _declined(self, request: Message, decline: Decline) -> Message:
+        extra = decline.fields if isinstance(decline, JointDecline) else None
+        return self._respond(request, decline.code, extra=extra)
 
     def _duress(self, request: Message, session: CardSession) -> bool:
         """Raise (or follow up) the silent alarm; True when this request opened it."""
@@ -228,10 +249,13 @@ class Authoriser:
         reservation = self.cardless.original(request)
         if reservation is not None:
             return self._cardless(request, self.cardless.reverse(request, reservation))
+        if self.joint.cancel_by_reversal(request):  # a joint request still waiting: cancelled
+            return self._respond(request, "00"), None
         try:
             transfer_id = self.rules.reverse(request, self.ledger)
         except Decline as decline:
             return self._respond(request, decline.code), None
+        self.joint.after_reversal(transfer_id)
         return self._respond(request, "00"), transfer_id
 
     # -- cardless withdrawal: sim/host/cardless/iso.py decides, this only builds the response

@@ -160,7 +160,15 @@ class KeyStore:
         """Open an advice's sealed private data; ValueError when it does not open."""
         return unseal(self._data_key(advice, Direction.ADVICE), sealed)
 
-    def verify_pin(self, message: Mapping[str, str], pan: str, pvk: bytes, offset: str) -> bool:
+    def verify_pin(
+        self,
+        message: Mapping[str, str],
+        pan: str,
+        pvk: bytes,
+        offset: str,
+        *,
+        validation: str | None = None,
+    ) -> bool:
         """Does the PIN block of ``message`` hold the PIN behind ``offset``? (An HSM's
         "verify PIN" command: the clear PIN exists only inside this call.) An undecodable
         block is a wrong PIN. Raises KeyUnavailable when no key can decrypt it."""
@@ -168,7 +176,9 @@ class KeyStore:
             candidate = self._recover_pin(message, pan)
         except (ValueError, RemoteProtocolError):
             return False
-        return verify_ibm3624(candidate, pan, pvk, offset)
+        # ``validation``: other IBM 3624 validation data than the PAN (a joint account's
+        # number, against which its co-owners' codes are kept)
+        return verify_ibm3624(candidate, validation or pan, pvk, offset)
 
     def _recover_pin(self, message: Mapping[str, str], pan: str) -> str:
         term = self.terminal(message.get("41", ""))

@@ -23,6 +23,7 @@ from sim.host.cardless.faces import enrol_face
 from sim.host.cardless.schema import ensure_schema
 from sim.host.cardless.throttle import LOCKOUT_MAX
 from sim.host.enterprise.seed import load_enterprise
+from sim.host.joint.setup import joint_settings, load_joint
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from sim.host.settings import CardlessSettings, FeeRule, HostKeys, HostSettings
@@ -115,6 +116,7 @@ def _keys_and_settings(root: _Reader) -> tuple[HostKeys, HostSettings]:
         safety_amount=host.get("safety_amount", int, 20_000),
         evidence_sample=_share(host, "evidence_sample", 0.2),
         cardless=_cardless_settings(root),
+        joint=joint_settings(root.source, root.table),
         demo=host.get("demo", bool, False),
     )
     terminals = root.items("terminals")
@@ -140,6 +142,7 @@ def load_seed(
     faces = _face_templates(root, path)  # slow (face detection): before the write lock
     with transaction(conn):
         _populate(conn, root, keys, settings, ledger)
+        load_joint(conn, root.source, root.table, keys, ledger.clock.now().isoformat())
         ensure_schema(conn)
         load_enterprise(conn, str(path), root.get("enterprise", dict, None), settings.currency)
         for person, (template, source) in faces.items():

@@ -14,7 +14,7 @@ import hmac
 
 from sim.host.keys import TerminalKeys
 
-__all__ = ["CardlessSettings", "FeeRule", "HostKeys", "HostSettings"]
+__all__ = ["CardlessSettings", "FeeRule", "HostKeys", "HostSettings", "JointSettings", "PointsRule"]
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -86,6 +86,30 @@ class CardlessSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class PointsRule:
+    """Core banking's points for one finished operation on an account type: ``base``
+    points plus ``points`` for every whole ``per`` minor units of the amount."""
+
+    base: int = 0
+    points: int = 1
+    per: int = 100
+
+
+@dataclasses.dataclass(frozen=True)
+class JointSettings:
+    """The seed's ``[joint]`` table (see docs/joint-accounts.md for each key)."""
+
+    failures_allowed: int = 2  # failed verifications told "try again"; the next one locks
+    approval_seconds: int = 120  # a co-owner's approval must come within this
+    bind_minutes: int = 60  # every co-owner must authorise a new one within this
+    points: tuple[tuple[str, PointsRule], ...] = ()  # account type -> rule; "default"
+
+    def points_rule(self, account_type: str) -> PointsRule:
+        table = dict(self.points)
+        return table.get(account_type) or table.get("default") or PointsRule()
+
+
+@dataclasses.dataclass(frozen=True)
 class HostSettings:
     currency: str = "840"
     pin_tries: int = 3
@@ -95,3 +119,4 @@ class HostSettings:
     evidence_sample: float = 0.2
     demo: bool = False  # seed ``demo = true``: its keys are public (sim/host/public_keys.py)
     cardless: CardlessSettings = dataclasses.field(default_factory=CardlessSettings)
+    joint: JointSettings = dataclasses.field(default_factory=JointSettings)

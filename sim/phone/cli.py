@@ -12,6 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from sim.phone.joint_cli import STEPS as JOINT_STEPS
+from sim.phone.joint_cli import add_joint_steps, joint_step
+
 if TYPE_CHECKING:
     from sim.phone.client import PhoneClient
 
@@ -62,6 +65,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     route.add_argument("lat", type=float)
     route.add_argument("lon", type=float)
     route.add_argument("amount", type=int, help="minor units")
+    add_joint_steps(steps)  # a co-owner's app: sim/phone/joint_cli.py
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from sim.phone.client import PhoneApiError, PhoneClient
 
+    if args.step in JOINT_STEPS:
+        try:
+            result = joint_step(args)
+        except PhoneApiError as exc:
+            print(f"atm phone: {exc}", file=sys.stderr)
+            return 1
+        print(json.dumps(result, indent=2))
+        return 0
     with PhoneClient(args.url, args.phone, ca=args.ca) as phone:
         try:
             result = _step(phone, args)

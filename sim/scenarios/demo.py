@@ -36,6 +36,14 @@ from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.enterprise_demo import ENTERPRISE_ATM
 from sim.scenarios.enterprise_demo import play as play_enterprise
+from sim.scenarios.joint_demo import (
+    DECISIONS,
+    JOINT_DEMO,
+    CoOwnerPhones,
+    bind_jon,
+    check_notifications,
+    notifications,
+)
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
 from sim.service_auth import load_token, new_host_key_file, new_token_file
 from sim.services import ServiceProcess, log_args, service_process
@@ -319,6 +327,7 @@ async def run_demo(
     card_reader: str = "sim",
     cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
     enterprise: bool = True,
+    joint_scenarios: Sequence[Scenario] = JOINT_DEMO,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints.
 
@@ -397,6 +406,10 @@ async def run_demo(
                 extra = await play_enterprise(
                     terminal, customer, DEMO_SEED, cards, host.api_url, pki.ca
                 )
+            joint_sessions, phone_errors = await play_joint(
+                terminal, customer, host.api_url, pki.ca, joint_scenarios
+            )
+            sessions += joint_sessions
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
@@ -408,7 +421,11 @@ async def run_demo(
         handed_out = customer.dispenser.handed_out_amount
         reconciled, accounts = reconcile(opening, closing, sessions, handed_out, terminal_id, holds)
         problems = ledger_problems(host.db_path)
+        notices = notifications(host.db_path)
+        joint_ok = not joint_scenarios or (check_notifications(notices) and not phone_errors)
+        everything = reconciled and not problems and alarms_ok and joint_ok
         return {
+            "ok": everything and all(s["ok"] for s in sessions),
             "terminal_id": terminal_id,
             "security": terminal.security_mode,
             "transport": "tls" if terminal.host.ssl is not None else "tcp",
@@ -423,7 +440,30 @@ async def run_demo(
             "cash_handed_out": handed_out,
             "accounts": accounts,
             **extra,
+            "notifications": notices,
+            "joint_as_expected": joint_ok,
         }
+
+
+async def play_joint(
+    terminal: Terminal,
+    customer: Customer,
+    api_url: str,
+    ca: Path | None,
+    scenarios: Sequence[Scenario],
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The joint-account sessions while the co-owners' phones decide, then binding a new
+    co-owner on the phones (sim/scenarios/joint_demo.py); and the phones' errors."""
+    if not scenarios:
+        return [], []
+    phones = CoOwnerPhones(api_url, ca, DECISIONS)
+    phones.start()
+    try:
+        sessions = await run_sessions(terminal, customer, scenarios, seed_cards(DEMO_SEED))
+    finally:
+        phones.stop()
+    sessions.append(await asyncio.to_thread(bind_jon, api_url, ca))
+    return sessions, phones.errors
 
 
 def location_source(terminal: Terminal) -> str:

@@ -24,12 +24,12 @@ from terminal.drivers.pinpad.sim import CANCEL, Fkey, Keys, Pin
 
 COMPANY = "ACME-TRUST"
 # demo data, like the seed's PINs: the users' and administrators' passwords, the cards
-PASSWORDS = {"gina": "gina-pass-1", "hugo": "hugo-pass-2", "ines": "ines-pass-3"}
+PASSWORDS = {"gail": "gail-pass-1", "henk": "henk-pass-2", "ines": "ines-pass-3"}
 PASSWORDS |= {"jan": "jan-pass-4", "kim": "kim-pass-5"}
 ADMINS = {"admin-ana": "ana-checks-1", "admin-ben": "ben-checks-2"}
 CARDS = {
-    "gina": ("GINA GRAU ACME TRUST", "1470"),
-    "hugo": ("HUGO HOLM ACME TRUST", "3692"),
+    "gail": ("GAIL GRAU ACME TRUST", "1470"),
+    "henk": ("HENK HOLM ACME TRUST", "3692"),
     "ines": ("INES ITO ACME TRUST", "4703"),
     "jan": ("JAN JANSSEN ACME TRUST", "2581"),
     "kim": ("KIM KAUR ACME TRUST", "5814"),
@@ -38,18 +38,18 @@ ATM_CHOICES = (("withdraw", "withdrawal"), ("balance", "balance"))  # what an AT
 F1, F2, F3 = Fkey("F1"), Fkey("F2"), Fkey("F3")
 
 # Corporate card sessions the demo reconciles: the card's first account is the fund
-# account the session uses (gina: role 2 of 2 is asset_manager@investment).
+# account the session uses (gail: role 2 of 2 is asset_manager@investment).
 ENTERPRISE_ATM: tuple[Scenario, ...] = (
     Scenario(
         "corporate card: asset manager (investment) withdraws from the growth fund",
-        "GINA GRAU ACME TRUST",
+        "GAIL GRAU ACME TRUST",
         [Pin("1470"), F2, F1, F1, Keys("100")],
         "dispensed",
         10_000,
     ),
     Scenario(
         "corporate card: trustee (custody) withdraws from the custody reserve",
-        "HUGO HOLM ACME TRUST",
+        "HENK HOLM ACME TRUST",
         [Pin("3692"), F1, F1, F3, Keys("50")],
         "dispensed",
         5_000,

@@ -47,6 +47,52 @@ def account_number(index: int) -> str:
     return f"{2_000_000_000 + index}"
 
 
+def joint_account_number(index: int) -> str:
+    """Generated joint accounts (three co-owners each; docs/joint-accounts.md)."""
+    return f"{3_000_000_000 + index}"
+
+
+def joint_card_pan(index: int, owner: int) -> str:
+    return luhn_complete(f"476175{index * 3 + owner:09d}")
+
+
+def joint_password(index: int) -> str:
+    return f"{(4321 + 13 * index) % 10_000:04d}"
+
+
+def joint_code(index: int, owner: int) -> str:
+    """Co-owner ``owner`` (0..2)'s personal code: distinct on one account."""
+    return f"{(1000 + 1111 * owner + 7 * index) % 10_000:04d}"
+
+
+def joint_token(index: int, owner: int) -> str:
+    return f"generated-app-token-{index}-{owner}"
+
+
+def _joint_lines(joint: int, balance: int, approval_seconds: int) -> list[str]:
+    lines = ["[joint]", "failures_allowed = 2", f"approval_seconds = {approval_seconds}", ""]
+    for j in range(joint):
+        number = joint_account_number(j)
+        people = [f"joint-{j}-{k}" for k in range(3)]
+        for k, person in enumerate(people):
+            lines += ["[[persons]]", f'id = "{person}"', f'name = "Joint Owner {j}-{k}"']
+            lines += [f'phone = "+49152{j:05d}{k}"', ""]
+            lines += ["[[joint_people]]", f'person = "{person}"', f'token = "{joint_token(j, k)}"']
+            lines += [f'identity = "ID-{j}-{k}"', ""]
+        lines += ["[[accounts]]", f'number = "{number}"', f"owners = {json.dumps(people)}"]
+        lines += [f"balance = {balance}", ""]
+        owners = ", ".join(
+            f'{{ person = "{p}", code = "{joint_code(j, k)}" }}' for k, p in enumerate(people)
+        )
+        lines += ["[[joint_accounts]]", f'number = "{number}"', f'password = "{joint_password(j)}"']
+        lines += [f"owners = [{owners}]", ""]
+        for k, person in enumerate(people):
+            lines += ["[[cards]]", f'pan = "{joint_card_pan(j, k)}"', f'owner = "{person}"']
+            lines += [f'accounts = ["{number}"]', 'expiry = "3012"', f'name = "JOINT {j}-{k}"']
+            lines += [f'pin = "{joint_password(j)}"', f"daily_limit = {BIG}", ""]
+    return lines
+
+
 def terminal_id(index: int) -> str:
     """Eight characters (field 41); index 0 is the demo's ATM00001."""
     return TERMINAL_ID if index == 0 else f"BT{index:06d}"
@@ -60,6 +106,8 @@ def write_seed(
     balance: int = BIG,
     daily_limit: int = BIG,
     duress_every: int = 0,
+    joint: int = 0,
+    approval_seconds: int = 2,
 ) -> dict[str, str]:
     """Write the seed; returns terminal id -> TMK (hex). Terminals use TDES key sets:
     ids from the demo seed keep their master keys, others get one derived from the id."""
@@ -88,5 +136,7 @@ def write_seed(
         if duress_every and i % duress_every == 0:
             lines.append(f'duress_pin = "{duress_pin(i)}"')
         lines.append("")
+    if joint:
+        lines += _joint_lines(joint, balance, approval_seconds)
     write_private(path, "\n".join(lines))  # keys and clear PINs: 0600
     return keys

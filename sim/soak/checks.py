@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from atm_common.clock import Clock
@@ -39,14 +39,14 @@ def check_money(
     opening_balance: int,
     terminal_id: str,
     clock: Clock,
+    extra_accounts: Sequence[str] = (),
 ) -> list[str]:
     """Accounts, the terminal's cash, the cassettes, the ledger, duplicate postings."""
     conn = db.connect_readonly(db_path)
     problems: list[str] = []
     try:
         rows = {row["id"]: row for row in conn.execute("SELECT * FROM accounts")}
-        for i in range(cards):
-            number = account_number(i)
+        for number in [*(account_number(i) for i in range(cards)), *extra_accounts]:
             row = rows[number]
             closing = balance_of(row).ledger
             holds = row["debits_pending"]

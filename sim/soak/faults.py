@@ -40,6 +40,7 @@ FAULTS = (
     "host_killed",
     "alarm_center_down",
     "dispenser_error",
+    "approval_never_comes",  # a joint-account session no co-owner approves (harness.py)
 )
 DEVICE_FAULTS = ("dispenser_jam", "pick_failure", "notes_not_taken", "dispenser_error")
 CRASH_POINTS = (

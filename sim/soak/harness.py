@@ -32,12 +32,21 @@ from atm_common.tls import client_context, server_context
 from sim.devices.key_injection import pinpad_options
 from sim.pki import make_pki
 from sim.scenarios.scripts import WITHDRAW, Customer, Scenario, apply
-from sim.scenarios.seedgen import account_number, card_pan, card_pin, duress_pin, write_seed
+from sim.scenarios.seedgen import (
+    account_number,
+    card_pan,
+    card_pin,
+    duress_pin,
+    joint_account_number,
+    joint_card_pan,
+    write_seed,
+)
 from sim.service_auth import load_host_key, new_host_key_file
 from sim.soak.checks import check_alarms, check_money
 from sim.soak.crash import SimulatedCrash, kill
 from sim.soak.faults import FAULTS, FaultPlan, FlakyAlarmCenter
 from sim.soak.host_runner import HostRunner
+from sim.soak.joint import APPROVAL_SECONDS, JOINT_SHARE, SoakPhones, joint_scenario
 from sim.soak.proxy import FaultProxy
 from sim.soak.report import SoakReport, count_problems
 from terminal.app import Terminal
@@ -66,11 +75,14 @@ class Soak:
         *,
         fault_rate: float = 0.3,
         cards: int = 100,
+        joint_accounts: int = 3,
     ) -> None:
         self.rng = random.Random(seed)
         self.plan = FaultPlan(faults, self.rng, fault_rate)  # refuses unknown faults
         self.workdir, self.transactions, self.seed = workdir, transactions, seed
         self.cards = cards
+        self.joint_accounts = joint_accounts  # generated joint accounts (sim/soak/joint.py)
+        self.phones: SoakPhones | None = None
         self.clock = ManualClock(dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC))
         self.outcomes: collections.Counter[str] = collections.Counter()
         self.dispensed: collections.Counter[str] = collections.Counter()
@@ -113,7 +125,15 @@ class Soak:
     async def run(self) -> SoakReport:
         started = time.monotonic()
         seed_path = self.workdir / "soak-seed.toml"
-        write_seed(seed_path, self.cards, (TERMINAL,), balance=OPENING_BALANCE, duress_every=5)
+        write_seed(
+            seed_path,
+            self.cards,
+            (TERMINAL,),
+            balance=OPENING_BALANCE,
+            duress_every=5,
+            joint=self.joint_accounts,
+            approval_seconds=APPROVAL_SECONDS,
+        )
         host = HostRunner(
             self.workdir / "host.db",
             seed_path,
@@ -121,8 +141,12 @@ class Soak:
             self.center.start(),
             self.host_key_file,
             tls_dir=self.pki.directory,
+            api=bool(self.joint_accounts),
         )
         host.start()
+        if self.joint_accounts:
+            self.phones = SoakPhones(lambda: host.api_url, self.pki.ca)
+            self.phones.start()
         # the proxy is the network: it ends TLS on both sides to frame (and fault) messages
         proxy = FaultProxy(
             host.port,
@@ -151,6 +175,8 @@ class Soak:
             exceptions = len(terminal.saf.entries("exception"))
             alarms = await self._deliver_alarms(host.db_path)
         finally:
+            if self.phones is not None:
+                self.phones.stop()
             await terminal.close()
             await proxy.stop()
             host.stop()
@@ -163,6 +189,7 @@ class Soak:
             opening_balance=OPENING_BALANCE,
             terminal_id=TERMINAL,
             clock=self.clock,
+            extra_accounts=[joint_account_number(j) for j in range(self.joint_accounts)],
         )
         problems += alarms
         discrepancies, duplicate_postings = count_problems(problems)
@@ -199,13 +226,30 @@ class Soak:
             self.duress_sessions += 1
         fault = self.plan.draw()
         scenario = Scenario(f"t{i}", "", [Pin(pin), WITHDRAW, Keys(str(amount))], "")
+        account, card = (
+            account_number(card_index),
+            CardData(pan=card_pan(card_index), expiry="3012"),
+        )
+        joint = self.phones is not None and (
+            fault == "approval_never_comes" or self.rng.random() < JOINT_SHARE
+        )
+        if joint and self.phones is not None:
+            j, owner = self.rng.randrange(self.joint_accounts), self.rng.randrange(3)
+            scenario = joint_scenario(i, j, owner, amount)
+            account = joint_account_number(j)
+            card = CardData(pan=joint_card_pan(j, owner), expiry="3012")
+            if pin != card_pin(card_index):
+                self.duress_sessions -= 1  # drawn for the card this session does not use
+            silent = fault == "approval_never_comes"
+            self.phones.watch(j, owner, silent)
+            if silent:
+                self.plan.counts["approval_never_comes"] += 1
         if fault == "notes_not_taken":
             scenario = dataclasses.replace(scenario, take_cash=False)
         disarm = self.plan.arm(fault, terminal, dispenser, proxy, self.center)
         self.plan.count_armed(fault)
         if fault == "host_unreachable":
             await terminal.host.close()  # the next request must open a new connection
-        card = CardData(pan=card_pan(card_index), expiry="3012")
         apply(scenario, Customer(reader, pinpad, dispenser), card)
         before = dispenser.handed_out_amount
         fired_before = len(proxy.fired)
@@ -218,10 +262,12 @@ class Soak:
             terminal = await self._restart(terminal, devices)
         finally:
             disarm()
+            if self.phones is not None:
+                self.phones.unwatch()
         self.plan.count_fired(proxy.fired[fired_before:])
         proxy.armed = None
         self.outcomes[outcome.split(":")[0]] += 1
-        self.dispensed[account_number(card_index)] += dispenser.handed_out_amount - before
+        self.dispensed[account] += dispenser.handed_out_amount - before
         pinpad.clear_script()
         if reader.card_present:
             reader.eject(0.0)

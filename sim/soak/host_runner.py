@@ -12,6 +12,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+from atm_common.errors import AtmError
 from sim.services import read_listening, service_argv
 
 
@@ -27,12 +28,15 @@ class HostRunner:
         host_key_file: Path,
         *,
         tls_dir: Path | None,
+        api: bool = False,
     ) -> None:
         self.db_path, self.seed, self.log_path = db_path, seed, log_path
         self.tls_dir = tls_dir  # the ISO port over mutual TLS; None: plain TCP
         self.alarm_center, self.host_key_file = alarm_center, host_key_file
         self.process: subprocess.Popen[str] | None = None
         self.port = 0
+        self.api = api  # the phone API too (joint-account approvals); its URL per start
+        self.api_url = ""
         self.restarts = 0
 
     def start(self) -> int:
@@ -46,8 +50,16 @@ class HostRunner:
         cmd += ["--alarm-center", self.alarm_center, "--outbox-max-delay", "1"]
         cmd += ["--host-key-file", str(self.host_key_file)]  # alarms are signed
         cmd += ["--tls-dir", str(self.tls_dir)] if self.tls_dir is not None else ["--plain"]
+        if self.api:
+            cmd += ["--api-port", "0"]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         _, self.port = read_listening(self.process, "host")
+        if self.api:
+            assert self.process.stdout is not None
+            line = self.process.stdout.readline()
+            if not line.startswith("api on "):
+                raise AtmError(f"host API did not start: {line.strip()!r}")
+            self.api_url = line.split()[-1]
         return self.port
 
     def kill(self) -> None:

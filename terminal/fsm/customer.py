@@ -51,11 +51,14 @@ class State(enum.Enum):
     # corporate cards: the role/department pair, then the fund account
     ROLE_CHOICE = "role_choice"
     ACCOUNT_CHOICE = "account_choice"
+    # joint accounts: the co-owner's personal code, and another co-owner's approval
+    JOINT_CODE = "joint_code"
+    AWAITING_APPROVAL = "awaiting_approval"
 
 
 S = State
 # States where the customer is expected to act, each with a timeout.
-CUSTOMER_WAITS = [S.PIN_ENTRY, S.MENU, S.AMOUNT_ENTRY, S.BALANCE_SHOWN]
+CUSTOMER_WAITS = [S.PIN_ENTRY, S.MENU, S.AMOUNT_ENTRY, S.BALANCE_SHOWN, S.JOINT_CODE]
 CUSTOMER_WAITS += [S.ROLE_CHOICE, S.ACCOUNT_CHOICE]  # corporate cards
 CARDLESS_WAITS = [S.CARDLESS_PHONE, S.CARDLESS_METHOD, S.CARDLESS_CODE]
 IN_SESSION = [s for s in State if s not in (S.OUT_OF_SERVICE, S.IDLE)]
@@ -156,6 +159,16 @@ TRANSITIONS: list[Row] = [
     Row("balance_chosen", S.ACCOUNT_CHOICE, S.BALANCE_SHOWN),
     Row("declined", [S.ROLE_CHOICE, S.MENU, S.ACCOUNT_CHOICE], S.RETURNING_CARD, CARD),
     Row("host_unavailable", [S.ROLE_CHOICE, S.ACCOUNT_CHOICE], S.RETURNING_CARD, CARD),
+    # joint accounts (docs/joint-accounts.md): the personal code typed as a second PIN,
+    # then, for a withdrawal or a balance, the wait for another co-owner's approval
+    Row("personal_code_required", S.VERIFYING_PIN, S.JOINT_CODE),
+    Row("personal_code_entered", S.JOINT_CODE, S.VERIFYING_PIN),
+    Row("cancel", S.AWAITING_APPROVAL, S.RETURNING_CARD),  # the approval is cancelled too
+    Row("approval_pending", [S.AUTHORISING, S.BALANCE_SHOWN], S.AWAITING_APPROVAL, CARD),
+    Row("co_owner_approved", S.AWAITING_APPROVAL, S.AUTHORISING),
+    Row("balance_approved", S.AWAITING_APPROVAL, S.BALANCE_SHOWN),
+    Row("declined", [S.BALANCE_SHOWN, S.AWAITING_APPROVAL], S.RETURNING_CARD, CARD),
+    Row("host_unavailable", [S.BALANCE_SHOWN, S.AWAITING_APPROVAL], S.RETURNING_CARD, CARD),
 ]
 
 

@@ -24,6 +24,7 @@ from terminal.fsm.customer import State
 from terminal.session.base import CustomerSession, SessionEnd
 from terminal.session.cash import CashPath
 from terminal.session.corporate import Corporate
+from terminal.session.joint import JointPath
 from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,9 @@ class CardSession(CustomerSession):
         self._limits: dict[AmountType, int] = {}
         self.cash = CashPath(self)
         self.corporate = Corporate(self, self.inquiry)  # a corporate card's role and fund account
+        self.joint = JointPath(
+            self, self.cash
+        )  # a card on a joint account (terminal/session/joint.py)
 
     async def transact(self) -> None:
         self._read_card()
@@ -51,16 +55,21 @@ class CardSession(CustomerSession):
         else:
             choice = self._menu()
         if choice == "balance":
+            if self.joint.active:
+                await self._joint_balance()
             self._show_balance()
             raise SessionEnd("balance_shown")
         amount = self._amount()
         assert self.card is not None
-        request = self.host.stamp(
+        request = (
             transactions.withdrawal(self.config, self.card, self._pin_block, amount, self._pin_ksn)
             | {"62": self.location()}
             | self.corporate.fields()
         )
-        await self.cash.authorise(request, note_evidence=True)
+        if self.joint.active:
+            request = await self.joint.approved(request | self.joint.field(), self.inquiry())
+            self.fire("co_owner_approved")
+        await self.cash.authorise(self.host.stamp(request), note_evidence=True)
         await self.cash.dispense(amount)
 
     def _read_card(self) -> None:
@@ -85,7 +94,10 @@ class CardSession(CustomerSession):
             self._pin_block, self._pin_ksn = entry.block, entry.ksn
             self.log("pin_entered", digits=entry.digits)
             self.fire("pin_entered")
-            response = await self.exchange(self.inquiry())
+            response = await self.exchange(self.inquiry() | self.joint.field())
+            if response["39"] == "1A" and not self.joint.active:
+                self.joint.read_code(self.card.pan)  # a joint account: the co-owner's own code too
+                response = await self.exchange(self.inquiry() | self.joint.field())
             code = response["39"]
             if code == "00":
                 try:
@@ -98,6 +110,7 @@ class CardSession(CustomerSession):
                 self.fire("pin_accepted")
                 return
             if code == "55":
+                self.joint.forget()  # both again: the host does not say which was wrong
                 self.display.show(Screen.WRONG_PIN)
                 self.fire("pin_rejected")
                 continue
@@ -110,6 +123,25 @@ class CardSession(CustomerSession):
         return transactions.balance_inquiry(
             self.config, self.card, self._pin_block, self._pin_ksn
         ) | {"62": self.location()}
+
+    async def _joint_balance(self) -> None:
+        """A balance on a joint account, once another co-owner approved it."""
+        request = await self.joint.approved(
+            self.inquiry() | self.joint.field(OP="B"), self.inquiry()
+        )
+        response = await self.exchange(request)
+        if response["39"] != "00":
+            self.decline(response["39"])
+        try:
+            self._limits = decode_amounts(response.get("54", ""))
+        except CodecError as exc:
+            self.log("host_error", error=str(exc))
+            self.host_unavailable()
+        self.fire("balance_approved")
+
+    def forget_pin(self) -> None:
+        super().forget_pin()
+        self.joint.forget()
 
     def _menu(self) -> str:
         limit = self.money(self._limits.get(AmountType.WITHDRAWAL_LIMIT, 0))

@@ -19,7 +19,7 @@ from sim.services import read_listening
 from tests.host.helpers import DEMO_SEED
 
 COMPANY = "ACME-TRUST"
-PASSWORDS = {"gina": "gina-pass-1", "hugo": "hugo-pass-2", "ines": "ines-pass-3"}
+PASSWORDS = {"gail": "gail-pass-1", "henk": "henk-pass-2", "ines": "ines-pass-3"}
 PASSWORDS |= {"jan": "jan-pass-4", "kim": "kim-pass-5"}
 ADMINS = {"admin-ana": "ana-checks-1", "admin-ben": "ben-checks-2"}
 

@@ -125,21 +125,21 @@ def test_forged_and_expired_tokens_and_forbidden_operations_change_nothing(
 
 
 def test_transfer_payout_and_approval_by_another_user(host: HostProcess) -> None:
-    gina = login(host, "gina", "asset_manager", "investment")
-    hugo = login(host, "hugo", "trustee", "custody")
+    gail = login(host, "gail", "asset_manager", "investment")
+    henk = login(host, "henk", "trustee", "custody")
     with host.client() as client:
-        client.token = str(gina["token"])
+        client.token = str(gail["token"])
         moved = client.transfer("2000000001", "2000000002", 50_000)
         assert moved["amount"] == 50_000
         payout = client.payout("2000000001", "DE89370400440532013000", 70_000)
         assert payout["status"] == "pending"
         with pytest.raises(BankApiError) as own:
-            client.approve(payout["id"])  # gina has no approve operation anyway
+            client.approve(payout["id"])  # gail has no approve operation anyway
         assert own.value.status == 403
         assert host.balances()["2000000001"] == 5_000_000 - 50_000 - 70_000  # held
-        client.token = str(hugo["token"])
+        client.token = str(henk["token"])
         paid = client.approve(payout["id"])
-        assert (paid["status"], paid["approver"]) == ("paid", "hugo")
+        assert (paid["status"], paid["approver"]) == ("paid", "henk")
         with pytest.raises(BankApiError) as again:
             client.approve(payout["id"])
         assert again.value.status == 409

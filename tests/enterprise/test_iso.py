@@ -9,6 +9,7 @@ import asyncio
 import pytest
 
 from host_link.amounts import AmountType, decode_amounts
+from host_link.client import StanSequence
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
 from host_link.enterprise import Claim, parse_offer
@@ -18,19 +19,21 @@ from tests.host.helpers import DEMO_SEED
 
 pytestmark = pytest.mark.e2e
 
-GINA = ("4761739001010077", "3112", "1470")
+GAIL = ("4761739001010077", "3112", "1470")
 JAN = ("4761739001010085", "3112", "2581")
 
 
 Ask = tuple[tuple[str, str, str], Claim | None, str, int]  # card, claim, account, amount
+# one STAN sequence for every link of the module: two sign-ons in the same second with the
+# same STAN would be a replay (94), as a real terminal's persisted STAN also prevents
+_STANS = StanSequence()
 
 
 def ask_all(host: HostProcess, asks: list[Ask]) -> list[Message]:
-    """One ATM signs on once (a second sign-on in the same second would be a replay)
-    and sends one 0100 (no amount) or 0200 per ask."""
+    """One ATM signs on once and sends one 0100 (no amount) or 0200 per ask."""
 
     async def run() -> list[Message]:
-        link = TerminalLink(DEMO_SEED, "ATM00001", host.iso_port)
+        link = TerminalLink(DEMO_SEED, "ATM00001", host.iso_port, stan=_STANS)
         try:
             await link.sign_on()
             answers = []
@@ -66,7 +69,7 @@ def ask(
 
 
 def test_the_pin_answer_offers_the_pairs_held_and_no_balance(host: HostProcess) -> None:
-    answer = ask(host, GINA)
+    answer = ask(host, GAIL)
     assert answer["39"] == "00"
     offer = parse_offer(answer["124"])
     assert [c.label for c in offer.roles] == ["asset_manager@custody", "asset_manager@investment"]
@@ -77,8 +80,8 @@ def test_the_pin_answer_offers_the_pairs_held_and_no_balance(host: HostProcess) 
 def test_each_claim_opens_exactly_its_table_entry(host: HostProcess) -> None:
     entries = {(e["role"], e["department"]): e for e in seed_table()}
     claims = [
-        (GINA, "asset_manager", "investment"),
-        (GINA, "asset_manager", "custody"),
+        (GAIL, "asset_manager", "investment"),
+        (GAIL, "asset_manager", "custody"),
         (JAN, "beneficiary", "custody"),
     ]
     answers = ask_all(host, [(card, Claim(role, dept), "", 0) for card, role, dept in claims])
@@ -98,10 +101,10 @@ def test_a_balance_on_a_permitted_account(host: HostProcess) -> None:
 
 REFUSALS: list[tuple[Ask, str]] = [
     ((JAN, Claim("beneficiary", "custody"), "2000000004", 10_000), "57"),  # may only look
-    ((GINA, Claim("asset_manager", "investment"), "2000000003", 10_000), "57"),  # not its
-    ((GINA, Claim("trustee", "custody"), "2000000001", 10_000), "57"),  # a role not held
-    ((GINA, Claim("asset_manager", "custody"), "2000000003", 10_000), "57"),  # no withdraw
-    ((GINA, None, "2000000001", 10_000), "30"),  # no role claimed
+    ((GAIL, Claim("asset_manager", "investment"), "2000000003", 10_000), "57"),  # not its
+    ((GAIL, Claim("trustee", "custody"), "2000000001", 10_000), "57"),  # a role not held
+    ((GAIL, Claim("asset_manager", "custody"), "2000000003", 10_000), "57"),  # no withdraw
+    ((GAIL, None, "2000000001", 10_000), "30"),  # no role claimed
     ((JAN, Claim("beneficiary", "custody"), "2000000001", 0), "57"),  # another's balance
 ]
 
@@ -114,13 +117,13 @@ def test_outside_the_table_is_declined_and_the_ledger_unchanged(host: HostProces
     assert host.balances() == before
     refused = host.events(channel="atm", outcome="refused")
     assert len(refused) == len(REFUSALS)
-    assert {e["subject"] for e in refused} == {"gina", "jan"}
+    assert {e["subject"] for e in refused} == {"gail", "jan"}
 
 
 def test_a_permitted_withdrawal_posts_on_the_fund_account(host: HostProcess) -> None:
     answer = ask(
         host,
-        GINA,
+        GAIL,
         claim=Claim("asset_manager", "investment"),
         account="2000000002",
         amount=20_000,

@@ -28,7 +28,7 @@ def test_a_change_through_one_connection_is_enforced_by_another(tmp_path: Path) 
     assert not reader.allowed("jan", "beneficiary", DOM, "2000000004", "withdraw")
     assert reader.allowed("jan", "beneficiary", DOM, "2000000004", "balance")
     # a user cannot act in a role they do not hold, nor as the role itself
-    assert not reader.allowed("gina", "beneficiary", DOM, "2000000004", "balance")
+    assert not reader.allowed("gail", "beneficiary", DOM, "2000000004", "balance")
     assert not reader.allowed("beneficiary", "beneficiary", DOM, "2000000004", "balance")
     with transaction(first):
         writer.set_entry("beneficiary", DOM, ["balance", "withdraw"], ["2000000004"])

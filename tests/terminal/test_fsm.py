@@ -47,7 +47,8 @@ def test_every_customer_wait_can_time_out_and_cancel() -> None:
         if row.trigger in sources:
             sources[row.trigger] |= set(row.sources)
     assert sources["timeout"] == {*CUSTOMER_WAITS, *CARDLESS_WAITS}
-    assert sources["cancel"] == {*CUSTOMER_WAITS, *CARDLESS_WAITS, State.FACE_CAPTURE}
+    waiting = {State.FACE_CAPTURE, State.AWAITING_APPROVAL}  # no timeout: the host's clock
+    assert sources["cancel"] == {*CUSTOMER_WAITS, *CARDLESS_WAITS, *waiting}
 
 
 def test_every_state_is_reachable_and_can_leave() -> None:
@@ -166,6 +167,7 @@ def test_allowed_honours_guards() -> None:
     card = CustomerMachine()
     _run(card, *CARD_TO_AUTHORISING)
     assert card.allowed() == [
+        "approval_pending",
         "approved",
         "declined",
         "go_out_of_service",

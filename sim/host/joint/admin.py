@@ -1,0 +1,37 @@
+"""The bank's back office for joint accounts: unlocking one (``atm joint-unlock``).
+
+Run against the host's database file, also while the host serves it (SQLite WAL; one
+short write transaction). Unlocking is the bank's alone: see docs/joint-accounts.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from atm_common.clock import SystemClock
+from atm_common.errors import AtmError
+from sim.host import db
+from sim.host.joint.book import JointBook
+from sim.host.joint.schema import ensure_schema
+from sim.host.ledger import transaction
+from sim.host.settings import HostSettings
+
+__all__ = ["unlock"]
+
+
+def unlock(db_path: Path, account: str) -> str:
+    """Unlock ``account`` and tell its co-owners; what was done, in words."""
+    if not db_path.is_file():
+        raise AtmError(f"{db_path}: no host database there")
+    conn = db.connect(db_path)
+    try:
+        ensure_schema(conn)
+        book = JointBook(conn, HostSettings(), SystemClock())
+        with transaction(conn):
+            if book.account(account) is None:
+                raise AtmError(f"{account} is not a joint account")
+            if not book.unlock(account):
+                raise AtmError(f"joint account {account} is not locked")
+    finally:
+        conn.close()
+    return f"joint account {account} unlocked; its co-owners are told"
