@@ -51,4 +51,4 @@ async def kill(terminal: Terminal) -> None:
     await terminal.host.close()
     terminal.saf.close()
     terminal.stan.close()
-    terminal.journal.close()
+    terminal.journal.close(commit=False)  # the events buffered since the last commit are lost
