@@ -14,10 +14,10 @@ ATM00001) with many cards on large balances and daily limits, so no session decl
 Reported: sessions/s, p50/p99 session latency, CPU time per session of the terminal
 (this process) and the host process, the terminal's SQLite commits per session (journal,
 store-and-forward queue and STAN counter, counted by SQLite trace callbacks on their
-connections: a write outside a transaction or a COMMIT; every one is ``synchronous=FULL``,
-see docs/durability.md) and the journal records per session, and, measured in the
-same run, the ratios against ``bench/baselines/echo.py`` (loopback round trip, N=1) and
-``sqlite_commit.py`` (``synchronous=FULL`` commit rate).
+connections: a write outside a transaction or a COMMIT), how many of them were fsynced
+(``synchronous=FULL``; see docs/durability.md), the journal records per session, and,
+measured in the same run, the ratios against ``bench/baselines/echo.py`` (loopback round
+trip, N=1) and ``sqlite_commit.py`` (``synchronous=FULL`` commit rate).
 Progress goes to stderr; the last stdout line is one JSON object.
 """
 
@@ -35,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from _common import (
     DEFAULT_BASELINE_DIR,
@@ -92,25 +92,37 @@ class CommitCounter:
     A statement that writes while no transaction is open commits on its own (autocommit);
     a COMMIT ends a transaction. The callback runs as each statement starts, before SQLite
     opens an implicit transaction for it, so ``in_transaction`` says which case it is.
+    A commit is fsynced when the connection's ``synchronous`` is FULL or EXTRA at that
+    moment (in WAL mode a NORMAL commit is not); ``PRAGMA synchronous`` changes are traced.
     """
 
     WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+    LEVELS: ClassVar[dict[str, int]] = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
 
     def __init__(self, connections: dict[str, sqlite3.Connection]) -> None:
-        self.counts = dict.fromkeys(connections, 0)
+        self.commits = dict.fromkeys(connections, 0)
+        self.fsynced = dict.fromkeys(connections, 0)
         for name, conn in connections.items():
-            conn.set_trace_callback(self._callback(name, conn))
+            (level,) = conn.execute("PRAGMA synchronous").fetchone()
+            conn.set_trace_callback(self._callback(name, conn, int(level)))
 
-    def _callback(self, name: str, conn: sqlite3.Connection) -> Any:
+    def _callback(self, name: str, conn: sqlite3.Connection, level: int) -> Any:
+        synchronous = {"level": level}
+
         def traced(statement: str) -> None:
-            verb = statement.lstrip().split(None, 1)[0].upper() if statement.strip() else ""
-            if verb in ("COMMIT", "END") or (verb in self.WRITES and not conn.in_transaction):
-                self.counts[name] += 1
+            words = statement.replace("=", " = ").split()
+            verb = words[0].upper() if words else ""
+            if verb == "PRAGMA" and len(words) >= 4 and words[1].lower() == "synchronous":
+                value = words[3].upper()
+                synchronous["level"] = int(value) if value.isdigit() else self.LEVELS[value]
+            elif verb in ("COMMIT", "END") or (verb in self.WRITES and not conn.in_transaction):
+                self.commits[name] += 1
+                self.fsynced[name] += synchronous["level"] >= self.LEVELS["FULL"]
 
         return traced
 
-    def snapshot(self) -> dict[str, int]:
-        return dict(self.counts)
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {"commits": dict(self.commits), "fsynced": dict(self.fsynced)}
 
 
 def terminal_connections(terminal: Terminal) -> dict[str, sqlite3.Connection]:
@@ -138,7 +150,7 @@ class RunResult:
     terminal_cpu: float
     host_cpu: float | None
     journal_records: int
-    commits: dict[str, int]
+    commits: dict[str, dict[str, int]]
     outcomes: dict[str, int]
     dispensed: int
     ledger_problems: list[str]
@@ -231,7 +243,10 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
             terminal_cpu=terminal_cpu,
             host_cpu=host_cpu,
             journal_records=records,
-            commits={k: commits_after[k] - commits_before[k] for k in commits_after},
+            commits={
+                kind: {k: v - commits_before[kind][k] for k, v in after.items()}
+                for kind, after in commits_after.items()
+            },
             outcomes=outcomes,
             dispensed=dispenser.handed_out_amount,
             ledger_problems=problems,
@@ -312,9 +327,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             None if run.host_cpu is None else round(run.host_cpu / n * 1e6, 1)
         ),
         "journal_records_per_session": round(run.journal_records / n, 2),
-        "terminal_commits_per_session": round(sum(run.commits.values()) / n, 2),
+        "terminal_commits_per_session": round(sum(run.commits["commits"].values()) / n, 2),
+        "terminal_fsynced_commits_per_session": round(sum(run.commits["fsynced"].values()) / n, 2),
         "terminal_commits_per_session_by_file": {
-            k: round(v / n, 2) for k, v in run.commits.items()
+            kind: {k: round(v / n, 2) for k, v in counts.items()}
+            for kind, counts in run.commits.items()
         },
         "host_commits_per_session": 2,
         "outcomes": run.outcomes,
@@ -323,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ledger_ok": not run.ledger_problems,
     }
     ok = report["all_dispensed"] and report["ledger_ok"]
-    commits = report["terminal_commits_per_session"] + report["host_commits_per_session"]
+    # the fsynced ones: what the FULL commit rate of the baseline prices
+    commits = report["terminal_fsynced_commits_per_session"] + report["host_commits_per_session"]
     if baselines:
         echo = baselines["echo"]["results"]["1"]
         echo_rtt_us = 1e6 / echo["rps"]
