@@ -7,15 +7,18 @@ no return only: the request going out, before the dispense, after it, the end.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 from atm_common.clock import ManualClock
+from host_link.errors import HostUnavailable
 from sim.scenarios.scripts import BALANCE, CONTINUE, WITHDRAW, Scenario
 from terminal.counters import DurableStan
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.journal import Journal, read_tail
+from terminal.saf import SafQueue
 from tests.conftest import Rig
 from tests.wal import CommitCount, terminal_commits
 
@@ -133,3 +136,49 @@ def test_stan_blocks_wrap_like_the_sequence(tmp_path: Path) -> None:
     stan = DurableStan(db, block=10)
     assert stan.next() == "000007"  # the block ended at 6 (999996 + 10 wraps to 000006)
     stan.close()
+
+
+class _Host:
+    """Answers every SAF message 00, counting them; fails at the ``fail_at``-th."""
+
+    def __init__(self, fail_at: int = 0) -> None:
+        self.seen: list[str] = []
+        self.fail_at = fail_at
+
+    async def request(self, message: dict[str, str]) -> dict[str, str]:
+        self.seen.append(message["11"])
+        if len(self.seen) == self.fail_at:
+            raise HostUnavailable("link down")
+        return {"39": "00"}
+
+
+def test_saf_queues_many_with_one_commit_and_writes_answers_in_batches(tmp_path: Path) -> None:
+    db = tmp_path / "saf.db"
+    saf = SafQueue(db, ManualClock())
+    count = CommitCount(db)
+    count.start()
+    parts = [{"t": "0620", "11": f"{n:06d}", "7": "0101120000"} for n in range(40)]
+    saf.enqueue_all(parts)
+    assert count.stop() == {"saf.db": 1}  # 40 snapshot parts, one fsync
+    count.start()
+    host = _Host()
+    assert asyncio.run(saf.drain(host, force=True)) == 40  # type: ignore[arg-type]
+    assert count.stop() == {"saf.db": 2}  # answers written 32 at a time, then the last 8
+    assert saf.pending == 0 and len(host.seen) == 40
+    saf.close()
+
+
+def test_saf_writes_the_answers_it_has_when_the_drain_stops(tmp_path: Path) -> None:
+    saf = SafQueue(tmp_path / "saf.db", ManualClock())
+    saf.enqueue_all([{"t": "0400", "11": f"{n:06d}", "7": "0101120000"} for n in range(5)])
+    assert asyncio.run(saf.drain(_Host(fail_at=3), force=True)) == 2  # type: ignore[arg-type]
+    saf.close()
+    again = SafQueue(tmp_path / "saf.db", ManualClock())  # what the disk says
+    assert [(e.status, e.attempts) for e in again.entries()] == [
+        ("done", 1),
+        ("done", 1),
+        ("pending", 1),  # failed once: retried later with the repeat MTI
+        ("pending", 0),
+        ("pending", 0),
+    ]
+    again.close()
