@@ -12,9 +12,12 @@ The bank is a seed generated from ``sim/data/demo-seed.toml`` (same keys and ter
 ATM00001) with many cards on large balances and daily limits, so no session declines.
 
 Reported: sessions/s, p50/p99 session latency, CPU time per session of the terminal
-(this process) and the host process, the terminal journal's durable commits per session,
-and, measured in the same run, the ratios against ``bench/baselines/echo.py``
-(loopback round trip, N=1) and ``sqlite_commit.py`` (``synchronous=FULL`` commit rate).
+(this process) and the host process, the terminal's SQLite commits per session (journal,
+store-and-forward queue and STAN counter, counted by SQLite trace callbacks on their
+connections: a write outside a transaction or a COMMIT), how many of them were fsynced
+(``synchronous=FULL``; see docs/durability.md), the journal records per session, and,
+measured in the same run, the ratios against ``bench/baselines/echo.py`` (loopback round
+trip, N=1) and ``sqlite_commit.py`` (``synchronous=FULL`` commit rate).
 Progress goes to stderr; the last stdout line is one JSON object.
 """
 
@@ -32,7 +35,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from _common import (
     DEFAULT_BASELINE_DIR,
@@ -83,6 +86,54 @@ def bench_terminal(workdir: Path, port: int, seed: Path, clock: ManualClock) -> 
     return Terminal(config, clock=clock, devices=devices, display=RecordingDisplay())
 
 
+class CommitCounter:
+    """Counts the commits SQLite makes on named connections, from its statement trace.
+
+    A statement that writes while no transaction is open commits on its own (autocommit);
+    a COMMIT ends a transaction. The callback runs as each statement starts, before SQLite
+    opens an implicit transaction for it, so ``in_transaction`` says which case it is.
+    A commit is fsynced when the connection's ``synchronous`` is FULL or EXTRA at that
+    moment (in WAL mode a NORMAL commit is not); ``PRAGMA synchronous`` changes are traced.
+    """
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+    LEVELS: ClassVar[dict[str, int]] = {"OFF": 0, "NORMAL": 1, "FULL": 2, "EXTRA": 3}
+
+    def __init__(self, connections: dict[str, sqlite3.Connection]) -> None:
+        self.commits = dict.fromkeys(connections, 0)
+        self.fsynced = dict.fromkeys(connections, 0)
+        for name, conn in connections.items():
+            (level,) = conn.execute("PRAGMA synchronous").fetchone()
+            conn.set_trace_callback(self._callback(name, conn, int(level)))
+
+    def _callback(self, name: str, conn: sqlite3.Connection, level: int) -> Any:
+        synchronous = {"level": level}
+
+        def traced(statement: str) -> None:
+            words = statement.replace("=", " = ").split()
+            verb = words[0].upper() if words else ""
+            if verb == "PRAGMA" and len(words) >= 4 and words[1].lower() == "synchronous":
+                value = words[3].upper()
+                synchronous["level"] = int(value) if value.isdigit() else self.LEVELS[value]
+            elif verb in ("COMMIT", "END") or (verb in self.WRITES and not conn.in_transaction):
+                self.commits[name] += 1
+                self.fsynced[name] += synchronous["level"] >= self.LEVELS["FULL"]
+
+        return traced
+
+    def snapshot(self) -> dict[str, dict[str, int]]:
+        return {"commits": dict(self.commits), "fsynced": dict(self.fsynced)}
+
+
+def terminal_connections(terminal: Terminal) -> dict[str, sqlite3.Connection]:
+    """The terminal's three SQLite files (the bench looks inside; nothing else does)."""
+    return {
+        "journal": terminal.journal._conn,
+        "saf": terminal.saf._conn,
+        "counters": terminal.stan._conn,
+    }
+
+
 def journal_rows(path: Path) -> int:
     conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     try:
@@ -99,6 +150,7 @@ class RunResult:
     terminal_cpu: float
     host_cpu: float | None
     journal_records: int
+    commits: dict[str, dict[str, int]]
     outcomes: dict[str, int]
     dispensed: int
     ledger_problems: list[str]
@@ -123,6 +175,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
         terminal = bench_terminal(workdir, host.port, seed, clock)
         if not terminal.start() or not await terminal.ensure_signed_on():
             raise SystemExit(f"terminal did not go in service: {terminal.out_of_service_reason}")
+        commit_counter = CommitCounter(terminal_connections(terminal))
         devices = terminal.devices
         reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
         assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
@@ -152,6 +205,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
                 if outcome != "dispensed":
                     raise SystemExit(f"warm-up session {i} ended {outcome!r}, not 'dispensed'")
             records_before = journal_rows(workdir / "journal.db")
+            commits_before = commit_counter.snapshot()
             host_cpu0 = process_cpu_seconds(host.process.pid)
             cpu0 = time.process_time()
             start = time.perf_counter()
@@ -173,6 +227,7 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
             terminal_cpu = time.process_time() - cpu0
             host_cpu1 = process_cpu_seconds(host.process.pid)
             host_cpu = None if host_cpu0 is None or host_cpu1 is None else host_cpu1 - host_cpu0
+            commits_after = commit_counter.snapshot()
         finally:
             await terminal.close()
         records = journal_rows(workdir / "journal.db") - records_before
@@ -188,6 +243,10 @@ async def run_withdrawals(args: argparse.Namespace, workdir: Path) -> RunResult:
             terminal_cpu=terminal_cpu,
             host_cpu=host_cpu,
             journal_records=records,
+            commits={
+                kind: {k: v - commits_before[kind][k] for k, v in after.items()}
+                for kind, after in commits_after.items()
+            },
             outcomes=outcomes,
             dispensed=dispenser.handed_out_amount,
             ledger_problems=problems,
@@ -267,7 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "host_cpu_us_per_session": (
             None if run.host_cpu is None else round(run.host_cpu / n * 1e6, 1)
         ),
-        "journal_commits_per_session": round(run.journal_records / n, 2),
+        "journal_records_per_session": round(run.journal_records / n, 2),
+        "terminal_commits_per_session": round(sum(run.commits["commits"].values()) / n, 2),
+        "terminal_fsynced_commits_per_session": round(sum(run.commits["fsynced"].values()) / n, 2),
+        "terminal_commits_per_session_by_file": {
+            kind: {k: round(v / n, 2) for k, v in counts.items()}
+            for kind, counts in run.commits.items()
+        },
         "host_commits_per_session": 2,
         "outcomes": run.outcomes,
         "all_dispensed": run.outcomes.get("dispensed", 0) == n,
@@ -275,7 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ledger_ok": not run.ledger_problems,
     }
     ok = report["all_dispensed"] and report["ledger_ok"]
-    commits = report["journal_commits_per_session"] + report["host_commits_per_session"]
+    # the fsynced ones: what the FULL commit rate of the baseline prices
+    commits = report["terminal_fsynced_commits_per_session"] + report["host_commits_per_session"]
     if baselines:
         echo = baselines["echo"]["results"]["1"]
         echo_rtt_us = 1e6 / echo["rps"]

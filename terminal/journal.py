@@ -1,12 +1,17 @@
 """The electronic journal: every event of every session, append-only, on disk.
 
-SQLite in WAL mode. Every commit survives ``kill -9`` (WAL, ``synchronous=NORMAL``);
-records that money depends on (an approval, what was dispensed, a reversal) are committed
-with ``synchronous=FULL`` so they, and everything before them, also survive a power cut,
-without paying an fsync for every screen change. Records
-are JSON objects checked on the way in: keys that could carry a PIN, PIN block, key or
-track data are refused outright, ``pan`` values are masked to first 6 / last 4, and any
-other run of 13-19 digits in a string is masked too, as a last line of defence.
+SQLite in WAL mode, ``synchronous=FULL``: a commit survives ``kill -9`` and a power cut.
+But a commit is an fsync, and a session has two dozen events, so the journal does not
+commit each one: it commits where a crash must find a record (NDC's points of no return,
+see docs/durability.md). ``record(..., durable=True)`` commits that event and every event
+buffered before it in one transaction; any other session event waits in the open
+transaction for the next durable one (the session's end is always durable). A crash loses
+only events recorded since the last durable one, none of which recovery needs. Events
+outside a session (start, sign-on, service changes) are rare and committed at once.
+
+Records are JSON objects checked on the way in: keys that could carry a PIN, PIN block,
+key or track data are refused outright, ``pan`` values are masked to first 6 / last 4,
+and any other run of 13-19 digits in a string is masked too, as a last line of defence.
 """
 
 from __future__ import annotations
@@ -83,13 +88,16 @@ class Journal:
         self.clock = clock
         self._conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA synchronous=FULL")  # every commit is a point of no return
         self._conn.executescript(SCHEMA)
 
     def record(
         self, event: str, session: str | None = None, *, durable: bool = False, **data: Any
     ) -> int:
-        """Append one event; ``durable`` forces it (and all before it) to stable storage."""
+        """Append one event. ``durable``: commit it, and every event buffered before it,
+        to stable storage before returning (one fsync). Otherwise a session's event waits
+        in the open transaction for the next durable record; an event with no session is
+        committed at once."""
         clean = _scrub(data)
         row = (
             self.clock.now().isoformat(timespec="milliseconds"),
@@ -97,17 +105,20 @@ class Journal:
             event,
             json.dumps(clean),
         )
-        if durable:
-            self._conn.execute("PRAGMA synchronous=FULL")
-        try:
-            cursor = self._conn.execute(
-                "INSERT INTO journal (time, session, event, data) VALUES (?,?,?,?)", row
-            )
-        finally:
-            if durable:
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+        if not self._conn.in_transaction:
+            self._conn.execute("BEGIN")
+        cursor = self._conn.execute(
+            "INSERT INTO journal (time, session, event, data) VALUES (?,?,?,?)", row
+        )
+        if durable or session is None:
+            self.commit()
         assert cursor.lastrowid is not None
         return cursor.lastrowid
+
+    def commit(self) -> None:
+        """Write the buffered events to stable storage now (nothing to do if none)."""
+        if self._conn.in_transaction:
+            self._conn.execute("COMMIT")
 
     def tail(self, count: int = 20, session: str | None = None) -> list[Entry]:
         query = "SELECT * FROM journal"
@@ -127,7 +138,12 @@ class Journal:
             return None, []
         return row[0], self.tail(100_000, session=row[0])
 
-    def close(self) -> None:
+    def close(self, *, commit: bool = True) -> None:
+        """Close the journal, committing what is buffered; ``commit=False`` is what a
+        killed process leaves behind: the buffered events are rolled back (the crash
+        tests use it)."""
+        if commit:
+            self.commit()
         self._conn.close()
 
 

@@ -1,10 +1,12 @@
 """Simulated terminal crashes (``kill -9``) at exact points of a session.
 
 A crash is a :class:`SimulatedCrash`, a ``BaseException`` no handler in the terminal
-catches, raised right after the journal has durably written a chosen event. The harness
-then abandons the Terminal object without closing it politely (its files stay exactly as
-a killed process leaves them), keeps the devices (the hardware does not reboot with the
-software), and starts a new Terminal on the same files, as a restarted process would.
+catches, raised right after the journal has recorded a chosen event (committed, or still
+waiting for the session's next commit: then it dies with the process, see
+docs/durability.md). The harness then abandons the Terminal object without closing it
+politely (its files stay exactly as a killed process leaves them), keeps the devices (the
+hardware does not reboot with the software), and starts a new Terminal on the same files,
+as a restarted process would.
 """
 
 from __future__ import annotations
@@ -51,4 +53,4 @@ async def kill(terminal: Terminal) -> None:
     await terminal.host.close()
     terminal.saf.close()
     terminal.stan.close()
-    terminal.journal.close()
+    terminal.journal.close(commit=False)  # the events buffered since the last commit are lost

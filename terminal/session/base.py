@@ -255,6 +255,7 @@ class CustomerSession(abc.ABC):
         request, frames = self._evidence
         self._evidence = None
         pinpad = self.devices.pinpad
+        advices: list[Message] = []
         for index, jpeg in enumerate(encode(frames)):
             for plaintext in part_plaintexts(request.ref, index, jpeg):
                 advice = with_ksn(
@@ -262,7 +263,8 @@ class CustomerSession(abc.ABC):
                     pinpad,
                 )
                 sealed = pinpad.encrypt_advice_data(plaintext, ksn=advice.get("53"))
-                self.saf.enqueue({**advice, "63": encode_sealed(sealed)})
+                advices.append({**advice, "63": encode_sealed(sealed)})
+        self.saf.enqueue_all(advices)  # dozens of parts: one durable commit, not one each
         await self.saf.drain(self.host, force=True)
 
     def receipt(self) -> None:

@@ -66,8 +66,15 @@ class CashPath:
             await self.reverse(request, dispensed=0)
             session.host_unavailable()
         session.result.response_code = response["39"]
-        session.log("authorisation", durable=True, code=response["39"], rrn=response.get("37", ""))
-        if response["39"] != "00":
+        # An approval is made durable by the "dispensing" commit that follows it at once
+        # (a crash between them finds only the request: reversed, as it must be). A decline
+        # is committed now: the session may wait a while for the card to be taken, and a
+        # crash then must not send a (harmless but needless) reversal of a declined request.
+        approved = response["39"] == "00"
+        session.log(
+            "authorisation", durable=not approved, code=response["39"], rrn=response.get("37", "")
+        )
+        if not approved:
             session.decline(response["39"])
         session.fire("approved")
         self.approved_request = original_fields(request)  # no PAN or PIN block kept past here
@@ -107,7 +114,9 @@ class CashPath:
                 taken = False  # cannot tell: retract what may be there and reverse
         if taken:
             session.result.dispensed = result.amount
-            session.log("cash_taken", durable=True, amount=result.amount)
+            # Not a commit of its own: "stacked" is durable and the notes are gone, which is
+            # all recovery needs to know the customer has them; the session's end commits it.
+            session.log("cash_taken", amount=result.amount)
             session.fire("cash_taken")
             if not result.complete:
                 await self.reverse(self.approved_request, dispensed=result.amount)

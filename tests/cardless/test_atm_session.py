@@ -12,6 +12,7 @@ from terminal.cli.interactive import serve_prompted
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, reserve
 from tests.conftest import Rig
+from tests.wal import terminal_commits
 
 
 def test_the_terminal_collects_with_the_code(
@@ -59,5 +60,25 @@ def test_cardless_at_the_run_prompt_collects_the_reservation(
         assert (result.response_code, result.dispensed) == ("00", 4_000)
         assert rig.host.authoriser.ledger.balance(FRANK_DEBIT).ledger < before - 4_000  # + fee
         assert rig.reader.card_present is False  # no card was ever involved
+
+    with_rig(body)
+
+
+def test_a_cardless_withdrawal_commits_at_its_points_of_no_return_only(
+    with_rig: Callable[..., Any], template: Callable[[str], FaceTemplate]
+) -> None:
+    """Same cash path as a card: the journal commits before the 0200, before and after
+    the dispense, and at the end (docs/durability.md); counted in SQLite's own logs."""
+    probe = template("obama2.jpg")
+
+    async def body(rig: Rig) -> None:
+        reservation = reserve(PhoneBank(rig.host.authoriser.cardless), probe, amount=4_000)
+        rig.pinpad.script(Keys(FRANK_PHONE.lstrip("+")), Fkey("F1"), Pin(str(reservation["code"])))
+        count = terminal_commits(rig.terminal.config.journal)
+        count.start()
+        result = await rig.terminal.serve_cardless()
+        assert result is not None and result.dispensed == 4_000, result
+        assert count.stop()["journal.db"] == 4
+        assert count.total <= 8
 
     with_rig(body)
