@@ -114,41 +114,70 @@ def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert run.returncode == 2
-    assert "/dev/nonexistent-tty" in run.stderr and "dispenser" in run.stderr
-
-
-def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path) -> None:
-    one, two = "01" * 16, "1F" * 16  # odd parity, as key components must have
-    report = _diag(
-        "pinpad", "--config", str(kiosk), "keys", "load", "--component", one, "--component", two
+    assert run.returncode == 4  # ExitCode.DEVICE
+    assert (
+        "Traceback" not in run.stderr
+        and "/dev/nonexistent-tty" in run.stderr
+        and "dispenser" in run.stderr
     )
-    parts = report["components"]
-    assert isinstance(parts, list) and len(parts) == 2
-    assert len(str(report["tmk_kcv"])) == 6
+
+
+def _components_file(tmp_path: Path, *parts: str) -> Path:
+    path = tmp_path / "parts.txt"
+    path.write_text("# one component per custodian\n" + "\n".join(parts) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path, tmp_path: Path) -> None:
+    one, two = "01" * 16, "1F" * 16  # odd parity, as key components must have
+    kcv = check_value(bytes.fromhex("1E" * 16))
+    parts = _components_file(tmp_path, one, two)
+    report = _diag(
+        "pinpad",
+        "--config",
+        str(kiosk),
+        "keys",
+        "load",
+        "--kcv",
+        kcv,
+        "--components-file",
+        str(parts),
+    )
+    steps = report["components"]
+    assert isinstance(steps, list) and len(steps) == 2
+    assert report["tmk_kcv"] == kcv and report["kcv_matches"] is True
     assert one not in json.dumps(report) and two not in json.dumps(report)  # never echoed
-    wrong = subprocess.run(
-        [
-            *ATM,
-            "diag",
-            "pinpad",
-            "--config",
-            str(kiosk),
-            "keys",
-            "load",
-            "--component",
-            one,
-            "--component",
-            two,
-            "--kcv",
-            "000000",
-        ],
+
+
+def _keys_load(kiosk: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ATM, "diag", "pinpad", "--config", str(kiosk), "keys", "load", *args],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert wrong.returncode == 1
+
+
+def test_key_ceremony_checks_the_kcv_before_storing_anything(kiosk: Path, tmp_path: Path) -> None:
+    before = _diag("pinpad", "--config", str(kiosk))["key_check_values"]
+    parts = _components_file(tmp_path, "01" * 16, "1F" * 16)
+    wrong = _keys_load(kiosk, "--kcv", "AD7614", "--components-file", str(parts))
+    assert wrong.returncode == 6 and wrong.stdout == ""  # ExitCode.DATA
+    (line,) = wrong.stderr.splitlines()  # one line, no traceback
+    assert "AD7614" in line and "nothing was loaded" in line
+    assert _diag("pinpad", "--config", str(kiosk))["key_check_values"] == before
+
+
+def test_key_components_never_come_from_argv_or_a_shared_file(kiosk: Path, tmp_path: Path) -> None:
+    one = _keys_load(kiosk, "--kcv", "AD7614", "--component", "01" * 16)
+    assert one.returncode == 2 and "--component" in one.stderr  # the option is gone
+    parts = _components_file(tmp_path, "01" * 16, "1F" * 16)
+    parts.chmod(0o644)
+    shared = _keys_load(kiosk, "--kcv", "AD7614", "--components-file", str(parts))
+    assert shared.returncode == 3 and "chmod 600" in shared.stderr  # ExitCode.CONFIG
+    assert "Traceback" not in shared.stderr
 
 
 def test_camera_verify_prints_faces_match_distance() -> None:

@@ -109,7 +109,7 @@ def test_host_bad_seed_is_a_clear_error(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 3  # ExitCode.CONFIG
     assert f"{seed}: host.pvk: is not hexadecimal" in run.stderr
 
 

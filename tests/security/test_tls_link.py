@@ -181,7 +181,7 @@ def test_atm_host_without_a_transport_refuses_in_one_line(tmp_path: Path) -> Non
         timeout=60,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 3  # ExitCode.CONFIG
     (line,) = run.stderr.splitlines()
     assert line.startswith("atm: error: ") and "--tls-dir" in line and "--plain" in line
     assert not (tmp_path / "var").exists()
