@@ -17,10 +17,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atm_common import cli
+from atm_common import cli, progress
 from atm_common.errors import ConfigError, UsageError
 from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
+from atm_common.progress import Progress
 from sim.phone.cli import EXAMPLES as PHONE_EXAMPLES
 from sim.phone.cli import add_arguments as add_phone_arguments
 
@@ -185,16 +186,19 @@ def cmd_carrier(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.alarm_center.reading import describe_location
     from sim.scenarios.demo import main as demo_main
 
     if args.workdir:
         _fresh_workdir(Path(args.workdir))
-    report = demo_main(
-        Path(args.workdir) if args.workdir else None,
-        security=args.security,
-        devices=args.devices,
-        card_reader=args.card_reader,
-    )
+    with Progress("demo", enabled=progress.wanted(json=args.json)) as bar:
+        report = demo_main(
+            Path(args.workdir) if args.workdir else None,
+            security=args.security,
+            devices=args.devices,
+            card_reader=args.card_reader,
+            progress=bar,
+        )
     if args.json:
         print(json.dumps(report, indent=None if args.compact else 2))
     else:
@@ -216,10 +220,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"[BAD] ledger: {problem}")
         print()
         for alarm in report["alarms"]:
-            where = alarm["location"]
+            where = describe_location(alarm["location"])
             print(
                 f"[alarm] {alarm['time']} terminal {alarm['terminal_id']} ({alarm['terminal_ip']})"
-                f" at {where['lat']},{where['lon']} ({where['source']}) card {alarm['masked_pan']}"
+                f" at {where} card {alarm['masked_pan']}"
                 f" requested {format_minor(alarm['amount_requested'])},"
                 f" {len(alarm['evidence'])} snapshot(s)"
             )
@@ -290,10 +294,17 @@ def cmd_soak(args: argparse.Namespace) -> int:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(logging.FileHandler(private_file(workdir / "soak.log"), mode="w"))
+    bar = Progress("soak", args.transactions, enabled=progress.wanted(json=args.json))
     try:
-        report = run_soak(
-            Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
-        )
+        with bar:
+            report = run_soak(
+                Path(args.workdir),
+                args.transactions,
+                args.seed,
+                faults,
+                fault_rate=args.fault_rate,
+                progress=bar,
+            )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     clean = not (report.discrepancies or report.duplicate_postings)

@@ -29,6 +29,7 @@ from sim.host.cardless.faces import probe_template
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.tokens import redact
 from sim.host.routing import RouteModel, rank_atms
+from sim.service_app import service_api
 
 log = logging.getLogger(__name__)
 
@@ -278,7 +279,9 @@ def create_app(
     every text the bank sent that number, codes included, to anyone who asks. Only a
     demo or a test may want that; without it the route does not exist (404).
     """
-    app = FastAPI(title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION)
+    app = service_api(
+        title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION
+    )
     app.add_middleware(BodyLimit, max_bytes=max_body)
     model = route_model or RouteModel()
 
