@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from atm_common.errors import AtmError, ConfigError, ExitCode, ServiceUnavailable
+from atm_common.errors import AtmError, ConfigError, ExitCode, ServiceUnavailable, UsageError
 from terminal.diag.pinpad import MAX_COMPONENTS, MIN_COMPONENTS
 
 DEFAULT_CONFIG = str(Path(__file__).resolve().parents[1] / "data" / "sim-terminal.toml")
@@ -197,6 +197,11 @@ def _components(args: argparse.Namespace) -> list[str]:
     if not MIN_COMPONENTS <= args.components <= MAX_COMPONENTS:
         raise ConfigError(
             "--components", "", f"a TMK has {MIN_COMPONENTS}-{MAX_COMPONENTS} components"
+        )
+    if not sys.stdin.isatty():  # getpass would fall back to reading, and echoing, stdin
+        raise UsageError(
+            "no terminal to type the key components at without echo:"
+            " give them in a private file, --components-file FILE (chmod 600)"
         )
     parts = []
     for part in range(1, args.components + 1):
