@@ -251,7 +251,7 @@ def cmd_card_reader(args: argparse.Namespace) -> int:
 
     result = card_reader_report(args.reader)
     print(json.dumps(result, indent=2) if args.json else format_report(result))
-    return 0 if result.get("error") is None else 1
+    return 0 if result.get("error") is None else int(ExitCode.DEVICE)
 
 
 def cmd_saf(args: argparse.Namespace) -> int:
