@@ -36,11 +36,9 @@ def cmd_host(args: argparse.Namespace) -> int:
     from sim.pki import Pki
 
     if args.tls_dir is None and not args.plain:
-        raise ConfigError(
-            "atm host",
-            "",
-            "choose the ISO link's transport: --tls-dir DIR (mutual TLS, a CA made by"
-            " `atm pki init DIR`) or --plain (plain TCP, for a lab)",
+        raise UsageError(
+            "atm host: choose the ISO link's transport: --tls-dir DIR (mutual TLS, a CA made"
+            " by `atm pki init DIR`) or --plain (plain TCP, for a lab)"
         )
     pki = Pki(Path(args.tls_dir)) if args.tls_dir is not None else None
     with ledger_lock(args):
@@ -136,8 +134,8 @@ def _service_pki(args: argparse.Namespace, command: str) -> Pki | None:
     if args.tls_dir is not None:
         return Pki(Path(args.tls_dir))
     if not args.plain:
-        raise ConfigError(
-            f"atm {command}", "", "give --tls-dir DIR (mutual TLS) or --plain (HTTP in clear)"
+        raise UsageError(
+            f"atm {command}: give --tls-dir DIR (mutual TLS) or --plain (HTTP in clear)"
         )
     return None
 
