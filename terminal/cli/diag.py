@@ -157,7 +157,8 @@ def cmd_pinpad(args: argparse.Namespace) -> int:
     from terminal.errors import DeviceError
 
     if args.pinpad_command == "keys-load":
-        # the components first: a mismatch or a typo is refused before the pad is opened
+        # read before the pad is opened; load_master_key checks them and the combined
+        # key's KCV before it sends anything, so a mismatch leaves the slot as it was
         components = _components(args)
     try:
         with _open(args, "pinpad") as device:
@@ -193,10 +194,12 @@ def _components(args: argparse.Namespace) -> list[str]:
             text = path.read_text(encoding="ascii")
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(str(path), "", f"cannot read the key components: {exc}") from None
-        return [ln.strip() for ln in text.splitlines() if ln.strip() and ln[:1] != "#"]
+        lines = (ln.strip() for ln in text.splitlines())
+        return [ln for ln in lines if ln and not ln.startswith("#")]
     if not MIN_COMPONENTS <= args.components <= MAX_COMPONENTS:
-        raise ConfigError(
-            "--components", "", f"a TMK has {MIN_COMPONENTS}-{MAX_COMPONENTS} components"
+        raise UsageError(
+            f"--components {args.components}: a TMK has {MIN_COMPONENTS}-{MAX_COMPONENTS}"
+            " components"
         )
     if not sys.stdin.isatty():  # getpass would fall back to reading, and echoing, stdin
         raise UsageError(
