@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.deps-done
+# pip's own progress bars when a person watches a terminal; quiet in CI and logs
+PIP_QUIET := $(shell test -t 2 || echo --quiet)
 
 .PHONY: demo test lint typecheck pytest bench setup clean diagram
 
@@ -19,8 +21,8 @@ $(STAMP_APT):
 
 $(STAMP_PY): pyproject.toml | $(STAMP_APT)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[pcsc,face,dev]'
+	$(BIN)/pip install $(PIP_QUIET) --upgrade pip
+	$(BIN)/pip install $(PIP_QUIET) -e '.[pcsc,face,dev]'
 	# face_recognition's own metadata pins a dlib that compiles for ~an hour; dlib-bin provides it prebuilt
 	$(BIN)/pip install --quiet --no-deps face-recognition==1.3.0
 	@touch $@

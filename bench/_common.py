@@ -17,8 +17,21 @@ from typing import Any
 DEFAULT_BASELINE_DIR = Path(__file__).resolve().parent / "baselines"
 
 
+_console: Any = None
+
+
 def progress(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    """A line of progress on stderr: through rich (time-stamped, kept apart from the
+    report on stdout) when a person watches a terminal, plain text in a log or CI."""
+    global _console
+    if not sys.stderr.isatty():
+        print(text, file=sys.stderr, flush=True)
+        return
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True)
+    _console.log(text, markup=False, highlight=False)
 
 
 # -- baselines ---------------------------------------------------------------------------

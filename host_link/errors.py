@@ -6,7 +6,7 @@ knows only the standard library still catches them sensibly.
 
 from __future__ import annotations
 
-from atm_common.errors import AtmError, RemoteProtocolError
+from atm_common.errors import AtmError, ExitCode, RemoteProtocolError
 
 
 class CodecError(RemoteProtocolError, ValueError):
@@ -33,6 +33,8 @@ class FramingError(RemoteProtocolError):
 
 class HostLinkError(AtmError):
     """The link to the bank host failed."""
+
+    exit_code = ExitCode.HOST
 
 
 class HostUnavailable(HostLinkError):

@@ -15,5 +15,11 @@ SUDO=""
 export DEBIAN_FRONTEND=noninteractive
 # tshark asks whether non-root users may capture; answer before installing
 echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections || true
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if [ -t 1 ]; then
+  # a person watches: apt's own progress bar (the first install takes minutes)
+  $SUDO apt-get update
+  $SUDO apt-get install -y --no-install-recommends -o Dpkg::Progress-Fancy=1 "${missing[@]}"
+else
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi

@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from atm_common import cli
-from atm_common.errors import ConfigError
+from atm_common import cli, progress
+from atm_common.errors import ConfigError, UsageError
 from atm_common.files import private_dir, private_file, write_private
 from atm_common.money import format_minor
+from atm_common.progress import Progress
+from sim.bank.cli import EXAMPLES as BANK_EXAMPLES
 from sim.bank.cli import add_arguments as add_bank_arguments
+from sim.phone.cli import EXAMPLES as PHONE_EXAMPLES
 from sim.phone.cli import add_arguments as add_phone_arguments
+from sim.phone.joint_cli import EXAMPLES as JOINT_EXAMPLES
 
 if TYPE_CHECKING:
     from sim.pki import Pki
@@ -31,17 +36,38 @@ DEMO_SEED_PATH = DATA / "demo-seed.toml"
 
 
 def cmd_host(args: argparse.Namespace) -> int:
-    from sim.host.app import build_host, serve
     from sim.pki import Pki
 
     if args.tls_dir is None and not args.plain:
-        raise ConfigError(
-            "atm host",
-            "",
-            "choose the ISO link's transport: --tls-dir DIR (mutual TLS, a CA made by"
-            " `atm pki init DIR`) or --plain (plain TCP, for a lab)",
+        raise UsageError(
+            "atm host: choose the ISO link's transport: --tls-dir DIR (mutual TLS, a CA made"
+            " by `atm pki init DIR`) or --plain (plain TCP, for a lab)"
         )
     pki = Pki(Path(args.tls_dir)) if args.tls_dir is not None else None
+    with ledger_lock(args):
+        return _serve_host(args, pki)
+
+
+def ledger_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[None]:
+    """One ``atm host`` command per SQLite ledger: the lock is this process's, held while
+    it serves (worker processes it starts share the ledger under it). The seed is checked
+    first, so a refused seed leaves no file behind."""
+    from atm_common.lockfile import exclusive
+    from sim.host.public_keys import refuse_public_keys
+    from sim.host.seed import read_keys
+
+    refuse_public_keys(args.seed, *read_keys(Path(args.seed)), demo=args.demo)
+    if "://" in args.db:  # a database server (not a file) keeps its own order
+        return contextlib.nullcontext()
+    db = Path(args.db)
+    if db.is_dir():
+        raise ConfigError(args.db, "", "is a folder; --db names the ledger's SQLite file")
+    return exclusive(db, f"another host is already serving {args.db}; stop it or give another --db")
+
+
+def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
+    from sim.host.app import build_host, serve
+
     server = build_host(
         Path(args.db),
         Path(args.seed),
@@ -117,8 +143,8 @@ def _service_pki(args: argparse.Namespace, command: str) -> Pki | None:
     if args.tls_dir is not None:
         return Pki(Path(args.tls_dir))
     if not args.plain:
-        raise ConfigError(
-            f"atm {command}", "", "give --tls-dir DIR (mutual TLS) or --plain (HTTP in clear)"
+        raise UsageError(
+            f"atm {command}: give --tls-dir DIR (mutual TLS) or --plain (HTTP in clear)"
         )
     return None
 
@@ -167,14 +193,19 @@ def cmd_carrier(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from sim.alarm_center.reading import describe_location
     from sim.scenarios.demo import main as demo_main
 
-    report = demo_main(
-        Path(args.workdir) if args.workdir else None,
-        security=args.security,
-        devices=args.devices,
-        card_reader=args.card_reader,
-    )
+    if args.workdir:
+        _fresh_workdir(Path(args.workdir))
+    with Progress("demo", enabled=progress.wanted(json=args.json)) as bar:
+        report = demo_main(
+            Path(args.workdir) if args.workdir else None,
+            security=args.security,
+            devices=args.devices,
+            card_reader=args.card_reader,
+            progress=bar,
+        )
     if args.json:
         print(json.dumps(report, indent=None if args.compact else 2))
     else:
@@ -196,10 +227,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"[BAD] ledger: {problem}")
         print()
         for alarm in report["alarms"]:
-            where = alarm["location"]
+            where = describe_location(alarm["location"])
             print(
                 f"[alarm] {alarm['time']} terminal {alarm['terminal_id']} ({alarm['terminal_ip']})"
-                f" at {where['lat']},{where['lon']} ({where['source']}) card {alarm['masked_pan']}"
+                f" at {where} card {alarm['masked_pan']}"
                 f" requested {format_minor(alarm['amount_requested'])},"
                 f" {len(alarm['evidence'])} snapshot(s)"
             )
@@ -256,12 +287,30 @@ def _print_enterprise(report: dict[str, Any]) -> None:
     )
 
 
+def _fresh_workdir(workdir: Path) -> None:
+    """The demo's checks compare against a new bank: an earlier run's files would fail
+    them (a second run finds its cards already used), so a used folder is refused."""
+    if workdir.exists() and not workdir.is_dir():
+        raise ConfigError(str(workdir), "", "is a file; --workdir names a folder")
+    old = sorted(p.name for p in workdir.iterdir()) if workdir.is_dir() else []
+    if old:
+        shown = ", ".join(old[:4]) + (", ..." if len(old) > 4 else "")
+        raise ConfigError(
+            str(workdir),
+            "",
+            f"holds an earlier run ({shown}); the demo needs a new bank:"
+            " give an empty or new folder, or delete this one first",
+        )
+
+
 def cmd_sim_devices(args: argparse.Namespace) -> int:
     import signal
     import threading
 
     from sim.devices.launcher import emulators_on_ptys, kiosk_toml
 
+    if args.config_out and Path(args.config_out).is_dir():
+        raise ConfigError(args.config_out, "", "is a folder; --config-out names the file to write")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -294,17 +343,23 @@ def cmd_soak(args: argparse.Namespace) -> int:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(logging.FileHandler(private_file(workdir / "soak.log"), mode="w"))
+    bar = Progress("soak", args.transactions, enabled=progress.wanted(json=args.json))
     try:
-        report = run_soak(
-            Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
-        )
+        with bar:
+            report = run_soak(
+                Path(args.workdir),
+                args.transactions,
+                args.seed,
+                faults,
+                fault_rate=args.fault_rate,
+                progress=bar,
+            )
     except ValueError as exc:
-        print(f"atm soak: error: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from None
     clean = not (report.discrepancies or report.duplicate_postings)
     clean = clean and not (report.saf_pending or report.exception_queue)
-    if args.json:
-        print(json.dumps(report.summary()))
+    if args.json:  # everything the plain output says, as one object
+        print(json.dumps({**dataclasses.asdict(report), **report.summary()}))
     else:
         print(f"{report.transactions} transactions, seed {report.seed}, {report.elapsed_s} s")
         print(f"faults: {report.faults}")
@@ -342,6 +397,37 @@ def cmd_joint_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+EXAMPLES = {
+    "host": """\
+atm pki init var/pki && atm host --demo --tls-dir var/pki     # the demo bank over TLS
+atm host --demo --plain --port 0 --api-port 8584 --sms-inbox  # a lab, phone API too
+atm host --tls-dir var/pki --seed bank.toml --db var/bank.db""",
+    "alarm-center": """\
+atm alarm-center --tls-dir var/pki --host-key-file var/host.key
+atm alarm-center list --db var/alarms.db --json""",
+    "carrier": "atm carrier --tls-dir var/pki --host-key-file var/host.key --table cells.toml",
+    "phone": """\
+atm phone --ca var/pki/ca.pem --phone +4915100000006 request
+atm phone --url http://127.0.0.1:8584 route 52.52 13.405 10000""",
+    "demo": """\
+atm demo
+atm demo --security aes-dukpt --json --workdir var/demo-run""",
+    "soak": """\
+atm soak --transactions 200 --seed 7
+atm soak --transactions 2000 --faults host_killed,mac_error --json""",
+    "pki": "atm pki init var/pki --terminal ATM00001 --terminal ATM00002",
+    "pki init": "atm pki init var/pki --terminal ATM00001 --terminal ATM00002",
+    **PHONE_EXAMPLES,
+    **JOINT_EXAMPLES,
+    **BANK_EXAMPLES,
+    "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
+    "sim": "atm sim devices --config-out kiosk.toml --plain",
+    "sim devices": """\
+atm sim devices --config-out kiosk.toml --tls-dir var/pki
+atm sim devices --config-out kiosk.toml --plain --seconds 600""",
+}
+
+
 def register(sub: Any) -> None:
     """Add the simulator's subcommands to the ``atm`` subparsers ``sub``."""
     host = sub.add_parser("host", help="run the bank host simulator (ISO 8583 over TLS or TCP)")
@@ -374,8 +460,10 @@ def register(sub: Any) -> None:
         " from the host's clock; 0 turns the comparison off (simulated-time runs)."
         " default: %(default)s",
     )
-    host.add_argument("--host", default="127.0.0.1")
-    host.add_argument("--port", type=int, default=8583, help="0 picks a free port")
+    host.add_argument("--host", default="127.0.0.1", help="the ISO 8583 port's address")
+    host.add_argument(
+        "--port", type=cli.port_number, default=8583, help="ISO 8583 port; 0 picks a free one"
+    )
     host.add_argument("--log", help="log to this file instead of stderr")
     host.add_argument(
         "--alarm-center",
@@ -393,7 +481,7 @@ def register(sub: Any) -> None:
     )
     host.add_argument(
         "--api-port",
-        type=int,
+        type=cli.port_number,
         default=None,
         help="serve the phone API (cardless withdrawal, ATM routing); 0 picks a free port",
     )
@@ -405,23 +493,35 @@ def register(sub: Any) -> None:
         "alarm-center", help="the bank's alarm center (HTTPS), or list its alarms"
     )
     alarm.add_argument(
-        "alarm_command", nargs="?", choices=("serve", "list", "conflicts"), default="serve"
+        "alarm_command",
+        nargs="?",
+        choices=("serve", "list", "conflicts"),
+        default="serve",
+        help="serve the center, list its alarms, or list refused conflicting copies",
     )
     alarm.add_argument("--host-key-file", help="0600 file: the key the host signs alarms with")
     alarm.add_argument("--operator-token-file", help="0600 file: bearer token for GET /alarms")
-    alarm.add_argument("--db", default="var/alarms.db")
-    alarm.add_argument("--host", default="127.0.0.1")
-    alarm.add_argument("--port", type=int, default=8590, help="0 picks a free port")
-    alarm.add_argument("--json", action="store_true")
+    alarm.add_argument("--db", default="var/alarms.db", help="the alarms' SQLite file")
+    alarm.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    alarm.add_argument(
+        "--port", type=cli.port_number, default=8590, help="port; 0 picks a free one"
+    )
+    alarm.add_argument("--json", action="store_true", help="list/conflicts as JSON")
     alarm.add_argument("--log", help="log to this file instead of stderr")
     add_service_tls_arguments(alarm, "alarm-center")
     alarm.set_defaults(func=cmd_alarm_center)
 
     carrier = sub.add_parser("carrier", help="the mobile carrier's network location service")
-    carrier.add_argument("--table", help="TOML/JSON table of terminal locations")
+    carrier.add_argument(
+        "--table",
+        help="TOML/JSON table of terminal locations (default: a made-up place per terminal,"
+        " for tests)",
+    )
     carrier.add_argument("--host-key-file", required=True, help="0600 file: the host's signing key")
-    carrier.add_argument("--host", default="127.0.0.1")
-    carrier.add_argument("--port", type=int, default=8591, help="0 picks a free port")
+    carrier.add_argument("--host", default="127.0.0.1", help="address to serve on")
+    carrier.add_argument(
+        "--port", type=cli.port_number, default=8591, help="port; 0 picks a free one"
+    )
     carrier.add_argument("--log", help="log to this file instead of stderr")
     add_service_tls_arguments(carrier, "carrier")
     carrier.set_defaults(func=cmd_carrier)
@@ -461,21 +561,25 @@ def register(sub: Any) -> None:
     demo.set_defaults(func=cmd_demo)
 
     soak = sub.add_parser("soak", help="chaos soak: many sessions with faults, then money checks")
-    soak.add_argument("--transactions", type=int, default=2000)
-    soak.add_argument("--seed", type=int, default=1)
+    soak.add_argument(
+        "--transactions", type=cli.positive_int, default=2000, help="customer sessions to run"
+    )
+    soak.add_argument(
+        "--seed", type=int, default=1, help="random seed: the same seed replays the same run"
+    )
     soak.add_argument("--faults", default="all", help="all, none, or a comma-separated list")
     soak.add_argument(
-        "--fault-rate", type=float, default=0.3, help="share of sessions with a fault"
+        "--fault-rate", type=cli.fraction, default=0.3, help="share of sessions with a fault"
     )
     soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
-    soak.add_argument("--json", action="store_true")
+    soak.add_argument("--json", action="store_true", help="print one JSON report")
     soak.set_defaults(func=cmd_soak)
 
     joint = sub.add_parser(
         "joint-unlock", help="the bank unlocks a joint account (docs/joint-accounts.md)"
     )
     joint.add_argument("--db", default="var/host.db", help="the host's database")
-    joint.add_argument("account")
+    joint.add_argument("account", help="the locked joint account's number")
     joint.set_defaults(func=cmd_joint_unlock)
 
     pki = sub.add_parser("pki", help="a small CA for the demo, the soak and a lab")
@@ -497,7 +601,12 @@ def register(sub: Any) -> None:
     devices = ssub.add_parser("devices", help="dispenser, PIN pad and GPS emulators on ptys")
     devices.add_argument("--seed", default=str(DEMO_SEED_PATH), help="host seed (for PIN pad keys)")
     devices.add_argument("--terminal", default="ATM00001", help="whose keys the PIN pad holds")
-    devices.add_argument("--host-port", type=int, default=8583)
+    devices.add_argument(
+        "--host-port",
+        type=cli.port_number,
+        default=8583,
+        help="the host's ISO 8583 port the written config points at",
+    )
     devices.add_argument("--config-out", help="write a terminal config using these devices")
     link = devices.add_mutually_exclusive_group()
     link.add_argument(
@@ -516,6 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="atm", description=__doc__)
     cli.add_logging_options(parser)
     register(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
+    cli.polish(parser, EXAMPLES)
     return parser
 
 

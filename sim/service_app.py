@@ -27,6 +27,16 @@ log = logging.getLogger(__name__)
 DRAIN_TIMEOUT = 2.0  # how long a refused oversized body is read (so the client sees 413)
 
 
+def service_api(**kwargs: Any) -> FastAPI:
+    """A FastAPI app whose ``/docs`` and ``/redoc`` pages load Swagger UI and ReDoc from
+    files served by the app itself (``/static-offline-docs``): FastAPI's own pages load
+    them from a public CDN, which a kiosk network or a bank lab may not reach (and which
+    would see every visit)."""
+    from fastapi_offline import FastAPIOffline
+
+    return FastAPIOffline(**kwargs)
+
+
 class ServiceError(AtmError):
     """A refusal a handler answers with: HTTP status, message, the field at fault."""
 

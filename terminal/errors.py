@@ -6,11 +6,13 @@ a timeout is also a ``TimeoutError``.
 
 from __future__ import annotations
 
-from atm_common.errors import AtmError
+from atm_common.errors import AtmError, ExitCode
 
 
 class DeviceError(AtmError):
     """A device failed. ``device`` names it (``dispenser``, ``pinpad`` ...)."""
+
+    exit_code = ExitCode.DEVICE
 
     def __init__(self, device: str, message: str, code: int | None = None) -> None:
         self.device = device

@@ -150,7 +150,9 @@ class Journal:
 def read_tail(path: Path, count: int) -> list[Entry]:
     """Read the last entries of a journal another process may be writing."""
     if not path.exists():
-        raise JournalError(f"{path}: no journal here")
+        raise JournalError(
+            f"{path}: no journal here; has the terminal run with this config? (--config FILE)"
+        )
     conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     try:
         rows = conn.execute("SELECT * FROM journal ORDER BY seq DESC LIMIT ?", (count,)).fetchall()

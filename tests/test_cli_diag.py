@@ -114,41 +114,73 @@ def test_unknown_device_config_is_a_clear_error(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert run.returncode == 2
-    assert "/dev/nonexistent-tty" in run.stderr and "dispenser" in run.stderr
-
-
-def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path) -> None:
-    one, two = "01" * 16, "1F" * 16  # odd parity, as key components must have
-    report = _diag(
-        "pinpad", "--config", str(kiosk), "keys", "load", "--component", one, "--component", two
+    assert run.returncode == 4  # ExitCode.DEVICE
+    assert (
+        "Traceback" not in run.stderr
+        and "/dev/nonexistent-tty" in run.stderr
+        and "dispenser" in run.stderr
     )
-    parts = report["components"]
-    assert isinstance(parts, list) and len(parts) == 2
-    assert len(str(report["tmk_kcv"])) == 6
+
+
+def _components_file(tmp_path: Path, *parts: str) -> Path:
+    path = tmp_path / "parts.txt"
+    path.write_text("# one component per custodian\n" + "\n".join(parts) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+def test_key_ceremony_loads_the_master_key_from_components(kiosk: Path, tmp_path: Path) -> None:
+    one, two = "01" * 16, "1F" * 16  # odd parity, as key components must have
+    kcv = check_value(bytes.fromhex("1E" * 16))
+    parts = _components_file(tmp_path, one, two)
+    report = _diag(
+        "pinpad",
+        "--config",
+        str(kiosk),
+        "keys",
+        "load",
+        "--kcv",
+        kcv,
+        "--components-file",
+        str(parts),
+    )
+    steps = report["components"]
+    assert isinstance(steps, list) and len(steps) == 2
+    assert report["tmk_kcv"] == kcv and report["kcv_matches"] is True
     assert one not in json.dumps(report) and two not in json.dumps(report)  # never echoed
-    wrong = subprocess.run(
-        [
-            *ATM,
-            "diag",
-            "pinpad",
-            "--config",
-            str(kiosk),
-            "keys",
-            "load",
-            "--component",
-            one,
-            "--component",
-            two,
-            "--kcv",
-            "000000",
-        ],
+
+
+def _keys_load(kiosk: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ATM, "diag", "pinpad", "--config", str(kiosk), "keys", "load", *args],
+        stdin=subprocess.DEVNULL,  # no terminal, as in CI
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
     )
-    assert wrong.returncode == 1
+
+
+def test_key_ceremony_checks_the_kcv_before_storing_anything(kiosk: Path, tmp_path: Path) -> None:
+    before = _diag("pinpad", "--config", str(kiosk))["key_check_values"]
+    parts = _components_file(tmp_path, "01" * 16, "1F" * 16)
+    wrong = _keys_load(kiosk, "--kcv", "AD7614", "--components-file", str(parts))
+    assert wrong.returncode == 6 and wrong.stdout == ""  # ExitCode.DATA
+    (line,) = wrong.stderr.splitlines()  # one line, no traceback
+    assert "AD7614" in line and "nothing was loaded" in line
+    assert _diag("pinpad", "--config", str(kiosk))["key_check_values"] == before
+
+
+def test_key_components_never_come_from_argv_or_a_shared_file(kiosk: Path, tmp_path: Path) -> None:
+    one = _keys_load(kiosk, "--kcv", "AD7614", "--component", "01" * 16)
+    assert one.returncode == 2 and "--component" in one.stderr  # the option is gone
+    piped = _keys_load(kiosk, "--kcv", "AD7614")  # no terminal: no prompt that would echo
+    assert piped.returncode == 2 and "--components-file" in piped.stderr
+    parts = _components_file(tmp_path, "01" * 16, "1F" * 16)
+    parts.chmod(0o644)
+    shared = _keys_load(kiosk, "--kcv", "AD7614", "--components-file", str(parts))
+    assert shared.returncode == 3 and "chmod 600" in shared.stderr  # ExitCode.CONFIG
+    assert "Traceback" not in shared.stderr
 
 
 def test_camera_verify_prints_faces_match_distance() -> None:
@@ -198,3 +230,52 @@ def test_camera_snapshot_writes_a_jpeg(tmp_path: Path) -> None:
     report = _diag("camera", "--snapshot", str(shot))
     assert report["status"] == "ok"
     assert shot.read_bytes()[:3] == b"\xff\xd8\xff"  # JPEG magic
+
+
+def test_key_ceremony_prompts_each_custodian_without_echo(kiosk: Path) -> None:
+    """On a real terminal (a pty as the controlling tty): the components are typed at
+    getpass's prompt, never shown, and each one's KCV is shown to its custodian."""
+    import fcntl
+    import os
+    import pty
+    import termios
+
+    one, two = "01" * 16, "1F" * 16
+    master, slave = pty.openpty()
+
+    def controlling_tty() -> None:
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    kcv = check_value(bytes.fromhex("1E" * 16))
+    proc = subprocess.Popen(
+        [*ATM, "diag", "pinpad", "--config", str(kiosk), "keys", "load", "--json", "--kcv", kcv],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+        preexec_fn=controlling_tty,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        for number, part in enumerate((one, two), 1):
+            while f"component {number} of 2 (hex, not shown): ".encode() not in seen:
+                seen += os.read(master, 4096)
+            os.write(master, f"{part}\n".encode())
+        assert proc.wait(timeout=60) == 0
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the pty closed with the process
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+    text = seen.decode(errors="replace")
+    assert one not in text and two not in text  # typed, never echoed
+    assert f"component 1: KCV {check_value(bytes.fromhex(one))}" in text
+    assert '"kcv_matches": true' in text

@@ -27,6 +27,12 @@ EVERY: tuple[Scenario | CardlessScenario, ...] = (
 )
 
 
+SITES = {  # the demo seed's register of its terminals
+    "ATM00001": ("Main Street branch", 52.52, 13.405),
+    "ATM00002": ("Airport hall B", 52.3667, 13.5033),
+}
+
+
 @pytest.mark.parametrize("security", ["tdes", "aes-dukpt"])
 def test_demo_json_reports_every_expected_outcome_and_reconciles(
     tmp_path: Path, security: str
@@ -65,8 +71,17 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     (alarm,) = report["alarms"]
     assert report["alarms_as_expected"] is True
     assert alarm["terminal_id"] == report["terminal_id"] and alarm["masked_pan"].endswith("0051")
-    assert alarm["location"]["source"] == "site"
-    assert (alarm["location"]["lat"], alarm["location"]["lon"]) == (52.52, 13.405)
+    # at the terminal's registered site (ATM00002 is at the airport, not Main Street), with
+    # what the terminal itself reported alongside
+    name, lat, lon = SITES[report["terminal_id"]]
+    where = alarm["location"]
+    assert (where["source"], where["site"], where["lat"], where["lon"]) == (
+        "register",
+        name,
+        lat,
+        lon,
+    )
+    assert where["reported"]["source"] == "site" and where["distance_m"] < 1.0
     duress = next(s for s in report["sessions"] if s["name"].startswith("duress"))
     assert 0 < duress["dispensed"] <= 30_000 and alarm["amount_requested"] == duress["dispensed"]
     assert [e["content_type"] for e in alarm["evidence"]] == ["image/jpeg", "image/jpeg"]
@@ -155,7 +170,7 @@ def test_host_bad_seed_is_a_clear_error(tmp_path: Path) -> None:
         timeout=30,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 3  # ExitCode.CONFIG
     assert f"{seed}: host.pvk: is not hexadecimal" in run.stderr
 
 
@@ -187,7 +202,8 @@ def test_demo_over_ptys(tmp_path: Path) -> None:
     assert report["devices"] == "pty"
     assert report["reconciled"] and report["outcomes_as_expected"]
     (alarm,) = report["alarms"]
-    assert alarm["location"]["source"] == "gps"  # the NMEA emulator's fix, over its pty
+    assert alarm["location"]["source"] == "register"  # the bank's register wins, and
+    assert alarm["location"]["reported"]["source"] == "gps"  # the NMEA emulator's fix came too
     assert report["cash_handed_out"] == sum(s.expected_dispensed for s in EVERY)
 
 

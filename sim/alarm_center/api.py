@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 from sim.alarm_center.contract import (
     LOCATION_SOURCES,
     MAX_EVIDENCE,
+    REPORTED_SOURCES,
     REQUIRED,
     AlarmValidationError,
     validate_alarm,
@@ -41,6 +42,7 @@ from sim.service_app import (
     error_response,
     install_errors,
     operator_only,
+    service_api,
     signed_by_host,
 )
 from sim.service_auth import RequestVerifier
@@ -81,6 +83,24 @@ ALARM_SCHEMA: dict[str, Any] = {
                 "age": _NUMBER_OR_NULL,
                 "accuracy_m": {"type": "number"},
                 "cell_id": {"type": "string"},
+                "site": {"type": "string", "description": "The registered site's name"},
+                "reported": {
+                    "type": "object",
+                    "description": "What the terminal reported, when the register placed"
+                    " the alarm (source register)",
+                    "additionalProperties": False,
+                    "required": ["lat", "lon", "source", "age"],
+                    "properties": {
+                        "lat": {"type": "number"},
+                        "lon": {"type": "number"},
+                        "source": {"enum": list(REPORTED_SOURCES)},
+                        "age": _NUMBER_OR_NULL,
+                    },
+                },
+                "distance_m": {
+                    "type": "number",
+                    "description": "Metres between the registered site and the reported place",
+                },
             },
         },
         "masked_pan": {"type": "string", "examples": ["476173******0051"]},
@@ -172,7 +192,7 @@ def create_app(
 ) -> FastAPI:
     """The API over ``store``: posts verified by ``verifier``, reads by ``operator_token``
     (None: nobody reads over HTTP; ``atm alarm-center list`` reads the file)."""
-    app = FastAPI(title="Alarm center (simulated)", version="2", description=DESCRIPTION)
+    app = service_api(title="Alarm center (simulated)", version="2", description=DESCRIPTION)
     install_errors(app)
     app.add_middleware(BodyLimit, max_body=max_body)
     signed = signed_by_host(verifier)

@@ -40,8 +40,11 @@ REQUIRED = (
 )
 OPTIONAL = ("evidence",)
 LOCATION_REQUIRED = ("lat", "lon", "source", "age")
-LOCATION_OPTIONAL = ("accuracy_m", "cell_id")
-LOCATION_SOURCES = ("gps", "site", "carrier", "none")
+LOCATION_OPTIONAL = ("accuracy_m", "cell_id", "site", "reported", "distance_m")
+# register: the bank's own record of a fixed terminal's site, which wins over what the
+# terminal reports (then in ``reported``, with ``distance_m`` between them)
+LOCATION_SOURCES = ("register", "gps", "site", "carrier", "none")
+REPORTED_SOURCES = ("gps", "site")
 MAX_TEXT = 128
 MAX_EVIDENCE = 16
 _FULL_PAN = re.compile(r"\d{13,19}")
@@ -163,6 +166,28 @@ def _location(obj: object) -> dict[str, Any]:
         out["accuracy_m"] = _number(obj["accuracy_m"], "location.accuracy_m", 0, 1e7)
     if "cell_id" in obj:
         out["cell_id"] = _text(obj, "cell_id", "location.cell_id")
+    if "site" in obj:
+        out["site"] = _text(obj, "site", "location.site")
+    if "reported" in obj:
+        out["reported"] = _reported(obj["reported"])
+    if "distance_m" in obj:
+        out["distance_m"] = _number(obj["distance_m"], "location.distance_m", 0, 4.1e7)
+    return out
+
+
+def _reported(obj: object) -> dict[str, Any]:
+    """What the terminal said when the register placed the alarm: gps or site, located."""
+    _keys(obj, "location.reported", ("lat", "lon", "source", "age"), ())
+    assert isinstance(obj, dict)
+    if obj["source"] not in REPORTED_SOURCES:
+        raise AlarmValidationError(
+            "location.reported.source", f"must be one of {', '.join(REPORTED_SOURCES)}"
+        )
+    out: dict[str, Any] = {"source": obj["source"]}
+    for key, bound in (("lat", 90.0), ("lon", 180.0)):
+        out[key] = _number(obj[key], f"location.reported.{key}", -bound, bound)
+    age = obj["age"]
+    out["age"] = None if age is None else _number(age, "location.reported.age", 0, math.inf)
     return out
 
 

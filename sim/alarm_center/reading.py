@@ -97,16 +97,26 @@ def list_conflicts(path: str | Path) -> list[dict[str, Any]]:
     return _read(path, conflict_rows)
 
 
+def describe_location(loc: dict[str, Any]) -> str:
+    """Where, and by whose word: ``52.36670,13.50330 (register: Airport hall B; the
+    terminal reported 52.52000,13.40500 (site), 17324 m away)``."""
+    if loc.get("lat") is None:
+        return "location unknown"
+    source = str(loc["source"]) + (f": {loc['site']}" if loc.get("site") else "")
+    reported = loc.get("reported")
+    if isinstance(reported, dict):
+        source += (
+            f"; the terminal reported {reported['lat']:.5f},{reported['lon']:.5f}"
+            f" ({reported['source']}), {loc.get('distance_m', 0):.0f} m away"
+        )
+    return f"{loc['lat']:.5f},{loc['lon']:.5f} ({source})"
+
+
 def format_alarms(alarms: list[dict[str, Any]]) -> list[str]:
     """One line per alarm for ``atm alarm-center list`` (the CLI prints them)."""
     lines = []
     for a in alarms:
-        loc = a["location"]
-        where = (
-            f"{loc['lat']:.5f},{loc['lon']:.5f} ({loc['source']})"
-            if loc.get("lat") is not None
-            else "location unknown"
-        )
+        where = describe_location(a["location"])
         lines.append(
             f"{a['time']}  {a['alarm_id']}  terminal {a['terminal_id']} ({a['terminal_ip']})"
             f"  {where}  card {a['masked_pan']}  account {a['account']}"

@@ -21,6 +21,28 @@ if TYPE_CHECKING:
 
 DEFAULT_URL = "https://127.0.0.1:8584"
 TOKEN_ENV, PASSWORD_ENV = "ATM_BANK_TOKEN", "ATM_BANK_PASSWORD"
+_BANK = "atm bank enterprise --ca var/pki/ca.pem"
+EXAMPLES = {
+    "bank": f"{_BANK} login ACME-TRUST jan beneficiary custody",
+    "bank enterprise": f"{_BANK} login ACME-TRUST jan beneficiary custody\n{_BANK} session",
+    "bank enterprise login": f"{_BANK} login ACME-TRUST jan beneficiary custody",
+    "bank enterprise session": f"{_BANK} session",
+    "bank enterprise logout": f"{_BANK} logout",
+    "bank enterprise balance": f"{_BANK} balance 2000000004",
+    "bank enterprise statement": f"{_BANK} statement 2000000001",
+    "bank enterprise transfer": f"{_BANK} transfer 2000000001 2000000002 10000",
+    "bank enterprise payout": f"{_BANK} payout 2000000001 DE0012345678 50000",
+    "bank enterprise approve": f"{_BANK} approve PAYOUT_ID",
+    "bank enterprise admin-login": f"{_BANK} admin-login admin-ana",
+    "bank enterprise table": f"{_BANK} table ACME-TRUST",
+    "bank enterprise changes": f"{_BANK} changes ACME-TRUST",
+    "bank enterprise propose": (
+        f"{_BANK} propose ACME-TRUST beneficiary custody"
+        " --operations balance,statement --accounts 2000000004"
+    ),
+    "bank enterprise approve-change": f"{_BANK} approve-change CHANGE_ID",
+    "bank enterprise reject-change": f"{_BANK} reject-change CHANGE_ID",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,33 +55,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     login = steps.add_parser(
         "login", help="log in as a role in a department (password: env/prompt)"
     )
-    for name in ("company", "user", "role", "department"):
-        login.add_argument(name)
+    login.add_argument("company", help="the company's online banking account, e.g. ACME-TRUST")
+    login.add_argument("user", help="your user id in that company")
+    login.add_argument("role", help="the role you act in, e.g. trustee")
+    login.add_argument("department", help="the department you act for, e.g. custody")
     steps.add_parser("session", help="the session's operations and fund accounts ($ATM_BANK_TOKEN)")
     steps.add_parser("logout", help="end the session")
     for name in ("balance", "statement"):
-        steps.add_parser(name, help=f"a fund account's {name}").add_argument("account")
+        steps.add_parser(name, help=f"a fund account's {name}").add_argument(
+            "account", help="a fund account the session lists"
+        )
     transfer = steps.add_parser("transfer", help="between two bound fund accounts")
-    transfer.add_argument("source")
-    transfer.add_argument("target")
+    transfer.add_argument("source", help="the fund account to debit")
+    transfer.add_argument("target", help="the fund account to credit")
     transfer.add_argument("amount", type=int, help="minor units")
     payout = steps.add_parser("payout", help="to an external account (held until approved)")
-    payout.add_argument("account")
-    payout.add_argument("beneficiary")
+    payout.add_argument("account", help="the fund account to pay from")
+    payout.add_argument("beneficiary", help="the external account to pay to")
     payout.add_argument("amount", type=int, help="minor units")
-    steps.add_parser("approve", help="approve another user's payout").add_argument("payout_id")
-    steps.add_parser("admin-login", help="log in as a bank administrator").add_argument("admin")
-    steps.add_parser("table", help="a company's permission table (admin)").add_argument("company")
-    steps.add_parser("changes", help="a company's table changes (admin)").add_argument("company")
+    steps.add_parser("approve", help="approve another user's payout").add_argument(
+        "payout_id", help="the id the payout step printed"
+    )
+    steps.add_parser("admin-login", help="log in as a bank administrator").add_argument(
+        "admin", help="the administrator's id"
+    )
+    for name, text in (("table", "permission table"), ("changes", "table changes")):
+        steps.add_parser(name, help=f"a company's {text} (admin)").add_argument(
+            "company", help="the company's online banking account"
+        )
     propose = steps.add_parser("propose", help="propose a table entry (admin; maker)")
-    propose.add_argument("company")
-    propose.add_argument("role")
-    propose.add_argument("department")
+    propose.add_argument("company", help="the company's online banking account")
+    propose.add_argument("role", help="the role of the table entry")
+    propose.add_argument("department", help="the department of the table entry")
     propose.add_argument("--operations", default="", help="comma-separated; empty removes")
     propose.add_argument("--accounts", default="", help="comma-separated fund accounts")
     for name, text in (("approve-change", "apply"), ("reject-change", "reject")):
         steps.add_parser(name, help=f"{text} another admin's change (checker)").add_argument(
-            "change_id"
+            "change_id", help="the id the propose step printed"
         )
 
 

@@ -27,7 +27,7 @@ from atm_common.tls import server_context
 from sim.asgi_service import AsgiService, run_until_signalled
 from sim.carrier.table import TERMINAL_ID, CellLocation, default_location, load_table
 from sim.pki import Pki
-from sim.service_app import BodyLimit, ServiceError, install_errors, signed_by_host
+from sim.service_app import BodyLimit, ServiceError, install_errors, service_api, signed_by_host
 from sim.service_auth import FRESHNESS, RequestVerifier, load_host_key
 
 MAX_BODY = 1024  # lookups are GETs: there is nothing to send
@@ -49,7 +49,9 @@ class ErrorOut(BaseModel):
 
 def create_app(table: Mapping[str, CellLocation] | None, verifier: RequestVerifier) -> FastAPI:
     """The lookup over ``table`` (None: made-up answers for every terminal)."""
-    app = FastAPI(title="Carrier network location (simulated)", version="2", description=__doc__)
+    app = service_api(
+        title="Carrier network location (simulated)", version="2", description=__doc__
+    )
     install_errors(app)
     app.add_middleware(BodyLimit, max_body=MAX_BODY)
     refusals: dict[int | str, dict[str, object]] = {

@@ -30,6 +30,7 @@ from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.tokens import redact
 from sim.host.enterprise.api import EnterpriseApi
 from sim.host.routing import RouteModel, rank_atms
+from sim.service_app import service_api
 
 log = logging.getLogger(__name__)
 
@@ -281,7 +282,9 @@ def create_app(
     demo or a test may want that; without it the route does not exist (404).
     ``enterprise`` adds enterprise online banking under ``/enterprise`` (docs/enterprise.md).
     """
-    app = FastAPI(title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION)
+    app = service_api(
+        title="ATM bank host: cardless withdrawal", version="1", description=DESCRIPTION
+    )
     app.add_middleware(BodyLimit, max_bytes=max_body)
     model = route_model or RouteModel()
 

@@ -2,7 +2,8 @@
 
 A customer under threat enters their personal-safety PIN; the host approves as if it were
 the normal PIN (the terminal must show nothing different), caps what may be taken, and
-raises an alarm with where the terminal is. One session sends a PIN verification and
+raises an alarm with where the terminal is (the bank's register of its site first, see
+:mod:`sim.host.alarm_location`). One session sends a PIN verification and
 then a withdrawal, both carrying the duress PIN: the first raises the alarm, later ones
 within the window only add what was asked (a follow-up), so the alarm center sees one
 alarm per incident. The alarm goes out through the durable outbox, committed in the same
@@ -23,14 +24,11 @@ from __future__ import annotations
 import logging
 import secrets
 import sqlite3
-from collections.abc import Mapping
-from typing import Any
 
 from atm_common.clock import Clock
 from host_link.codec import Message
-from host_link.errors import CodecError
-from host_link.location import parse_field62
 from sim.host import outbox
+from sim.host.alarm_location import alarm_location
 
 log = logging.getLogger(__name__)
 
@@ -67,19 +65,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         "CREATE INDEX IF NOT EXISTS duress_alarms_card_terminal"
         " ON duress_alarms (pan_ref, terminal_id, last_at)"
     )
-
-
-def _location(request: Mapping[str, str]) -> dict[str, Any]:
-    """The terminal's location from field 62; ``none`` lets the carrier be asked later."""
-    try:
-        where = parse_field62(request.get("62", ""))
-    except CodecError as exc:
-        log.warning("duress alarm: unreadable field 62 (%s); location unknown", exc)
-        return {"lat": None, "lon": None, "source": "none", "age": None}
-    source = where.source if where.source in ("gps", "site") else "none"
-    if source == "none" or where.lat is None or where.lon is None:
-        return {"lat": None, "lon": None, "source": "none", "age": None}
-    return {"lat": where.lat, "lon": where.lon, "source": source, "age": where.age}
 
 
 class AlarmDesk:
@@ -133,7 +118,7 @@ class AlarmDesk:
             "time": now.isoformat(),
             "terminal_id": terminal,
             "terminal_ip": peer_ip,
-            "location": _location(request),
+            "location": alarm_location(self.conn, terminal, request),
             "masked_pan": masked_pan,
             "account": account,
             "amount_requested": amount,

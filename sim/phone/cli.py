@@ -12,6 +12,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from atm_common import cli
+from atm_common.errors import ExitCode, ServiceUnavailable, UsageError
 from sim.phone.joint_cli import STEPS as JOINT_STEPS
 from sim.phone.joint_cli import add_joint_steps, joint_step
 
@@ -19,6 +21,21 @@ if TYPE_CHECKING:
     from sim.phone.client import PhoneClient
 
 DEFAULT_URL = "https://127.0.0.1:8584"
+REQUEST_ID = "what the request step answered"
+PHONE = "atm phone --ca var/pki/ca.pem --phone +4915100000006"
+EXAMPLES = {
+    "phone request": f"{PHONE} request",
+    "phone messages": f"{PHONE} messages",
+    "phone verify": f"{PHONE} verify REQUEST_ID 123456",
+    "phone face": f"{PHONE} face REQUEST_ID me.jpg",
+    "phone accounts": f"{PHONE} accounts REQUEST_ID",
+    "phone quote": f"{PHONE} quote REQUEST_ID ACCOUNT 10000 code",
+    "phone confirm": f"{PHONE} confirm REQUEST_ID QUOTE_ID",
+    "phone status": f"{PHONE} status RESERVATION_ID",
+    "phone cancel": f"{PHONE} cancel RESERVATION_ID",
+    "phone events": f"{PHONE} events RESERVATION_ID",
+    "phone route": f"{PHONE} route 52.52 13.405 10000",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,41 +55,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     steps.add_parser("request", help="ask for a cardless withdrawal (the bank texts a code)")
     steps.add_parser("messages", help="show this phone's SMS (atm host --sms-inbox)")
     verify = steps.add_parser("verify", help="send the SMS code")
-    verify.add_argument("request_id")
-    verify.add_argument("code")
+    verify.add_argument("request_id", help=REQUEST_ID)
+    verify.add_argument("code", help="the code the bank texted")
     face = steps.add_parser("face", help="consent and send a photo for the face check")
-    face.add_argument("request_id")
+    face.add_argument("request_id", help=REQUEST_ID)
     face.add_argument("image", help="JPEG or PNG file")
     face.add_argument("--no-consent", action="store_true", help="refuse consent (to see 422)")
     accounts = steps.add_parser("accounts", help="list the accounts to withdraw from")
-    accounts.add_argument("request_id")
+    accounts.add_argument("request_id", help=REQUEST_ID)
     quote = steps.add_parser("quote", help="price a withdrawal (fee by card product)")
-    quote.add_argument("request_id")
-    quote.add_argument("account")
+    quote.add_argument("request_id", help=REQUEST_ID)
+    quote.add_argument("account", help="an account id from the accounts step")
     quote.add_argument("amount", type=int, help="minor units")
-    quote.add_argument("method", choices=("code", "face", "both"))
+    quote.add_argument(
+        "method", choices=("code", "face", "both"), help="what the customer shows at the ATM"
+    )
     confirm = steps.add_parser("confirm", help="accept a quote: hold and reserve")
-    confirm.add_argument("request_id")
-    confirm.add_argument("quote_id")
+    confirm.add_argument("request_id", help=REQUEST_ID)
+    confirm.add_argument("quote_id", help="what the quote step answered")
     for name, text in (
         ("status", "show a reservation"),
         ("cancel", "cancel a reservation (releases the hold)"),
         ("events", "the bank's journal of a reservation"),
     ):
         step = steps.add_parser(name, help=text)
-        step.add_argument("reservation_id")
+        step.add_argument("reservation_id", help="what the confirm step answered")
     route = steps.add_parser("route", help="ATMs that can pay an amount, soonest first")
-    route.add_argument("lat", type=float)
-    route.add_argument("lon", type=float)
+    route.add_argument("lat", type=float, help="where the customer is: latitude")
+    route.add_argument("lon", type=float, help="longitude")
     route.add_argument("amount", type=int, help="minor units")
     add_joint_steps(steps)  # a co-owner's app: sim/phone/joint_cli.py
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run one step and print its result as JSON; errors go to stderr (exit 1)."""
+    """Run one step and print its answer as JSON on stdout; its exit code.
+
+    0 when the bank did what was asked; 1 (:attr:`ExitCode.CHECK_FAILED`) when it said
+    no, whether by refusing (a wrong code: 403) or by answering "no" (a face that does
+    not match): the answer, or ``{"status", "error"}``, is printed either way, the
+    refusal also as one line on stderr; 5 (:attr:`ExitCode.HOST`) when the bank could
+    not be reached or failed (5xx); 2 for a step given without what it needs.
+    """
     if args.step in ("request", "messages") and not args.phone:
-        print("atm phone: --phone is required for this step", file=sys.stderr)
-        return 2
+        raise UsageError("--phone is required for this step")
     from sim.phone.client import PhoneApiError, PhoneClient
 
     if args.step in JOINT_STEPS:
@@ -87,9 +112,14 @@ def run(args: argparse.Namespace) -> int:
         try:
             result = _step(phone, args)
         except PhoneApiError as exc:
-            print(f"atm phone: {exc}", file=sys.stderr)
-            return 1
+            if exc.status == 0 or exc.status >= 500:
+                raise ServiceUnavailable(str(exc)) from None
+            print(json.dumps({"status": exc.status, "error": exc.detail}, indent=2))
+            print(f"atm phone: refused: {exc}", file=sys.stderr)
+            return int(ExitCode.CHECK_FAILED)
     print(json.dumps(result, indent=2))
+    if isinstance(result, dict) and result.get("match") is False:
+        return int(ExitCode.CHECK_FAILED)  # the face does not match: the bank said no
     return 0
 
 
@@ -124,7 +154,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``atm phone ...`` on its own (``python -m sim.phone ...``)."""
     parser = argparse.ArgumentParser(
         prog="atm phone",
+        formatter_class=cli.HelpFormatter,
         description="The customer's phone: cardless withdrawal (atm host --api-port).",
     )
+    cli.add_logging_options(parser)
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    parser.set_defaults(func=run)
+    return cli.run(parser, argv)

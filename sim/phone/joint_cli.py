@@ -15,6 +15,15 @@ from typing import Any
 from atm_common.errors import ConfigError
 
 STEPS = ("joint-approvals", "joint-decide", "joint-bind", "joint-messages")
+_APP = "atm phone --ca var/pki/ca.pem"
+EXAMPLES = {
+    "phone joint-approvals": f"{_APP} joint-approvals --token-file hugo.token",
+    "phone joint-messages": f"{_APP} joint-messages --token-file hugo.token",
+    "phone joint-decide": f"{_APP} joint-decide --token-file hugo.token APPROVAL_ID approve",
+    "phone joint-bind": (
+        f"{_APP} joint-bind --token-file gina.token 1000000008 jon ID-DE-0014 --code-file jon.code"
+    ),
+}
 
 
 def add_joint_steps(steps: Any) -> None:
@@ -30,10 +39,10 @@ def add_joint_steps(steps: Any) -> None:
     step("joint-approvals", "joint account: requests waiting for my decision")
     step("joint-messages", "joint account: approval requests, outcomes, locks and bills")
     decide = step("joint-decide", "joint account: approve or reject a request")
-    decide.add_argument("approval_id")
-    decide.add_argument("decision", choices=("approve", "reject"))
+    decide.add_argument("approval_id", help="the id joint-approvals listed")
+    decide.add_argument("decision", choices=("approve", "reject"), help="approve or reject")
     bind = step("joint-bind", "joint account: ask to bind a new co-owner (all must authorise)")
-    bind.add_argument("account")
+    bind.add_argument("account", help="the joint account's number")
     bind.add_argument("candidate", help="the new co-owner's bank id")
     bind.add_argument("identity", help="their identity document number")
     bind.add_argument("--code-file", required=True, help="0600 file: their personal code")

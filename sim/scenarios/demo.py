@@ -24,6 +24,7 @@ from typing import Any
 from atm_common.clock import ManualClock, SystemClock
 from atm_common.errors import AtmError
 from atm_common.files import private_dir
+from atm_common.progress import Progress
 from atm_common.tls import TlsFiles, client_context
 from sim.devices.key_injection import pinpad_options, terminal_for
 from sim.devices.launcher import emulators_on_ptys
@@ -161,9 +162,12 @@ async def run_sessions(
     customer: Customer,
     scenarios: Sequence[Scenario],
     cards: dict[str, tuple[CardData, str]],
+    progress: Progress | None = None,
 ) -> list[dict[str, Any]]:
     results = []
-    for scenario in scenarios:
+    for number, scenario in enumerate(scenarios, 1):
+        if progress is not None:
+            progress.step(f"session {number} of {len(scenarios)}: {scenario.name}")
         card, account = cards[scenario.card]
         apply(scenario, customer, card)
         before = customer.dispenser.handed_out_amount
@@ -238,14 +242,26 @@ def reconcile(
     return ok, rows
 
 
+def registered_site(terminal_id: str) -> tuple[str, SiteLocation]:
+    """The site the demo bank registered ``terminal_id`` at: each demo terminal is set up
+    where it stands (ATM00002 at the airport, not at Main Street)."""
+    for term in read_toml(DEMO_SEED).get("terminals", []):
+        if term.get("id") == terminal_id and "lat" in term and "lon" in term:
+            return str(term.get("site", "ATM")), SiteLocation(
+                float(term["lat"]), float(term["lon"])
+            )
+    raise AtmError(f"{DEMO_SEED}: terminal {terminal_id} has no registered site")
+
+
 def _config(
     workdir: Path, port: int, terminal_id: str, timeouts: Timeouts, tls: TlsFiles | None
 ) -> TerminalConfig:
+    name, site = registered_site(terminal_id)
     return TerminalConfig(
         terminal_id=terminal_id,
-        location="Main Street branch",
+        location=name,
         journal=workdir / "journal.db",
-        site=SiteLocation(52.52, 13.405),
+        site=site,
         host=HostConfig(port=port, timeout=10.0, tls=tls, plain=tls is None),
         timeouts=timeouts,
     )
@@ -328,15 +344,19 @@ async def run_demo(
     cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
     enterprise: bool = True,
     joint_scenarios: Sequence[Scenario] = JOINT_DEMO,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     """Run the whole demo; returns the report that ``atm demo --json`` prints.
 
     ``enterprise`` adds the corporate card sessions and each enterprise role's view
     (API and ATM), refusals and a maker-checker table change (enterprise_demo.py).
+    ``progress`` is told each step (``atm demo`` on a terminal shows it).
 
     ``devices="pty"`` puts dispenser, PIN pad and GPS emulators behind real ptys;
     ``card_reader="pcsc"`` reads virtual EMV cards through a real pcscd.
     """
+    progress = progress or Progress("demo", enabled=False)
+    progress.step("starting the alarm center, the carrier and the bank host")
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="atm-demo-")))
@@ -396,8 +416,9 @@ async def run_demo(
         cards = seed_cards(DEMO_SEED)
         extra: dict[str, Any] = {}
         try:
-            sessions = await run_sessions(terminal, customer, scenarios, cards)
+            sessions = await run_sessions(terminal, customer, scenarios, cards, progress)
             for cardless in cardless_scenarios:
+                progress.step(f"cardless: {cardless.name}")
                 sessions.append(
                     await play_cardless(terminal, customer, host.api_url, cardless, pki.ca)
                 )
@@ -416,6 +437,7 @@ async def run_demo(
         holds = holds_snapshot(host.db_path)
         # the desk reads over mutual TLS too, with the center's own certificate
         desk = client_context(pki.service("alarm-center"))
+        progress.step("collecting the alarms, checking the ledger")
         raised = await collect_alarms(alarms.url, scenarios, load_token(token_file), desk)
         alarms_ok = check_alarms(raised, scenarios, terminal_id, location_source(terminal))
         handed_out = customer.dispenser.handed_out_amount
@@ -529,15 +551,18 @@ def _get_alarms(url: str, token: str, tls: ssl.SSLContext | None) -> list[dict[s
 def check_alarms(
     alarms: list[dict[str, Any]], scenarios: Sequence[Scenario], terminal_id: str, source: str
 ) -> bool:
-    """Exactly one alarm per duress session, from this terminal, located, amount known,
+    """Exactly one alarm per duress session, from this terminal, placed at its registered
+    site with the terminal's own report (``source``) alongside, amount known,
     with the snapshots the host asked the terminal's camera for."""
     expected = _expected_alarms(scenarios)
     if len(alarms) != len(expected):
         return False
     for alarm, scenario in zip(alarms, expected, strict=True):
         location = alarm["location"]
-        if alarm["terminal_id"] != terminal_id or location["source"] != source:
-            return False
+        if alarm["terminal_id"] != terminal_id or location["source"] != "register":
+            return False  # a fixed ATM's alarm goes to its registered site
+        if location.get("reported", {}).get("source") != source:
+            return False  # with what the terminal itself said, for the desk to compare
         if location["lat"] is None or alarm["amount_requested"] < scenario.expected_dispensed:
             return False
         if len(alarm["evidence"]) != EVIDENCE_SNAPSHOTS:  # the camera's quiet snapshots
@@ -567,7 +592,14 @@ def main(
     devices: str = "sim",
     card_reader: str = "sim",
     cardless_scenarios: Sequence[CardlessScenario] = CARDLESS_DEMO,
+    progress: Progress | None = None,
 ) -> dict[str, Any]:
     return asyncio.run(
-        run_demo(workdir, security=security, devices=devices, card_reader=card_reader)
+        run_demo(
+            workdir,
+            security=security,
+            devices=devices,
+            card_reader=card_reader,
+            progress=progress,
+        )
     )

@@ -28,6 +28,7 @@ from typing import Any
 from atm_common.clock import ManualClock
 from atm_common.errors import AtmError
 from atm_common.files import private_dir
+from atm_common.progress import Progress
 from atm_common.tls import client_context, server_context
 from sim.devices.key_injection import pinpad_options
 from sim.pki import make_pki
@@ -76,7 +77,9 @@ class Soak:
         fault_rate: float = 0.3,
         cards: int = 100,
         joint_accounts: int = 3,
+        progress: Progress | None = None,
     ) -> None:
+        self.progress = progress or Progress("soak", enabled=False)  # atm soak on a terminal
         self.rng = random.Random(seed)
         self.plan = FaultPlan(faults, self.rng, fault_rate)  # refuses unknown faults
         self.workdir, self.transactions, self.seed = workdir, transactions, seed
@@ -170,6 +173,8 @@ class Soak:
                 raise AtmError(terminal.out_of_service_reason)
             for i in range(self.transactions):
                 terminal = await self._one(i, terminal, devices, proxy, host)
+                self.progress.advance()
+            self.progress.step("settling, delivering alarms, checking the money")
             terminal = await self._settle(terminal, proxy, host)
             saf_pending = terminal.saf.pending
             exceptions = len(terminal.saf.entries("exception"))

@@ -10,6 +10,7 @@ customer's input.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -96,6 +97,16 @@ async def serve_prompted(
         reader.clear_take_script()
 
 
+def with_host(config: TerminalConfig, address: str | None, port: int | None) -> TerminalConfig:
+    """``atm run --host/--port``: the config's host link with another address or port."""
+    host = config.host
+    if address is not None:
+        host = dataclasses.replace(host, address=address)
+    if port is not None:
+        host = dataclasses.replace(host, port=port)
+    return dataclasses.replace(config, host=host)
+
+
 async def run_kiosk(config: TerminalConfig) -> int:
     """The unattended loop on the configured devices until SIGINT/SIGTERM."""
     stop = asyncio.Event()
@@ -115,8 +126,10 @@ async def run_kiosk(config: TerminalConfig) -> int:
     return 0
 
 
-async def run_interactive(config_path: Path, *, sim: bool) -> int:
-    config = load_config(config_path)
+async def run_interactive(
+    config_path: Path, *, sim: bool, address: str | None = None, port: int | None = None
+) -> int:
+    config = with_host(load_config(config_path), address, port)
     if not sim:
         return await run_kiosk(config)
     terminal = Terminal(

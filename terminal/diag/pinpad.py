@@ -24,11 +24,11 @@ import logging
 from typing import Any
 
 from atm_common.crypto.tdes import key_check_value
-from atm_common.errors import LocalProtocolError, RemoteProtocolError
+from atm_common.errors import LocalProtocolError, RemoteProtocolError, SecurityError
 from terminal.drivers.pinpad.base import PinPad
 from terminal.drivers.pinpad.epp import EppPinPad
 from terminal.drivers.pinpad.sim import SimPinPad
-from terminal.errors import DeviceError
+from terminal.errors import DeviceError, DeviceFault
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +62,36 @@ def device_report(pinpad: PinPad) -> dict[str, Any]:
     return report
 
 
-def _component_kcv(component: str) -> str:
-    """KCV of one clear component, for its custodian; errors never echo the component."""
+class KeyCheckMismatch(SecurityError):
+    """The components do not make the key the bank announced (its check value differs)."""
+
+
+def _component_key(component: str) -> bytes:
+    """One clear component as bytes; errors never echo the component."""
     try:
         key = bytes.fromhex(component)
     except ValueError:
         raise LocalProtocolError("a key component is not a hex string") from None
     if len(key) not in (16, 24):
         raise LocalProtocolError(f"a key component must be 16 or 24 bytes, got {len(key)}")
-    return key_check_value(key)
+    return key
+
+
+def component_kcv(component: str) -> str:
+    """KCV of one clear component, for its custodian to compare with their envelope."""
+    return key_check_value(_component_key(component))
+
+
+def combined_kcv(components: list[str]) -> str:
+    """KCV of the key the components XOR into (what the pad will hold: DES ignores the
+    parity bits the pad may fix), known before anything is sent to it."""
+    keys = [_component_key(c) for c in components]
+    if len({len(k) for k in keys}) != 1:
+        raise LocalProtocolError("key components must all have the same length")
+    combined = bytes(len(keys[0]))
+    for key in keys:
+        combined = bytes(a ^ b for a, b in zip(combined, key, strict=True))
+    return key_check_value(combined)
 
 
 def load_master_key(
@@ -82,10 +103,13 @@ def load_master_key(
 ) -> dict[str, Any]:
     """Key ceremony: load the TMK into ``slot`` from clear hex ``components``, in order.
 
-    Every component is checked before the first is sent, so a typo never leaves the slot
-    half built. Returns ``{"slot", "components": [{"part", "component_kcv", "slot_kcv"}],
-    "tmk_kcv"}`` (``slot_kcv``: what the slot holds after that part) and, when
-    ``expected_kcv`` is given, ``kcv_matches``. Device refusals (parity ``E2``, a pad
+    Every component, and with ``expected_kcv`` the combined key's check value, is
+    checked before the first is sent, so a typo or a wrong component never leaves the
+    slot half built or holding the wrong key (:class:`KeyCheckMismatch`). Returns
+    ``{"slot", "components": [{"part", "component_kcv", "slot_kcv"}], "tmk_kcv"}``
+    (``slot_kcv``: what the slot holds after that part) and, when ``expected_kcv`` is
+    given, ``kcv_matches`` (always true: a mismatch raises). Device refusals (parity
+    ``E2``, a pad
     in aes-dukpt mode ``EB``) raise as the driver's errors.
     """
     if not MIN_COMPONENTS <= len(components) <= MAX_COMPONENTS:
@@ -93,19 +117,29 @@ def load_master_key(
             f"a TMK is loaded from {MIN_COMPONENTS}-{MAX_COMPONENTS} components, "
             f"got {len(components)}"
         )
-    component_kcvs = [_component_kcv(c) for c in components]
-    if len({len(c) for c in components}) != 1:
-        raise LocalProtocolError("key components must all have the same length")
+    component_kcvs = [component_kcv(c) for c in components]
+    expected = expected_kcv.strip().upper() if expected_kcv is not None else None
+    combined = combined_kcv(components)
+    if expected is not None and combined != expected:
+        raise KeyCheckMismatch(
+            f"the components make a key with check value {combined}, not {expected}:"
+            " nothing was loaded; each custodian compares their component's KCV with"
+            " their envelope, or the bank confirms the expected KCV"
+        )
     steps: list[dict[str, Any]] = []
-    for part, (component, component_kcv) in enumerate(
-        zip(components, component_kcvs, strict=True), start=1
-    ):
+    for part, (component, kcv) in enumerate(zip(components, component_kcvs, strict=True), 1):
         slot_kcv = pinpad.load_component(slot, component, part=part)
-        steps.append({"part": part, "component_kcv": component_kcv, "slot_kcv": slot_kcv})
+        steps.append({"part": part, "component_kcv": kcv, "slot_kcv": slot_kcv})
     tmk_kcv = str(steps[-1]["slot_kcv"])
+    if tmk_kcv != combined:
+        raise DeviceFault(
+            "pinpad",
+            f"the pad reports check value {tmk_kcv} for the loaded key, expected"
+            f" {combined}: do not use it; load the key again",
+        )
     result: dict[str, Any] = {"slot": slot, "components": steps, "tmk_kcv": tmk_kcv}
-    if expected_kcv is not None:
-        result["kcv_matches"] = tmk_kcv == expected_kcv.strip().upper()  # KCVs are public
+    if expected is not None:
+        result["kcv_matches"] = True  # KCVs are public; a mismatch loaded nothing
     log.info(
         "pinpad: TMK loaded into slot %02d from %d components, KCV %s",
         slot,

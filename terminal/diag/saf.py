@@ -18,7 +18,10 @@ def saf_path(journal: Path) -> Path:
 def report(journal: Path, *, requeue: bool = False) -> dict[str, Any]:
     path = saf_path(journal)
     if not path.exists():
-        raise JournalError(f"{path}: no store-and-forward queue here")
+        raise JournalError(
+            f"{path}: no store-and-forward queue here;"
+            " has the terminal run with this config? (--config FILE)"
+        )
     queue = SafQueue(path, SystemClock())
     try:
         requeued = queue.requeue_exceptions() if requeue else 0

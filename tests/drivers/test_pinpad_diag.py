@@ -21,7 +21,7 @@ from atm_common.crypto.tdes import encrypt_block
 from atm_common.crypto.tdes import key_check_value as check_value
 from atm_common.errors import LocalProtocolError
 from sim.devices.epp import EppEmulator
-from terminal.diag.pinpad import device_report, load_master_key
+from terminal.diag.pinpad import KeyCheckMismatch, device_report, load_master_key
 from terminal.drivers.pinpad import epp_protocol as proto
 from terminal.drivers.pinpad.base import MacKey
 from terminal.drivers.pinpad.epp import EppPinPad
@@ -139,11 +139,15 @@ def test_ceremony_loads_the_tmk_the_pad_then_uses(clock: ManualClock, count: int
         assert recover_pin_format0(pad.read_pin(PAN).block, PAN, tpk) == SECRET
 
 
-def test_wrong_expected_kcv_is_reported(clock: ManualClock) -> None:
+def test_wrong_expected_kcv_loads_nothing(clock: ManualClock) -> None:
     pad, _ = _pad(clock, pin_key=None)
     with pad:
-        result = load_master_key(pad, COMPONENTS[:2], expected_kcv="000000")
-    assert result["kcv_matches"] is False
+        before = pad.key_check_values()
+        with pytest.raises(KeyCheckMismatch) as info:
+            load_master_key(pad, COMPONENTS[:2], expected_kcv="AD7614")
+        assert pad.key_check_values() == before  # the slot keeps what it held
+    assert "AD7614" in str(info.value) and "nothing was loaded" in str(info.value)
+    assert check_value(_combined(COMPONENTS[:2])) in str(info.value)
 
 
 def test_bad_components_are_refused_before_any_is_sent(clock: ManualClock) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
+from atm_common.clock import ManualClock
 from host_link.amounts import AmountType, decode_amounts
 from host_link.evidence import (
     PART_CHARS,
@@ -15,9 +16,10 @@ from host_link.evidence import (
     parse_request,
     part_plaintexts,
 )
+from sim.alarm_center.contract import validate_alarm
 from sim.host import outbox
 
-from .helpers import CARDS, Host, Terminal
+from .helpers import CARDS, DUKPT_TERMINAL, Host, Terminal
 
 ERIN = CARDS["erin"]
 DURESS_PIN = "0852"
@@ -86,7 +88,16 @@ def test_normal_pin_raises_nothing_and_wrong_pin_counts(host: Host, terminal: Te
     assert _alarms(host) == []
 
 
-def test_location_comes_from_field_62(host: Host, terminal: Terminal) -> None:
+def _unregister_site(host: Host, terminal_id: str = "ATM00001") -> None:
+    """Make the terminal a mobile POS: the bank registered no site for it."""
+    host.conn.execute(
+        "UPDATE terminals SET site_lat = NULL, site_lon = NULL WHERE id = ?", (terminal_id,)
+    )
+    host.conn.commit()
+
+
+def test_a_mobile_terminals_location_comes_from_field_62(host: Host, terminal: Terminal) -> None:
+    _unregister_site(host)
     request = terminal.balance_inquiry(
         ERIN, pin=DURESS_PIN, **{"62": "SRC=gps;LAT=48.1;LON=11.5;AGE=4;Q=1"}
     )
@@ -96,9 +107,45 @@ def test_location_comes_from_field_62(host: Host, terminal: Terminal) -> None:
 
 
 def test_no_location_is_left_for_the_carrier(host: Host, terminal: Terminal) -> None:
+    _unregister_site(host)
     host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN, **{"62": "SRC=none"}))
     (alarm,) = _alarms(host)
     assert alarm["location"] == {"lat": None, "lon": None, "source": "none", "age": None}
+
+
+def test_the_register_wins_over_the_terminals_report_and_the_alarm_says_so(
+    host: Host, clock: ManualClock
+) -> None:
+    """ATM00002 stands at Airport hall B; a config copied from Main Street reports Main
+    Street's site. Help goes to the airport, and the alarm carries what the terminal said
+    and how far off it was, for the desk to see the disagreement."""
+    airport = Terminal(clock, DUKPT_TERMINAL)
+    request = airport.balance_inquiry(
+        ERIN, pin=DURESS_PIN, **{"62": "SRC=site;LAT=52.520000;LON=13.405000"}
+    )
+    host.authoriser.handle(request, "10.0.0.9")
+    (alarm,) = _alarms(host)
+    where = alarm["location"]
+    assert isinstance(where, dict)
+    assert (where["lat"], where["lon"], where["source"]) == (52.3667, 13.5033, "register")
+    assert where["site"] == "Airport hall B"
+    assert where["reported"] == {"lat": 52.52, "lon": 13.405, "source": "site", "age": None}
+    assert 17_000 < where["distance_m"] < 19_000
+    validate_alarm(alarm)  # the alarm center's contract takes it
+
+
+def test_a_registered_terminal_without_a_fix_is_still_placed(
+    host: Host, terminal: Terminal
+) -> None:
+    host.authoriser.handle(terminal.balance_inquiry(ERIN, pin=DURESS_PIN, **{"62": "SRC=none"}))
+    (alarm,) = _alarms(host)
+    assert alarm["location"] == {
+        "lat": 52.52,
+        "lon": 13.405,
+        "source": "register",
+        "age": None,
+        "site": "Main Street branch",
+    }  # not "none": the carrier's guess is never asked for a terminal the bank placed
 
 
 def test_declined_request_leaves_no_alarm_behind_when_rolled_back(

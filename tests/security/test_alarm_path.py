@@ -234,7 +234,7 @@ def duress_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DuressRun]:
         alarms: list[dict[str, Any]] = []
         while time.monotonic() < deadline:  # the host's outbox delivers in the background
             alarms = list_alarms(center.db)
-            real = [a for a in alarms if a["location"]["source"] == "site"]
+            real = [a for a in alarms if a["location"]["source"] == "register"]
             if real and len(real[0]["evidence"]) == 2 and len(real[0]["updates"]) == 3:
                 break
             time.sleep(0.2)
@@ -269,7 +269,9 @@ def test_a_forged_alarm_posted_ahead_does_not_stop_the_real_one(duress_run: Dure
     assert duress_run.forged and all(status == 401 for _, status in duress_run.forged)
     [real] = duress_run.alarms  # nothing forged was stored
     assert (real["location"]["lat"], real["location"]["lon"]) == SITE
-    assert real["location"]["source"] == "site" and real["masked_pan"].endswith("0051")
+    assert real["location"]["source"] == "register"  # the bank's register of its site
+    assert real["location"]["reported"]["source"] == "site"  # what the terminal said
+    assert real["masked_pan"].endswith("0051")
     assert len(real["evidence"]) == 2  # the quiet snapshots reached it too
     assert list_conflicts(duress_run.center.db) == []
     conn = sqlite3.connect(f"file:{duress_run.host_db}?mode=ro", uri=True)

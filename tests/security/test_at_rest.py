@@ -190,7 +190,7 @@ def test_atm_host_refuses_the_demo_seed_without_demo(tmp_path: Path) -> None:
             timeout=60,
             check=False,
         )
-        assert run.returncode == 2, run.stdout + run.stderr
+        assert run.returncode == 3, run.stdout + run.stderr  # ExitCode.CONFIG
         assert run.stdout == ""
         (line,) = run.stderr.splitlines()  # one line, no traceback
         assert line.startswith("atm: error: ") and "--demo" in line and "demo keys" in line
@@ -202,7 +202,7 @@ def test_a_copy_without_the_marker_is_still_refused_by_its_keys(tmp_path: Path) 
     copy = tmp_path / "bank.toml"
     copy.write_text(DEMO_SEED.read_text().replace("demo = true", "demo = false"))
     run = _run_host(tmp_path, copy, "--port", "0")
-    assert run.returncode == 2
+    assert run.returncode == 3  # ExitCode.CONFIG
     assert "host.lmk" in run.stderr and "ATM00001 tmk" in run.stderr
     assert "--demo" in run.stderr
 

@@ -181,7 +181,7 @@ def test_atm_host_without_a_transport_refuses_in_one_line(tmp_path: Path) -> Non
         timeout=60,
         check=False,
     )
-    assert run.returncode == 2
+    assert run.returncode == 2  # ExitCode.USAGE
     (line,) = run.stderr.splitlines()
     assert line.startswith("atm: error: ") and "--tls-dir" in line and "--plain" in line
     assert not (tmp_path / "var").exists()
@@ -212,4 +212,4 @@ def test_atm_pki_init_makes_a_private_ca(tmp_path: Path) -> None:
     again = subprocess.run(
         [*ATM, "pki", "init", str(directory)], capture_output=True, text=True, check=False
     )
-    assert again.returncode == 2 and "--force" in again.stderr
+    assert again.returncode == 3 and "--force" in again.stderr  # ExitCode.CONFIG

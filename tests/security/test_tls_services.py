@@ -204,12 +204,12 @@ def test_the_phone_api_serves_https_and_atm_phone_verifies_it_with_ca(tmp_path: 
         assert json.loads(ok.stdout)["status"] == "sent"
 
         unknown = phone(url, "--phone", FRANK, "request")  # the system's CAs only
-        assert unknown.returncode == 1
+        assert unknown.returncode == 5  # ExitCode.HOST: no bank it can talk to
         assert "CERTIFICATE_VERIFY_FAILED" in unknown.stderr and "--ca" in unknown.stderr
 
         other = make_pki(tmp_path / "other", [])
         forged = phone(url, "--ca", str(other.ca), "--phone", FRANK, "request")
-        assert forged.returncode == 1 and "CERTIFICATE_VERIFY_FAILED" in forged.stderr
+        assert forged.returncode == 5 and "CERTIFICATE_VERIFY_FAILED" in forged.stderr
 
         cleartext = phone(url.replace("https://", "http://"), "--phone", FRANK, "request")
-        assert cleartext.returncode == 1
+        assert cleartext.returncode == 5

@@ -5,8 +5,9 @@ ATM's requests (:mod:`.iso`) and the phone API (:mod:`.api`) each turn their own
 credentials into "is the password the account's, and whose code is this?" and hand the
 answer here. Every method runs in the caller's transaction. A refusal is a
 :class:`~sim.host.joint.notices.Refusal` carrying both the ISO response code and the HTTP
-status, so the two channels answer alike; the only thing a refused request changes is the failure count
-(and, past the threshold, the lock), which the caller commits before it answers.
+status, so the two channels answer alike; the only thing a refused request changes is the
+failure count (and, past the threshold, the lock), which the caller commits before it
+answers.
 """
 
 from __future__ import annotations
