@@ -99,6 +99,7 @@ class Terminal:
         self._sessions = itertools.count(first)
         self.out_of_service_reason = "starting"
         self._recovered = False
+        self._restarting = True  # the first recovery clears the card reader
         self._devices_open = False
         # Out of service: when to try the devices and the host again (the loop's pause),
         # and how often the same complaint may reach the log.
@@ -143,12 +144,15 @@ class Terminal:
     def _recover(self) -> bool:
         """Settle a session a crash interrupted, before anyone else is served.
 
-        A card still in the reader belongs to a customer who is gone: it is retained.
+        At a restart, a card still in the reader belongs to a customer who is gone: it is
+        retained. After a session that failed (its card already handed back) a card in the
+        reader is the next customer's, and is served.
         """
         try:
-            if self.devices.card_reader.wait_for_card(0.0):
+            if self._restarting and self.devices.card_reader.wait_for_card(0.0):
                 self.devices.card_reader.retain()
                 self.journal.record("card_retained_at_restart", durable=True)
+            self._restarting = False
         except DeviceError as exc:
             self._ratelog.log("recover", logging.ERROR, "cannot clear the card reader: %s", exc)
         try:
