@@ -6,7 +6,6 @@ once, cleanly."""
 from __future__ import annotations
 
 import re
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.host_process import Host, free_port
 from tests.pty_console import CTRL_C, CTRL_D, PtyProcess
 
 pytestmark = pytest.mark.e2e
@@ -24,39 +24,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SIM_CONFIG = ROOT / "terminal" / "data" / "sim-terminal.toml"
 ALICE = "4761739001010010"  # demo seed: PIN 1234
 PROMPT = r"card PAN \(empty to quit\)> "
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Host:
-    """``python -m sim host --plain`` on a fixed port, so it can be restarted on it."""
-
-    def __init__(self, workdir: Path, port: int) -> None:
-        self.workdir, self.port = workdir, port
-        self.proc: subprocess.Popen[str] | None = None
-        self.log = workdir / "host.log"
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "sim", "host", "--plain", "--demo"]
-        argv += ["--db", str(self.workdir / "host.db"), "--port", str(self.port)]
-        with self.log.open("a") as errors:
-            self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=errors, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        assert line.startswith("listening on"), self.log.read_text()
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-        self.proc = None
-
-    def mac_failures(self) -> int:
-        return self.log.read_text().count("MAC does not verify")
 
 
 @pytest.fixture
