@@ -16,12 +16,14 @@ end of a pipe) stops with a line (exit code 0).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
 from pathlib import Path
 
 from atm_common.clock import SystemClock
+from atm_common.errors import AtmError
 from terminal.app import Terminal
 from terminal.cli.console import Console, Interrupted
 from terminal.config import TerminalConfig, load_config
@@ -123,6 +125,9 @@ async def serve_prompted(
         pinpad.clear_script()
         dispenser.clear_take_script()
         reader.clear_take_script()
+        if reader.card_present:  # no path should leave one; if one did, it is not taken
+            with contextlib.suppress(AtmError):
+                reader.retain()
 
 
 async def run_kiosk(config: TerminalConfig) -> int:
