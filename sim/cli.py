@@ -215,7 +215,7 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
 
     from sim.devices.kiosk_control import KioskHands, control_socket
     from sim.devices.launcher import PCSC_READER, SIM_READER, emulators_on_ptys, kiosk_toml
-    from sim.devices.pcsc_env import PcscEnv
+    from sim.devices.pcsc_env import PcscEnv, PcscEnvError
 
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -227,7 +227,13 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
             print(f"{name}: {path}", flush=True)
         pcsc = None
         if args.card_reader == "pcsc":
-            pcsc = stack.enter_context(PcscEnv())  # pcscd + vpcd, stopped by PID at the end
+            try:  # pcscd + vpcd, stopped by PID at the end
+                pcsc = stack.enter_context(PcscEnv())
+            except PcscEnvError as exc:
+                raise PcscEnvError(
+                    f"the virtual card reader cannot start: {exc} (without pcscd:"
+                    " --card-reader sim, and play the customer with `atm run --sim`)"
+                ) from None
             print(f"card_reader: {PCSC_READER['reader']} (pcscd)", flush=True)
         hands = KioskHands(emulated, pcsc, Path(args.seed))
         stack.callback(hands.close)

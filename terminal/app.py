@@ -105,6 +105,7 @@ class Terminal:
         # and how often the same complaint may reach the log.
         self.retry = Backoff(base=1.0, cap=30.0, jitter=0.25)
         self._ratelog = RateLimitedLog(log, burst=3, window=60.0)
+        self._journalled = float("-inf")  # when the last out_of_service row was written
 
     @property
     def state(self) -> State:
@@ -206,17 +207,23 @@ class Terminal:
         """Out of service for ``reason`` (``kind: detail``).
 
         Journalled and shown when the terminal goes out of service or the kind of reason
-        changes; a retry that fails the same way again only logs, at a bounded rate, so a
-        missing device or a wrong key cannot flood the journal or the log.
+        changes (journalled again at most once a minute when only its words change); a
+        retry that fails the same way again only logs, at a bounded rate, so a missing
+        device or a wrong key cannot flood the journal or the log.
         """
         kind = reason.split(":", 1)[0]
         previous = self.out_of_service_reason.split(":", 1)[0]
+        now = self.clock.monotonic()
         news = self.machine.state is not State.OUT_OF_SERVICE or kind != previous
+        # the same kind in other words (another device down): worth a row, once a minute
+        reworded = reason != self.out_of_service_reason and now - self._journalled >= 60.0
         self.out_of_service_reason = reason
         if self.machine.state is not State.OUT_OF_SERVICE:
             self.machine.fire("go_out_of_service")
-        if news:
+        if news or reworded:
+            self._journalled = now
             self.journal.record("out_of_service", reason=reason)
+        if news:
             self.display.show(Screen.OUT_OF_SERVICE)
         self._ratelog.log(f"oos:{kind}", logging.ERROR, "out of service: %s", reason)
 
