@@ -371,6 +371,8 @@ class Terminal:
             result = await self.serve_one(wait=poll)
             if result is not None:
                 log.info("session %s: %s", result.session_id, result.outcome)
+                if self.machine.state is State.IDLE:
+                    self.display.show(Screen.WELCOME)  # ready for the next customer
             elif self.machine.state is State.OUT_OF_SERVICE:
                 await self.pause(stop)
             else:
