@@ -179,7 +179,7 @@ class Terminal:
         offers balance inquiries only (or goes out of service, by config), and offers cash
         again as soon as the dispenser reports healthy: no restart needed.
         """
-        status = self.devices.status()
+        status = self._reopen_offline(self.devices.status())
         down = (DeviceStatus.FAULT, DeviceStatus.OFFLINE)
         cash = status.get("dispenser") not in down
         if cash != self.cash_available:
@@ -202,6 +202,20 @@ class Terminal:
             self.journal.record("in_service", devices={k: v.value for k, v in status.items()})
             self.display.show(Screen.WELCOME)
         return True
+
+    def _reopen_offline(self, status: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+        """Reopen every device that reports OFFLINE (its port gone: another try on the old
+        handle would fail for ever); the status after. Failures are logged, rate-limited."""
+        offline = [name for name, state in status.items() if state is DeviceStatus.OFFLINE]
+        if not offline or not self._devices_open:
+            return status
+        for name in offline:
+            try:
+                self.devices.all()[name].reopen()
+                log.warning("%s was offline: reopened", name)
+            except DeviceError as exc:
+                self._ratelog.log(f"reopen:{name}", logging.ERROR, "cannot reopen %s", exc)
+        return self.devices.status()
 
     def _out_of_service(self, reason: str) -> None:
         """Out of service for ``reason`` (``kind: detail``).

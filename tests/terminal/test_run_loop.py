@@ -5,13 +5,17 @@ again on the next try; retries back off; a repeated reason is journalled once.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 from collections.abc import Callable
 from typing import Any
 
 from atm_common.backoff import Backoff
 from terminal.cli.interactive import parse_inputs
+from terminal.drivers.base import DeviceStatus
 from terminal.drivers.card_reader.base import CardData
+from terminal.drivers.dispenser.sim import SimDispenser
+from terminal.errors import DeviceUnavailable
 from terminal.fsm.customer import State
 from terminal.ui import RecordingDisplay, Screen
 from tests.conftest import Rig
@@ -71,5 +75,47 @@ def test_the_same_reason_again_is_journalled_once_and_shown_once(
         stop = asyncio.Event()
         stop.set()
         assert await terminal.pause(stop) <= 1.0  # the first pause; stop cuts it short
+
+    with_rig(body)
+
+
+class UnpluggableDispenser(SimDispenser):
+    """A dispenser on a port that can go away: once unplugged, its handle stays dead
+    (OFFLINE) even after the cable is back, until the port is opened afresh."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.plugged, self.handle_alive, self.opens = True, False, 0
+
+    def _do_open(self) -> None:
+        if not self.plugged:
+            raise DeviceUnavailable(self.kind, "cannot open serial port: no such device")
+        self.handle_alive = True
+        self.opens += 1
+
+    def _do_status(self) -> DeviceStatus:
+        return super()._do_status() if self.handle_alive else DeviceStatus.OFFLINE
+
+    def unplug(self) -> None:
+        self.plugged = self.handle_alive = False
+
+
+def test_a_device_that_went_offline_is_reopened_and_the_terminal_comes_back(
+    with_rig: Callable[..., Any],
+) -> None:
+    async def body(rig: Rig) -> None:
+        terminal = rig.terminal
+        terminal.config = dataclasses.replace(terminal.config, without_dispenser="out_of_service")
+        dispenser = UnpluggableDispenser(clock=rig.clock)
+        dispenser.open()
+        terminal.devices.dispenser = dispenser
+        assert terminal.check_devices() and terminal.state is State.IDLE
+        dispenser.unplug()
+        assert not terminal.check_devices()  # the reopen fails: still no port
+        assert terminal.out_of_service_reason == "devices: not ready: {'dispenser': 'offline'}"
+        assert not await terminal.ready()
+        dispenser.plugged = True  # the cable is back; the old handle is still dead
+        assert await terminal.ready(), terminal.out_of_service_reason
+        assert terminal.state is State.IDLE and dispenser.opens == 2
 
     with_rig(body)
