@@ -106,6 +106,7 @@ class Terminal:
         self.retry = Backoff(base=1.0, cap=30.0, jitter=0.25)
         self._ratelog = RateLimitedLog(log, burst=3, window=60.0)
         self._journalled = float("-inf")  # when the last out_of_service row was written
+        self._offline: set[str] = set()  # devices OFFLINE at the last check
 
     @property
     def state(self) -> State:
@@ -204,12 +205,14 @@ class Terminal:
         return True
 
     def _reopen_offline(self, status: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
-        """Reopen every device that reports OFFLINE (its port gone: another try on the old
-        handle would fail for ever); the status after. Failures are logged, rate-limited."""
-        offline = [name for name, state in status.items() if state is DeviceStatus.OFFLINE]
-        if not offline or not self._devices_open:
+        """Reopen every device that reported OFFLINE at this check and the one before (its
+        port gone: another try on the old handle would fail for ever; one missed answer is
+        not worth a new handle); the status after. Failures are logged, rate-limited."""
+        offline = {name for name, state in status.items() if state is DeviceStatus.OFFLINE}
+        again, self._offline = offline & self._offline, offline
+        if not again or not self._devices_open:
             return status
-        for name in offline:
+        for name in sorted(again):
             try:
                 self.devices.all()[name].reopen()
                 log.warning("%s was offline: reopened", name)
