@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_SEED_PATH = DATA / "demo-seed.toml"
+DEFAULT_CONTROL = "var/sim-devices.sock"  # atm sim devices' control socket (kiosk_control)
 
 
 def cmd_host(args: argparse.Namespace) -> int:
@@ -304,26 +305,63 @@ def _fresh_workdir(workdir: Path) -> None:
 
 
 def cmd_sim_devices(args: argparse.Namespace) -> int:
+    import contextlib
     import signal
     import threading
 
-    from sim.devices.launcher import emulators_on_ptys, kiosk_toml
+    from sim.devices.kiosk_control import KioskHands, control_socket
+    from sim.devices.launcher import PCSC_READER, SIM_READER, emulators_on_ptys, kiosk_toml
+    from sim.devices.pcsc_env import PcscEnv, PcscEnvError
 
     if args.config_out and Path(args.config_out).is_dir():
         raise ConfigError(args.config_out, "", "is a folder; --config-out names the file to write")
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with emulators_on_ptys(Path(args.seed), args.terminal) as emulated:
+    with contextlib.ExitStack() as stack:
+        emulated = stack.enter_context(emulators_on_ptys(Path(args.seed), args.terminal))
+        emulated.dispenser.hand_operated = True  # a person takes the cash: atm sim cash take
         for name, path in emulated.paths.items():
             print(f"{name}: {path}", flush=True)
+        pcsc = None
+        if args.card_reader == "pcsc":
+            try:  # pcscd + vpcd, stopped by PID at the end
+                pcsc = stack.enter_context(PcscEnv())
+            except PcscEnvError as exc:
+                raise PcscEnvError(
+                    f"the virtual card reader cannot start: {exc} (without pcscd:"
+                    " --card-reader sim, and play the customer with `atm run --sim`)"
+                ) from None
+            print(f"card_reader: {PCSC_READER['reader']} (pcscd)", flush=True)
+        hands = KioskHands(emulated, pcsc, Path(args.seed))
+        stack.callback(hands.close)
+        control = stack.enter_context(control_socket(Path(args.control), hands))
+        print(f"control: {control} (atm sim card|pinpad|cash ... --control {control})", flush=True)
         if args.config_out:
             # the config names the PIN pad's keys: written private, like every generated file
             tls_dir = None if args.plain else Path(args.tls_dir)
-            toml = kiosk_toml(emulated, args.terminal, args.host_port, tls_dir=tls_dir)
+            reader = PCSC_READER if pcsc is not None else SIM_READER
+            toml = kiosk_toml(
+                emulated, args.terminal, args.host_port, tls_dir=tls_dir, card_reader=reader
+            )
             write_private(args.config_out, toml)
             print(f"config: {args.config_out}", flush=True)
         stop.wait(args.seconds)
+    return 0
+
+
+def cmd_sim_hands(args: argparse.Namespace) -> int:
+    """``atm sim card|pinpad|cash``: one request to a running ``atm sim devices``."""
+    from sim.devices.kiosk_control import ask
+
+    request: dict[str, Any] = {"do": f"{args.sim_command}_{args.action}"}
+    if args.sim_command == "card":
+        if args.action in ("insert", "swap") and not args.pan:
+            raise ConfigError(f"atm sim card {args.action}", "--pan", "is required")
+        request |= {"pan": args.pan or "", "mode": args.mode}
+    elif args.sim_command == "pinpad":
+        request["keys"] = args.keys
+    print(ask(Path(args.control), request))
     return 0
 
 
@@ -422,6 +460,12 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
+    "sim card": """\
+atm sim card insert --pan 4761739001010010
+atm sim card swap --pan 5413330089010012
+atm sim card remove""",
+    "sim pinpad": "atm sim pinpad press 1234 enter",
+    "sim cash": "atm sim cash take",
     "sim devices": """\
 atm sim devices --config-out kiosk.toml --tls-dir var/pki
 atm sim devices --config-out kiosk.toml --plain --seconds 600""",
@@ -598,7 +642,10 @@ def register(sub: Any) -> None:
 
     simp = sub.add_parser("sim", help="simulators")
     ssub = simp.add_subparsers(dest="sim_command", required=True)
-    devices = ssub.add_parser("devices", help="dispenser, PIN pad and GPS emulators on ptys")
+    devices = ssub.add_parser(
+        "devices",
+        help="dispenser, PIN pad and GPS emulators on ptys, a virtual PC/SC card reader",
+    )
     devices.add_argument("--seed", default=str(DEMO_SEED_PATH), help="host seed (for PIN pad keys)")
     devices.add_argument("--terminal", default="ATM00001", help="whose keys the PIN pad holds")
     devices.add_argument(
@@ -617,7 +664,38 @@ def register(sub: Any) -> None:
     )
     link.add_argument("--plain", action="store_true", help="the config's host link: plain TCP")
     devices.add_argument("--seconds", type=float, help="stop after this long (default: Ctrl-C)")
+    devices.add_argument(
+        "--card-reader",
+        choices=("pcsc", "sim"),
+        default="pcsc",
+        help="pcsc: a virtual PC/SC reader through a real pcscd (root; cards with `atm sim"
+        " card`); sim: the terminal's in-process reader. default: %(default)s",
+    )
+    devices.add_argument(
+        "--control", default=DEFAULT_CONTROL, help="the control socket (default: %(default)s)"
+    )
     devices.set_defaults(func=cmd_sim_devices)
+
+    card = ssub.add_parser(
+        "card", help="the person at `atm sim devices`: a card into the reader, out, or swapped"
+    )
+    card.add_argument("action", choices=("insert", "remove", "swap"), help="what to do with it")
+    card.add_argument("--pan", help="a card of the seed (insert, swap)")
+    card.add_argument(
+        "--mode", default="normal", help="a broken card: mute, bad_tlv, unknown_aid, expired ..."
+    )
+    pinpad = ssub.add_parser(
+        "pinpad", help="the person at `atm sim devices`: press keys on the PIN pad"
+    )
+    pinpad.add_argument("action", choices=("press",), help="press the keys that follow")
+    pinpad.add_argument("keys", nargs="+", help="digits, enter, cancel, f1 .. f8 (1234 enter)")
+    cash = ssub.add_parser("cash", help="the person at `atm sim devices`: take the cash")
+    cash.add_argument("action", choices=("take",), help="take the notes presented")
+    for hands in (card, pinpad, cash):
+        hands.add_argument(
+            "--control", default=DEFAULT_CONTROL, help="atm sim devices' control socket"
+        )
+        hands.set_defaults(func=cmd_sim_hands)
 
 
 def build_parser() -> argparse.ArgumentParser:

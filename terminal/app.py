@@ -5,21 +5,31 @@ runs one :class:`~terminal.session.CardSession` per card (or a
 :class:`~terminal.session.CardlessSession` when one is chosen). It goes in service only
 when the devices it cannot work without are healthy, and out of service cleanly (never
 crashing) when one fails.
+
+Nothing one customer or one device does stops the loop: a session that fails hands the card
+back (or retains it), goes out of service with a reason (``devices: ...``, ``host: ...``,
+``key: ...``, ``session: ...``) and lets crash recovery settle what the host is owed; the
+loop then retries the devices and the host with a capped, jittered backoff
+(:class:`~atm_common.backoff.Backoff`) and goes back in service by itself. A reason that
+repeats is journalled once and logged at a bounded rate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import ssl
 
+from atm_common.backoff import Backoff
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError, SecurityError
 from atm_common.files import private_database
+from atm_common.ratelimit import RateLimitedLog
 from atm_common.tls import client_context
 from host_link.client import HostClient
-from host_link.errors import CodecError, HostLinkError
+from host_link.errors import CodecError, HostLinkError, MacError
 from terminal.config import TRANSPORT_CHOICE, TerminalConfig
 from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
@@ -89,22 +99,44 @@ class Terminal:
         self._sessions = itertools.count(first)
         self.out_of_service_reason = "starting"
         self._recovered = False
+        self._restarting = True  # the first recovery clears the card reader
+        self._devices_open = False
+        # Out of service: when to try the devices and the host again (the loop's pause),
+        # and how often the same complaint may reach the log.
+        self.retry = Backoff(base=1.0, cap=30.0, jitter=0.25)
+        self._ratelog = RateLimitedLog(log, burst=3, window=60.0)
+        self._journalled = float("-inf")  # when the last out_of_service row was written
+        self._offline: set[str] = set()  # devices OFFLINE at the last check
 
     @property
     def state(self) -> State:
         return self.machine.state
 
     def start(self) -> bool:
-        """Open the devices and go in service if the essential ones are healthy."""
-        try:
-            self.devices.open()
-        except DeviceError as exc:
-            self._out_of_service(f"device failed to open: {exc}")
+        """Open the devices and go in service if the essential ones are healthy.
+
+        False leaves the terminal out of service with :attr:`out_of_service_reason`; the
+        loop (:meth:`run`, or the console's) retries later: a device that failed to open
+        is opened again, nothing needs a restart.
+        """
+        if not self._open_devices():
             return False
-        self.journal.record("terminal_start", terminal=self.config.terminal_id)
         if not self._recover():
             return False
         return self.check_devices()
+
+    def _open_devices(self) -> bool:
+        """Open every device (again, after a failure: opening is idempotent per device)."""
+        if self._devices_open:
+            return True
+        try:
+            self.devices.open()
+        except DeviceError as exc:
+            self._out_of_service(f"devices: failed to open: {exc}")
+            return False
+        self._devices_open = True
+        self.journal.record("terminal_start", terminal=self.config.terminal_id)
+        return True
 
     @property
     def recovered(self) -> bool:
@@ -114,14 +146,17 @@ class Terminal:
     def _recover(self) -> bool:
         """Settle a session a crash interrupted, before anyone else is served.
 
-        A card still in the reader belongs to a customer who is gone: it is retained.
+        At a restart, a card still in the reader belongs to a customer who is gone: it is
+        retained. After a session that failed (its card already handed back) a card in the
+        reader is the next customer's, and is served.
         """
         try:
-            if self.devices.card_reader.wait_for_card(0.0):
+            if self._restarting and self.devices.card_reader.wait_for_card(0.0):
                 self.devices.card_reader.retain()
                 self.journal.record("card_retained_at_restart", durable=True)
+            self._restarting = False
         except DeviceError as exc:
-            log.error("cannot clear the card reader at restart: %s", exc)
+            self._ratelog.log("recover", logging.ERROR, "cannot clear the card reader: %s", exc)
         try:
             result = recover(
                 self.journal,
@@ -131,7 +166,7 @@ class Terminal:
                 lambda m: with_ksn(self.host.stamp(m), self.devices.pinpad),
             )
         except DeviceError as exc:
-            self._out_of_service(f"crash recovery needs the dispenser: {exc}")
+            self._out_of_service(f"recovery: crash recovery needs the dispenser: {exc}")
             return False
         if result.action != "clean":
             log.warning("recovery of %s: %s", result.session, result.action)
@@ -145,7 +180,7 @@ class Terminal:
         offers balance inquiries only (or goes out of service, by config), and offers cash
         again as soon as the dispenser reports healthy: no restart needed.
         """
-        status = self.devices.status()
+        status = self._reopen_offline(self.devices.status())
         down = (DeviceStatus.FAULT, DeviceStatus.OFFLINE)
         cash = status.get("dispenser") not in down
         if cash != self.cash_available:
@@ -159,7 +194,7 @@ class Terminal:
         )
         bad = {k: v.value for k, v in status.items() if k in essential and v in down}
         if bad:
-            self._out_of_service(f"devices not ready: {bad}")
+            self._out_of_service(f"devices: not ready: {bad}")
             return False
         if self.security_mode is None:
             return True  # devices are fine; in service once signed on to the host
@@ -169,13 +204,45 @@ class Terminal:
             self.display.show(Screen.WELCOME)
         return True
 
+    def _reopen_offline(self, status: dict[str, DeviceStatus]) -> dict[str, DeviceStatus]:
+        """Reopen every device that reported OFFLINE at this check and the one before (its
+        port gone: another try on the old handle would fail for ever; one missed answer is
+        not worth a new handle); the status after. Failures are logged, rate-limited."""
+        offline = {name for name, state in status.items() if state is DeviceStatus.OFFLINE}
+        again, self._offline = offline & self._offline, offline
+        if not again or not self._devices_open:
+            return status
+        for name in sorted(again):
+            try:
+                self.devices.all()[name].reopen()
+                log.warning("%s was offline: reopened", name)
+            except DeviceError as exc:
+                self._ratelog.log(f"reopen:{name}", logging.ERROR, "cannot reopen %s", exc)
+        return self.devices.status()
+
     def _out_of_service(self, reason: str) -> None:
+        """Out of service for ``reason`` (``kind: detail``).
+
+        Journalled and shown when the terminal goes out of service or the kind of reason
+        changes (journalled again at most once a minute when only its words change); a
+        retry that fails the same way again only logs, at a bounded rate, so a missing
+        device or a wrong key cannot flood the journal or the log.
+        """
+        kind = reason.split(":", 1)[0]
+        previous = self.out_of_service_reason.split(":", 1)[0]
+        now = self.clock.monotonic()
+        news = self.machine.state is not State.OUT_OF_SERVICE or kind != previous
+        # the same kind in other words (another device down): worth a row, once a minute
+        reworded = reason != self.out_of_service_reason and now - self._journalled >= 60.0
         self.out_of_service_reason = reason
         if self.machine.state is not State.OUT_OF_SERVICE:
             self.machine.fire("go_out_of_service")
-        self.journal.record("out_of_service", reason=reason)
-        self.display.show(Screen.OUT_OF_SERVICE)
-        log.error("out of service: %s", reason)
+        if news or reworded:
+            self._journalled = now
+            self.journal.record("out_of_service", reason=reason)
+        if news:
+            self.display.show(Screen.OUT_OF_SERVICE)
+        self._ratelog.log(f"oos:{kind}", logging.ERROR, "out of service: %s", reason)
 
     async def ensure_signed_on(self) -> bool:
         """Sign on (with key exchange in TDES mode) once; out of service while it fails."""
@@ -183,11 +250,19 @@ class Terminal:
             return True
         try:
             self.security_mode = await sign_on(self.host, self.devices.pinpad)
-        except (HostLinkError, SecurityError, CodecError) as exc:
-            self._out_of_service(f"cannot sign on to the host: {exc}")
+        except (MacError, SecurityError) as exc:
+            # The host refused our MAC, or its keys do not check: a wrong master key (or a
+            # man in the middle). Retrying faster will not fix it: the loop backs off, and
+            # the next try starts on a fresh connection (the host drops one that keeps
+            # failing its MAC check, which would read as "host down").
+            await self.host.close()
+            self._out_of_service(f"key: sign-on refused, the keys do not match the host's: {exc}")
+            return False
+        except (HostLinkError, CodecError) as exc:
+            self._out_of_service(f"host: cannot sign on to the host: {exc}")
             return False
         except DeviceError as exc:
-            self._out_of_service(f"PIN pad cannot sign on: {exc}")
+            self._out_of_service(f"devices: PIN pad cannot sign on: {exc}")
             return False
         self.journal.record("signed_on", security=self.security_mode)
         self.check_devices()
@@ -201,7 +276,7 @@ class Terminal:
             if not self.devices.card_reader.wait_for_card(wait):
                 return None
         except DeviceError as exc:
-            self._out_of_service(f"device error: {exc}")
+            self._out_of_service(f"devices: {exc}")
             return None
         return await self._run(CardSession)
 
@@ -213,7 +288,14 @@ class Terminal:
             return None
         return await self._run(CardlessSession)
 
+    async def ready(self) -> bool:
+        """Try to be in service now: open the devices, settle the last session, check the
+        devices, sign on, drain the SAF. False leaves :attr:`out_of_service_reason`."""
+        return await self._ready()
+
     async def _ready(self) -> bool:
+        if not self._open_devices():
+            return False
         if not self._recovered and not self._recover():
             return False  # in service only once the last session is settled
         if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
@@ -222,7 +304,10 @@ class Terminal:
             return False
         if self.saf.pending:
             await self.saf.drain(self.host)  # failures are counted in the queue, not raised
-        return self.machine.state is State.IDLE
+        ready = self.machine.state is State.IDLE
+        if ready:
+            self.retry.reset()
+        return ready
 
     async def _run(self, kind: type[CustomerSession]) -> SessionResult | None:
         session_id = f"{self.config.terminal_id}-{next(self._sessions):06d}"
@@ -240,26 +325,75 @@ class Terminal:
         try:
             result = await session.run()
         except DeviceError as exc:
-            self._out_of_service(f"device error: {exc}")
+            self._session_failed(session_id, f"devices: {exc}", session)
             return None
-        except AtmError as exc:
-            # A defect or an input no rule foresaw: stop serving rather than guess.
-            log.exception("session failed")
-            self._out_of_service(f"session failed: {exc}")
+        except Exception as exc:  # one customer must not stop the kiosk
+            # A defect or an input no rule foresaw: stop serving rather than guess, and
+            # come back once recovery has settled the session (the next try).
+            log.debug("session %s failed", session_id, exc_info=True)
+            detail = str(exc) if isinstance(exc, AtmError) else f"{type(exc).__name__}: {exc}"
+            self._session_failed(session_id, f"session: failed: {detail}", session)
             return None
         if result.outcome == "host_unavailable":
             self.security_mode = None  # the host may have lost our keys: sign on afresh
         self.check_devices()
         return result
 
+    def _session_failed(self, session_id: str, reason: str, session: CustomerSession) -> None:
+        """End a session that raised: out of service, the card back to the customer (or
+        retained), and the journal's word on what the host is owed settled before the next
+        customer (crash recovery runs again, as after a restart)."""
+        session.forget_pin()
+        self.journal.record("session_failed", session_id, durable=True, reason=reason)
+        self._out_of_service(reason)
+        if isinstance(session, CardSession):
+            self._hand_back_card(session_id)
+        self._recovered = False
+
+    def _hand_back_card(self, session_id: str) -> None:
+        """The customer is still there: eject the card; retain it if not taken or stuck."""
+        reader = self.devices.card_reader
+        try:
+            if not reader.wait_for_card(0.0):
+                return
+            if reader.eject(self.config.timeouts.take_card):
+                self.journal.record("card_returned", session_id)
+                return
+        except DeviceError as exc:
+            log.error("session %s: cannot eject the card: %s", session_id, exc)
+        try:
+            reader.retain()
+            self.journal.record("card_retained", session_id, durable=True)
+        except AtmError as exc:
+            log.error("session %s: cannot retain the card: %s", session_id, exc)
+
+    async def pause(self, stop: asyncio.Event) -> float:
+        """Out of service: wait the next backoff delay (or until ``stop``); the delay."""
+        delay = self.retry.next()
+        self._ratelog.log(
+            "retry",
+            logging.WARNING,
+            "out of service (%s): next try in %.1f s",
+            self.out_of_service_reason,
+            delay,
+        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        return delay
+
     async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
-        """The kiosk loop: serve customers until ``stop`` is set."""
+        """The kiosk loop: serve customers until ``stop`` is set; out of service, retry
+        the devices and the host after a backoff pause, and serve again once they answer."""
         while not stop.is_set():
             result = await self.serve_one(wait=poll)
-            if result is None:
-                await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
-            else:
+            if result is not None:
                 log.info("session %s: %s", result.session_id, result.outcome)
+                if self.machine.state is State.IDLE:
+                    self.display.show(Screen.WELCOME)  # ready for the next customer
+            elif self.machine.state is State.OUT_OF_SERVICE:
+                await self.pause(stop)
+            else:
+                await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
 
     async def close(self) -> None:
         await self.host.close()

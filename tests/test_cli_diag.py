@@ -23,7 +23,12 @@ pytestmark = pytest.mark.serial_pty
 def kiosk(tmp_path: Path) -> Iterator[Path]:
     config = tmp_path / "kiosk.toml"
     proc = subprocess.Popen(
-        [*ATM, "sim", "devices", "--plain", "--config-out", str(config), "--seconds", "120"],
+        [
+            *ATM,
+            *("sim", "devices", "--plain", "--config-out", str(config), "--seconds", "120"),
+            # the in-process card reader: pcscd belongs to tests/pcsc (one per machine)
+            *("--card-reader", "sim", "--control", str(tmp_path / "ctl.sock")),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -40,13 +40,15 @@ from atm_common.clock import Clock, SystemClock
 from atm_common.crypto.dukpt import AesKsn
 from atm_common.errors import ConfigError, KeyUnavailable, LocalProtocolError
 from terminal.drivers.pinpad import epp_protocol as proto
-from terminal.drivers.pinpad.base import MacKey
+from terminal.drivers.pinpad.base import FUNCTION_KEYS, MacKey
 from terminal.drivers.pinpad.sim import CANCEL, DEFAULT_PIN_KEY, NO_INPUT, Entry, Fkey, Keys, Pin
 from terminal.security.pinpad_keys import AES_DUKPT, TDES, PinPadKeys
 
 log = logging.getLogger(__name__)
 
 _OK = 0
+# What a person can press (atm sim pinpad press): digits, ENTER, CANCEL, F1-F8.
+PRESSABLE = (*"0123456789", "ENTER", "CANCEL", *FUNCTION_KEYS)
 _KEY_HEX_LENGTHS = (32, 48)
 _HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
 
@@ -156,6 +158,7 @@ class EppEmulator:
         self.__mac: _MacSession | None = None
         self.__script: collections.deque[Entry] = collections.deque()
         self.__entry: _Entry | None = None
+        self.__typed: collections.deque[str] = collections.deque()  # a person's presses
         self._info = f"{model}|{serial_number}|{firmware}"
         self.key_interval = key_interval
         self._decoder = proto.Decoder()
@@ -193,6 +196,29 @@ class EppEmulator:
         """Forget unconsumed entries (a customer who walked off); returns how many."""
         count = len(self.__script)
         self.__script.clear()
+        return count
+
+    # -- a person at the pad (atm sim pinpad press) ---------------------------------------------
+
+    def press(self, *keys: str) -> None:
+        """A person presses ``keys`` in order (``0``-``9``, ``ENTER``, ``CANCEL``,
+        ``F1``-``F8``): into the entry under way, the rest into the next ones started.
+
+        The pad reports them as it would real presses (a PIN digit as ``*``); a key the
+        entry does not take (a function key during PIN entry) is ignored, as on a real pad.
+        """
+        for key in keys:
+            if key not in PRESSABLE:
+                raise ValueError(f"no key {key!r} on the pad (keys: {', '.join(PRESSABLE)})")
+        self.__typed.extend(keys)
+
+    def typed_pending(self) -> int:
+        """Presses not yet taken by an entry."""
+        return len(self.__typed)
+
+    def clear_typed(self) -> int:
+        count = len(self.__typed)
+        self.__typed.clear()
         return count
 
     # -- fault injection ------------------------------------------------------------------------
@@ -233,7 +259,11 @@ class EppEmulator:
 
     def poll(self, wait: float) -> bytes:
         entry = self.__entry
-        while entry is not None and entry.active and entry.actions:
+        while entry is not None and entry.active:
+            if not entry.actions and self.__typed:
+                entry.actions.append(self.__typed.popleft())  # one at a time: the rest wait
+            if not entry.actions:
+                break
             if self._clock.monotonic() >= entry.deadline:
                 entry.active = False  # the pad's own backstop
                 break
@@ -263,6 +293,8 @@ class EppEmulator:
             return proto.KEY_CODES["*" if entry.pin_mode else action]
         if action == "ENTER" and entry.pin_mode and len(entry.typed) < entry.minimum:
             return None  # too short: the pad keeps waiting
+        if action in FUNCTION_KEYS and (entry.pin_mode or not entry.function_keys):
+            return None  # function keys are dead during PIN entry and amount entry
         entry.active = False
         entry.entered = action == "ENTER"
         return proto.KEY_CODES[action]

@@ -80,13 +80,30 @@ def emulators_on_ptys(
         yield devices
 
 
+# The virtual PC/SC reader ``atm sim devices`` starts (vpcd's first slot, through pcscd).
+PCSC_READER: dict[str, Any] = {
+    "backend": "pcsc",
+    "reader": "Virtual PCD 00 00",
+    "read_timeout": 3.0,
+    "poll_interval": 0.2,
+}
+SIM_READER: dict[str, Any] = {"backend": "sim"}
+
+
 def kiosk_toml(
-    devices: EmulatedDevices, terminal_id: str, host_port: int = 8583, *, tls_dir: Path | None
+    devices: EmulatedDevices,
+    terminal_id: str,
+    host_port: int = 8583,
+    *,
+    tls_dir: Path | None,
+    card_reader: dict[str, Any] | None = None,
 ) -> str:
     """A terminal config (TOML) using the emulated devices.
 
     ``tls_dir`` (a CA directory made by ``atm pki init``): the link is mutual TLS with the
     terminal's certificate from there (absolute paths); None writes ``plain = true``.
+    ``card_reader``: the ``[devices.card_reader]`` section (:data:`PCSC_READER` for the
+    virtual PC/SC reader a person puts cards into; default the in-process sim reader).
     """
     lines = [
         "[terminal]",
@@ -106,11 +123,11 @@ def kiosk_toml(
     else:
         lines.append("plain = true  # plain TCP: the host must run with --plain")
     lines.append("")
-    for kind, section in devices.device_config().items():
+    sections = {**devices.device_config(), "card_reader": card_reader or SIM_READER}
+    for kind, section in sections.items():
         lines.append(f"[devices.{kind}]")
         for key, value in section.items():
             rendered = f'"{value}"' if isinstance(value, str) else str(value)
             lines.append(f"{key} = {rendered}")
         lines.append("")
-    lines += ["[devices.card_reader]", 'backend = "sim"', ""]
     return "\n".join(lines)

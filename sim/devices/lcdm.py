@@ -72,6 +72,9 @@ class LcdmEmulator(NoteBooks):
         self._armed = False  # the last command was a STATUS that saw notes at the exit
         self.commands_received = 0
         self.naks_received = 0
+        # A person at the kiosk (atm sim devices) takes the notes with take_cash(); the
+        # scripted customer (tests, the demo) reaches for them when the terminal presents.
+        self.hand_operated = False
 
     # -- customer, faults and sensors (SimDispenser's API first) ----------------------------
 
@@ -264,7 +267,16 @@ class LcdmEmulator(NoteBooks):
         self.notes.rejected[params[0] - 0x30] += n
         return 0, bytes([0x60, 0x70, 0x30, p.OFFSET + n]), n * self.seconds_per_note
 
+    def take_cash(self) -> int:
+        """A person takes the notes waiting at the exit; how many there were."""
+        count = sum(self._exit.values())
+        self.notes.handed_out.update(self._exit)
+        self._exit.clear()
+        return count
+
     def _customer_reaches(self) -> None:
+        if self.hand_operated:
+            return  # the notes wait at the exit for take_cash(), or the terminal's timeout
         if self.notes.customer_reaches():
             log.debug("lcdm emulator: the customer took the cash")
         else:

@@ -5,18 +5,28 @@ inputs, loads them into the simulated devices, and runs the real session code ag
 running ``atm host``. ``cardless`` at the card prompt starts a cardless withdrawal instead
 (reserved beforehand with ``atm phone``). On real hardware the devices themselves are the
 customer's input.
+
+What is typed is checked at the prompt (a PAN of digits, an expiry YYMM, inputs it can
+read) and asked again with the field named, so nothing malformed reaches the codec. Out of
+service, the console says why and retries the devices and the host with the terminal's
+backoff until they answer. Ctrl-C stops at once (exit code 130), end of input (Ctrl-D, the
+end of a pipe) stops with a line (exit code 0).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from atm_common.clock import SystemClock
+from atm_common.errors import AtmError
 from terminal.app import Terminal
+from terminal.cli.console import Console, Interrupted
 from terminal.config import TerminalConfig, load_config
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
@@ -36,6 +46,25 @@ Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card 
   4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code"""
 
 CARDLESS = "cardless"
+INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
+
+
+def pan_problem(pan: str) -> str | None:
+    """Why ``pan`` cannot be a card number (the PAN itself is never echoed), or None."""
+    if not pan.isdigit():
+        return "PAN: digits only, 12 to 19 of them"
+    if not 12 <= len(pan) <= 19:
+        return f"PAN: 12 to 19 digits, not {len(pan)}"
+    return None
+
+
+def expiry_problem(expiry: str) -> str | None:
+    """Why ``expiry`` is not a card's YYMM (ISO 8583 field 14), or None."""
+    if len(expiry) != 4 or not expiry.isdigit():
+        return f"expiry: 4 digits YYMM (like 3012), not {expiry!r}"
+    if not 1 <= int(expiry[2:]) <= 12:
+        return f"expiry: the month (MM of YYMM) must be 01 to 12, not {expiry[2:]}"
+    return None
 
 
 def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, bool]:
@@ -81,6 +110,8 @@ async def serve_prompted(
     assert isinstance(dispenser, SimDispenser)
     entries, take_cash, take_card = parse_inputs(text)
     card = None if pan.lower() == CARDLESS else CardData(pan=pan, expiry=expiry)
+    if not await terminal.ready():
+        return None  # an out-of-service kiosk takes no card (its shutter stays shut)
     pinpad.script(*entries)
     if not take_cash:
         dispenser.script_take_cash(False)
@@ -95,6 +126,9 @@ async def serve_prompted(
         pinpad.clear_script()
         dispenser.clear_take_script()
         reader.clear_take_script()
+        if reader.card_present:  # no path should leave one; if one did, it is not taken
+            with contextlib.suppress(AtmError):
+                reader.retain()
 
 
 def with_host(config: TerminalConfig, address: str | None, port: int | None) -> TerminalConfig:
@@ -133,7 +167,9 @@ async def run_interactive(
     if not sim:
         return await run_kiosk(config)
     terminal = Terminal(
-        config, clock=SystemClock(), display=CallbackDisplay(lambda t: print(f"  [screen] {t}"))
+        config,
+        clock=SystemClock(),
+        display=CallbackDisplay(lambda t: print(f"  [screen] {t}", flush=True)),
     )
     devices = terminal.devices
     reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
@@ -142,30 +178,84 @@ async def run_interactive(
         and isinstance(pinpad, SimPinPad)
         and isinstance(dispenser, SimDispenser)
     ):
+        await terminal.close()
         print("--sim needs the sim backends for card reader, PIN pad and dispenser")
         return 2
-    if not terminal.start():
-        print(f"out of service: {terminal.out_of_service_reason}")
-        return 1
-    print(HELP)
-    loop = asyncio.get_running_loop()
+    console = Console()
+    try:
+        return await prompt_loop(terminal, console)
+    except Interrupted:
+        print("\ninterrupted: terminal stopped", flush=True)
+        return INTERRUPTED
+    finally:
+        console.close()
+        await terminal.close()
+
+
+async def ask_valid(console: Console, prompt: str, problem: Callable[[str], str | None]) -> str:
+    """Ask until the answer passes ``problem``; :class:`EndOfInput` at the end of input."""
+    while True:
+        answer = await console.ask(prompt)
+        if answer is None:
+            raise EndOfInput
+        why = problem(answer)
+        if why is None:
+            return answer
+        console.say(f"  {why}; please type it again")
+
+
+class EndOfInput(Exception):
+    """Ctrl-D or the end of piped input: the run ends cleanly."""
+
+
+def inputs_problem(text: str) -> str | None:
+    try:
+        parse_inputs(text)
+    except ValueError as exc:
+        return f"inputs: {exc}"
+    return None
+
+
+async def wait_in_service(terminal: Terminal, console: Console) -> None:
+    """Until the terminal is in service: say why not, retry after the backoff pause."""
+    was_out = False
+    while not await console.wait_for(terminal.ready()):
+        was_out = True
+        delay = terminal.retry.next()
+        console.say(
+            f"  out of service: {terminal.out_of_service_reason}"
+            f" (next try in {delay:.1f} s; Ctrl-C quits)"
+        )
+        await console.sleep(delay)
+    if was_out:
+        console.say("  back in service")
+
+
+async def prompt_loop(terminal: Terminal, console: Console) -> int:
+    """Customers from the prompt until an empty PAN or the end of input."""
+    terminal.start()  # out of service is not the end: wait_in_service retries
+    console.say(HELP)
     try:
         while True:
-            pan = (await loop.run_in_executor(None, input, "\ncard PAN (empty to quit)> ")).strip()
+            await wait_in_service(terminal, console)
+            pan = await ask_valid(
+                console,
+                "\ncard PAN (empty to quit)> ",
+                lambda p: None if not p or p.lower() == CARDLESS else pan_problem(p),
+            )
             if not pan:
                 return 0
             expiry = ""
             if pan.lower() != CARDLESS:
-                expiry = (await loop.run_in_executor(None, input, "expiry YYMM> ")).strip()
-            text = await loop.run_in_executor(None, input, "inputs> ")
-            try:
-                result = await serve_prompted(terminal, pan, expiry, text)
-            except ValueError as exc:
-                print(f"  {exc}")
-                continue
+                expiry = await ask_valid(console, "expiry YYMM> ", expiry_problem)
+            text = await ask_valid(console, "inputs> ", inputs_problem)
+            result = await serve_prompted(terminal, pan, expiry, text)
             if result is not None:
-                print(f"  outcome: {result.outcome}; path: {' -> '.join(result.states)}")
+                console.say(f"  outcome: {result.outcome}; path: {' -> '.join(result.states)}")
             else:
-                print(f"  no session: {terminal.out_of_service_reason or 'not ready'}")
-    finally:
-        await terminal.close()
+                console.say(f"  no session: {terminal.out_of_service_reason or 'not ready'}")
+            if console.interrupted.is_set():
+                raise Interrupted
+    except EndOfInput:
+        console.say("\nend of input: terminal stopped")
+        return 0

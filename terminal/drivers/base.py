@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Self, TypeAlias
 
-from atm_common.errors import ConfigError
+from atm_common.errors import AtmError, ConfigError
 from terminal.errors import DeviceUnavailable
 
 log = logging.getLogger(__name__)
@@ -70,6 +70,18 @@ class Device(ABC):
             finally:
                 log.debug("%s closed", self.kind)
         self._closed = True
+
+    def reopen(self) -> None:
+        """Close the device and open it afresh (the terminal's retry of a device that went
+        OFFLINE): a port that went away, a USB adapter unplugged and plugged back, needs a
+        new handle, not another try on the dead one. Raises as :meth:`open` does."""
+        if self._opened and not self._closed:
+            try:
+                self._do_close()
+            except (AtmError, OSError) as exc:  # the old handle is dead anyway
+                log.debug("%s: closing the old handle: %s", self.kind, exc)
+        self._opened = self._closed = False
+        self.open()
 
     def status(self) -> DeviceStatus:
         if not self._opened or self._closed:
