@@ -72,6 +72,9 @@ def cmd_host(args: argparse.Namespace) -> int:
             on_api_ready=api_ready,
             outbox_max_delay=args.outbox_max_delay,
             pki=pki,
+            payapp=args.payapp,
+            payapp_key_file=Path(args.payapp_key_file) if args.payapp_key_file else None,
+            binding_seconds=args.binding_seconds,
         )
     )
     return 0
@@ -157,6 +160,51 @@ def cmd_carrier(args: argparse.Namespace) -> int:
     pki = _service_pki(args, "carrier")
     serve(args.table, args.host, args.port, ready, host_key_file=args.host_key_file, pki=pki)
     return 0
+
+
+def cmd_payapp_server(args: argparse.Namespace) -> int:
+    from sim.payapp.server import serve
+
+    def ready(host: str, port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    pki = _service_pki(args, "payapp-server")
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        ready,
+        key_file=args.key_file,
+        pki=pki,
+        sms_inbox=args.sms_inbox,
+    )
+    return 0
+
+
+def cmd_payapp(args: argparse.Namespace) -> int:
+    from sim.payapp.cli import run
+
+    return run(args)
+
+
+def register_payapp(sub: Any) -> None:
+    """``atm payapp-server`` (the payment company's server) and ``atm payapp`` (its app)."""
+    server = sub.add_parser("payapp-server", help="a third-party payment app's server")
+    server.add_argument("--db", default="var/payapp.db", help="its own SQLite database")
+    server.add_argument(
+        "--key-file", required=True, help="0600 file: the key the bank and it sign with"
+    )
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=8592, help="0 picks a free port")
+    server.add_argument("--log", help="log to this file instead of stderr")
+    server.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    add_service_tls_arguments(server, "payapp")
+    server.set_defaults(func=cmd_payapp_server)
+    app = sub.add_parser("payapp", help="the payment app: scan a binding QR code, bind, unbind")
+    from sim.payapp.cli import add_arguments
+
+    add_arguments(app)
+    app.set_defaults(func=cmd_payapp)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -343,7 +391,13 @@ def register(sub: Any) -> None:
     )
     host.add_argument("--api-host", default="127.0.0.1", help="the phone API's address")
     host.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    host.add_argument("--payapp", help="payment app server URL: account binding (needs --api-port)")
+    host.add_argument("--payapp-key-file", help="0600 file: the key shared with the payment app")
+    host.add_argument(
+        "--binding-seconds", type=float, help="how long a binding address lives (default 300)"
+    )
     host.set_defaults(func=cmd_host)
+    register_payapp(sub)
 
     alarm = sub.add_parser(
         "alarm-center", help="the bank's alarm center (HTTPS), or list its alarms"

@@ -97,6 +97,7 @@ async def serve(
     pki: Pki | None = None,
     payapp: str | None = None,
     payapp_key_file: Path | None = None,
+    binding_seconds: float | None = None,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -157,6 +158,8 @@ async def serve(
     )
     server.on_alarm = worker.wake
     binding_key = _payapp(server, worker, payapp, payapp_key_file, peer_tls)
+    if binding_seconds is not None:
+        server.authoriser.binding.address_seconds = binding_seconds
     if binding_key is not None and worker.kinds is not None:
         worker.kinds = (*worker.kinds, "binding")
     stop = stop or asyncio.Event()

@@ -300,7 +300,9 @@ class PayStore:
             raise Gone("this binding address expired")
 
     def _claimed(self, c: sqlite3.Connection, user: str, handle: str, *states: str) -> sqlite3.Row:
-        row: sqlite3.Row | None = c.execute("SELECT * FROM sessions WHERE handle = ?", (handle,)).fetchone()
+        row: sqlite3.Row | None = c.execute(
+            "SELECT * FROM sessions WHERE handle = ?", (handle,)
+        ).fetchone()
         if row is None or row["claimed_by"] != user:
             raise NotFound("no such binding session for this app user", "session")
         self._live(c, row)

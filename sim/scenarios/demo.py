@@ -77,6 +77,7 @@ def host_process(
     demo: bool = False,
     host_key_file: Path | None = None,
     pki: Pki | None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[HostProcess]:
     """Run ``atm host`` as its own process on a free port; stop it on exit.
 
@@ -98,6 +99,7 @@ def host_process(
         args += ["--host-key-file", str(host_key_file)]
     if api:
         args += ["--api-port", "0", "--sms-inbox"]  # the demo's phone reads its texts there
+    args += extra_args  # e.g. the payment server to bind accounts at (binding_demo)
     with service_process("host", args) as service:
         handle = HostProcess(service.name, service.process, service.address, service.port, db_path)
         if api:

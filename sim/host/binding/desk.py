@@ -56,8 +56,10 @@ class BindingDesk:
         *,
         callback_url: str = "",
         on_queued: Callable[[], None] | None = None,
+        address_seconds: float = ADDRESS_SECONDS,
     ) -> None:
         self.conn, self.clock, self._key = conn, clock, key
+        self.address_seconds = address_seconds  # how long a binding address lives
         self.callback_url = callback_url  # the phone API's /payapp/callbacks, once known
         self.on_queued = on_queued  # wakes the outbox worker after a commit
         ensure_schema(conn)
@@ -100,7 +102,7 @@ class BindingDesk:
         if not owner["phone"]:
             raise Unprocessable("the bank holds no phone number for this customer")
         session_id = secrets.token_urlsafe(24)
-        expires = self.now() + ADDRESS_SECONDS
+        expires = self.now() + self.address_seconds
         self.conn.execute(
             "INSERT INTO binding_sessions (id, person_id, account_id, path, app_user,"
             " terminal_id, status, created_at, expires_at) VALUES (?,?,?,?,?,?,?,?,?)",
