@@ -245,6 +245,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 f" {len(alarm['evidence'])} snapshot(s)"
             )
         print(f"alarms as expected: {str(report['alarms_as_expected']).lower()}")
+        print()
+        for b in report.get("bindings", []):
+            mark = "ok " if b["ok"] else "BAD"
+            print(
+                f"[{mark}] {b['name']}: {b['status']} (expected {b['expected']}),"
+                f" account {b['account']}, app user {b['app_user']}, {b['path']}"
+            )
+        if "bindings_agree" in report:
+            print(f"bank and payment app agree: {str(report['bindings_agree']).lower()}")
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -252,6 +261,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f" every outcome as expected: {str(report['outcomes_as_expected']).lower()}"
         )
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
+    ok = ok and report.get("bindings_as_expected", True)
     return 0 if ok else 1
 
 

@@ -58,6 +58,7 @@ class BindingWorld:
     key_file: Path
     ca: Path | None
     state: Path  # the apps' state directory
+    signed_in: dict[str, str] = dataclasses.field(default_factory=dict)  # phone -> request id
 
     def app(self, user: str) -> PayappClient:
         return PayappClient(self.payapp_url, user, state=self.state, ca=self.ca)
@@ -69,6 +70,8 @@ class BindingWorld:
     def bank_session(self, phone: str) -> tuple[PhoneClient, str]:
         """The customer signs in to the bank app: a phone session with its SMS code."""
         client = PhoneClient(self.api_url, phone, ca=self.ca)
+        if phone in self.signed_in:  # still signed in: one bank app session per customer
+            return client, self.signed_in[phone]
         request_id = client.request()["request_id"]
         code = None
         for _ in range(200):
@@ -78,6 +81,7 @@ class BindingWorld:
             time.sleep(0.05)
         assert code is not None, "no SMS code reached the phone"
         client.verify(code)
+        self.signed_in[phone] = request_id
         return client, request_id
 
     def sms_code(self, app: PayappClient, phone: str, after: int) -> str:

@@ -32,6 +32,8 @@ from sim.host.authoriser import EVIDENCE_SNAPSHOTS
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
 from sim.pki import Pki, make_pki
+from sim.scenarios.binding_demo import BindingWorld, host_args, payapp_process
+from sim.scenarios.binding_play import play as play_binding
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
@@ -55,6 +57,7 @@ log = logging.getLogger(__name__)
 
 DEMO_SEED = Path(__file__).resolve().parent.parent / "data" / "demo-seed.toml"
 TERMINAL_ID = "ATM00001"
+BINDING_SECONDS = 12.0  # the demo's binding addresses live this long (the expired case waits)
 
 
 @dataclasses.dataclass
@@ -353,6 +356,8 @@ async def run_demo(
                 ],
             )
         )
+        payapp_key = new_host_key_file(workdir / "payapp.key")  # the bank <-> payment app
+        payapp = stack.enter_context(payapp_process(workdir, payapp_key, pki))
         host = stack.enter_context(
             host_process(
                 workdir / "host.db",
@@ -364,6 +369,10 @@ async def run_demo(
                 demo=True,
                 host_key_file=host_key,
                 pki=pki,
+                extra_args=[
+                    *host_args(payapp.url, payapp_key),
+                    *("--binding-seconds", str(BINDING_SECONDS)),
+                ],
             )
         )
         opening = ledger_snapshot(host.db_path)
@@ -386,6 +395,11 @@ async def run_demo(
                 sessions.append(
                     await play_cardless(terminal, customer, host.api_url, cardless, pki.ca)
                 )
+            world = BindingWorld(
+                payapp.url, host.api_url, host.db_path, payapp_key, pki.ca, workdir / "apps"
+            )
+            alice = seed_cards(DEMO_SEED)["ALICE ARDEN"]
+            binding = await play_binding(world, terminal, customer, alice, workdir, BINDING_SECONDS)
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
@@ -411,6 +425,7 @@ async def run_demo(
             "ledger_problems": problems,
             "cash_handed_out": handed_out,
             "accounts": accounts,
+            **binding,  # payment-app bindings (sim/scenarios/binding_play.py)
         }
 
 

@@ -48,6 +48,9 @@ class State(enum.Enum):
     CARDLESS_CODE = "cardless_code"
     FACE_CAPTURE = "face_capture"
     VERIFYING_RESERVATION = "verifying_reservation"
+    # binding the account to a payment app: the QR code on the screen
+    BINDING = "binding"
+    BINDING_QR = "binding_qr"
 
 
 S = State
@@ -143,6 +146,13 @@ TRANSITIONS: list[Row] = [
     Row("reservation_confirmed", S.VERIFYING_RESERVATION, S.AUTHORISING),
     Row("cancel", [*CARDLESS_WAITS, S.FACE_CAPTURE], S.RECEIPT),
     Row("timeout", CARDLESS_WAITS, S.RECEIPT),
+    # payment-app binding: ask the host, show the QR code, wait for the outcome
+    Row("bind_chosen", S.MENU, S.BINDING),
+    Row("binding_shown", S.BINDING, S.BINDING_QR),
+    Row("bound", S.BINDING_QR, S.RETURNING_CARD),
+    Row("binding_failed", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD),
+    Row("declined", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD, CARD),
+    Row("host_unavailable", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD, CARD),
 ]
 
 

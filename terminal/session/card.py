@@ -21,12 +21,13 @@ from terminal.drivers.card_reader.base import CardData, CardUnreadable
 from terminal.errors import DeviceError
 from terminal.fsm.customer import State
 from terminal.session.base import CustomerSession, SessionEnd
+from terminal.session.binding import PaymentAppBinding
 from terminal.session.cash import CashPath
 from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
 
-MENU_KEYS = {"F1": "withdrawal", "F2": "balance"}
+MENU_KEYS = {"F1": "withdrawal", "F2": "balance", "F3": "bind"}
 
 
 class CardSession(CustomerSession):
@@ -47,6 +48,9 @@ class CardSession(CustomerSession):
         if choice == "balance":
             self._show_balance()
             raise SessionEnd("balance_shown")
+        if choice == "bind":  # payment-app binding: terminal/session/binding.py
+            self.display.show(Screen.BINDING_WAIT)
+            await PaymentAppBinding(self).run()
         amount = self._amount()
         assert self.card is not None
         request = self.host.stamp(
