@@ -63,10 +63,17 @@ def bind(
         body["app_user"] = push
     answer: dict[str, Any] = _call(phone, request_id, "POST", "/payapp/sessions", body)
     if answer.get("address") and qr is not None:
-        from sim.payapp.qr import render_png
-
         answer["qr_png"] = str(render_png(answer["address"], qr))
     return answer
+
+
+def render_png(address: str, path: str | Path, scale: int = 6) -> Path:
+    """The bank app's QR code of ``address``: a PNG (segno; error correction M, quiet zone
+    4) that the payment app scans from the image (:func:`sim.payapp.qr.decode_png`)."""
+    import segno
+
+    segno.make_qr(address, error="m").save(str(path), kind="png", scale=scale, border=4)
+    return Path(path)
 
 
 def step(phone: PhoneClient, args: argparse.Namespace) -> Any:

@@ -15,18 +15,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import segno
 
 from atm_common.files import private_dir
 from host_link.binding import parse_status
 from terminal import transactions
-from terminal.session.base import SessionEnd
+from terminal.drivers.card_reader.base import CardData
+from terminal.session.base import CustomerSession, SessionEnd
 from terminal.ui import Screen
-
-if TYPE_CHECKING:
-    from terminal.session.card import CardSession
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +49,18 @@ def render_png(text: str, directory: Path, name: str) -> Path:
 class PaymentAppBinding:
     """The binding step of one card session (its card, PIN block and host link)."""
 
-    def __init__(self, session: CardSession) -> None:
-        self.session = session
+    def __init__(self, session: CustomerSession, card: CardData) -> None:
+        self.session, self.card = session, card
         self.qr_path: Path | None = None
 
     async def run(self) -> None:
         """From the menu to the outcome; always ends the session (:class:`SessionEnd`)."""
         s = self.session
-        assert s.card is not None
         session_id: str | None = None
         shown = False
         for _ in range(MAX_POLLS):
             request = transactions.payapp_binding(
-                s.config, s.card, s._pin_block, s._pin_ksn, session_id
+                s.config, self.card, s._pin_block, s._pin_ksn, session_id
             )
             response = await s.exchange(request)
             if response["39"] != "00":

@@ -50,7 +50,8 @@ class CardSession(CustomerSession):
             raise SessionEnd("balance_shown")
         if choice == "bind":  # payment-app binding: terminal/session/binding.py
             self.display.show(Screen.BINDING_WAIT)
-            await PaymentAppBinding(self).run()
+            assert self.card is not None
+            await PaymentAppBinding(self, self.card).run()
         amount = self._amount()
         assert self.card is not None
         request = self.host.stamp(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from sim.payapp.qr import decode_png, render_png
+from sim.payapp.qr import decode_png
 from sim.phone import binding as bank_app
 from sim.scenarios.binding_demo import wait_status
 from tests.binding.conftest import ALICE_ACCOUNT, ALICE_PHONE, Running
@@ -65,7 +65,7 @@ def test_down_when_the_bank_asks_for_an_address_the_outbox_completes_it_later(
                 break
             time.sleep(0.1)
     assert session["status"] == "address", session
-    render_png(session["address"], tmp_path / "qr.png")
+    bank_app.render_png(session["address"], tmp_path / "qr.png")
     with world.app("alice.app") as app:
         app.scan(decode_png(tmp_path / "qr.png"))
         answer = world.finish(app, ALICE_PHONE)

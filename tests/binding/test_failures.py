@@ -97,9 +97,6 @@ def test_bad_input_gets_a_clear_error_and_binds_nothing(
     # a reused SMS code: the step is over, the code is gone
     answer = world.bind_app_qr("alice.app", ALICE_PHONE, ALICE_ACCOUNT, tmp_path / "qr.png")
     with world.app("alice.app") as alice, world.app("mallory") as mallory:
-        with pytest.raises(PayappError) as reused:
-            alice.code("123456", session="no-longer-mine")
-        assert reused.value.status == 404
         token = alice.state["bindings"][answer["binding_id"]]["token"]
         with pytest.raises(PayappError) as stolen:  # alice's token, shown by another user
             mallory.unbind(answer["binding_id"], token=token)
@@ -132,6 +129,25 @@ def test_bad_input_gets_a_clear_error_and_binds_nothing(
         assert unsigned.value.code == 401
     assert world.settled() == []
     assert len(world.bank_bindings()) == 1
+
+
+def test_a_used_sms_code_cannot_be_used_again(world: BindingWorld, tmp_path: Path) -> None:
+    client, request_id = world.bank_session(ALICE_PHONE)
+    with client:
+        bank_app.bind(client, request_id, ALICE_ACCOUNT, qr=tmp_path / "qr.png")
+    with world.app("alice.app") as alice, world.app("mallory") as mallory:
+        handle = alice.scan(decode_png(tmp_path / "qr.png"))["session"]
+        before = world.last_sms_id(alice, ALICE_PHONE)
+        assert alice.confirm()["sent_to"] == "+491******0001"  # the bank's phone, masked
+        code = world.sms_code(alice, ALICE_PHONE, before)
+        with pytest.raises(PayappError) as not_yours:  # another user, the right code
+            mallory.code(code, session=handle)
+        assert not_yours.value.status == 404
+        assert alice.code(code)["status"] == "verified"
+        with pytest.raises(PayappError) as reused:
+            alice.code(code)
+        assert reused.value.status == 409 and "not the step now" in reused.value.detail
+    assert world.bank_bindings() == [] and world.payapp_bindings() == []
 
 
 def test_an_expired_address_fails_cleanly(running: Running, tmp_path: Path) -> None:
