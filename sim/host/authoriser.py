@@ -223,7 +223,8 @@ class Authoriser:
             "SELECT person_id FROM cards WHERE pan_ref = ?", (session.pan_ref,)
         ).fetchone()
         code, field48 = bind_iso.handle(self.binding, request, person, session.account)
-        return self._private(request, self._respond(request, code, {"48": field48})), None
+        extra = {"48": field48} if field48 else {}
+        return self._private(request, self._respond(request, code, extra)), None
 
     def _duress(self, request: Message, session: CardSession) -> bool:
         """Raise (or follow up) the silent alarm; True when this request opened it."""
