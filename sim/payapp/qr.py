@@ -20,8 +20,14 @@ class QrError(AtmError):
 def decode_png(path: str | Path) -> str:
     """The text of the one QR code in the image at ``path``."""
     import cv2
+    import numpy as np
 
-    image = cv2.imread(str(path))
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise QrError(f"{path}: cannot read: {exc.strerror}") from None
+    # decoded from memory: cv2.imread would print its own warning for a bad file
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if image is None:
         raise QrError(f"{path}: not an image that can be read")
     # OpenCV's detector misses a few percent of codes at one size that it reads at
