@@ -51,6 +51,8 @@ class BankNotifier:
         if status == 409 and kind == "bound":  # the bank will not have it: never usable
             self.store.settle(str(body["binding_id"]), accepted=False)
             return
+        if status == 404 and kind == "revoked":  # the bank never had it: nothing to end
+            return
         text = f"bank answered {status}: {_error_text(answer)}"
         if status in (400, 422):
             raise PermanentDeliveryError(text)

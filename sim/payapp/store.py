@@ -426,6 +426,7 @@ class PayStore:
                     "UPDATE bindings SET status = 'revoked', revoked_by = 'app' WHERE id = ?",
                     (row["id"],),
                 )
+            if row["status"] in ("active", "pending"):  # the bank has it, or soon will
                 self._callback(c, row["callback_url"], "revoked", binding_id=row["id"])
         return {"binding_id": row["id"], "status": "revoked"}
 
