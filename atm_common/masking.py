@@ -30,3 +30,17 @@ def mask_phone(phone: str) -> str:
     if len(digits) <= 7:
         return "*" * max(0, len(digits) - 4) + digits[-4:]
     return f"+{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+def mask_account(account: str) -> str:
+    """An account number as a payment app or a notice shows it: only its last 4 characters."""
+    if len(account) <= 4:
+        return "*" * len(account)
+    return "*" * (len(account) - 4) + account[-4:]
+
+
+def mask_user(user: str) -> str:
+    """Another service's user name as the bank may keep it: first and last character."""
+    if len(user) <= 2:
+        return "*" * len(user)
+    return f"{user[0]}{'*' * (len(user) - 2)}{user[-1]}"

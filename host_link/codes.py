@@ -40,6 +40,8 @@ class ProcessingCode(enum.StrEnum):
     # Cardless (field 63 carries the phone and method, see host_link/cardless.py):
     CARDLESS_INQUIRY = "319000"  # 0100: is there a reservation, does the method check pass
     CARDLESS_WITHDRAWAL = "019000"  # 0200: take exactly the reserved amount
+    # Binding the card's account to a payment app (field 48: host_link/binding.py):
+    PAYAPP_BIND = "929000"  # 0100 with card + PIN: open a session, or ask where it is
 
 
 class NetworkCode(enum.StrEnum):

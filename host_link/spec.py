@@ -46,6 +46,7 @@ SPEC.update(
         "41": _field(0, 8, "Card Acceptor Terminal Identification"),
         "42": _field(0, 15, "Card Acceptor Identification Code"),
         "43": _field(0, 40, "Card Acceptor Name/Location"),
+        "48": _field(3, 999, "Additional Data, Private: payment-app binding (host_link.binding)"),
         "49": _field(0, 3, "Currency Code, Transaction"),
         "52": _field(0, 16, "PIN Data (hex): 8-byte TDES block, ISO 9564 format 0"),
         "53": _field(2, 48, "Security Related Control Information: DUKPT KSN (hex)"),

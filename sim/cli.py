@@ -24,6 +24,8 @@ from atm_common.money import format_minor
 from atm_common.progress import Progress
 from sim.bank.cli import EXAMPLES as BANK_EXAMPLES
 from sim.bank.cli import add_arguments as add_bank_arguments
+from sim.payapp.cli import EXAMPLES as PAYAPP_EXAMPLES
+from sim.phone.binding import EXAMPLES as BINDING_EXAMPLES
 from sim.phone.cli import EXAMPLES as PHONE_EXAMPLES
 from sim.phone.cli import add_arguments as add_phone_arguments
 from sim.phone.joint_cli import EXAMPLES as JOINT_EXAMPLES
@@ -100,6 +102,9 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
             on_api_ready=api_ready,
             outbox_max_delay=args.outbox_max_delay,
             pki=pki,
+            payapp=args.payapp,
+            payapp_key_file=Path(args.payapp_key_file) if args.payapp_key_file else None,
+            binding_seconds=args.binding_seconds,
         )
     )
     return 0
@@ -193,6 +198,51 @@ def cmd_carrier(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_payapp_server(args: argparse.Namespace) -> int:
+    from sim.payapp.server import serve
+
+    def ready(host: str, port: int) -> None:
+        print(f"listening on {host}:{port}", flush=True)
+
+    pki = _service_pki(args, "payapp-server")
+    serve(
+        args.db,
+        args.host,
+        args.port,
+        ready,
+        key_file=args.key_file,
+        pki=pki,
+        sms_inbox=args.sms_inbox,
+    )
+    return 0
+
+
+def cmd_payapp(args: argparse.Namespace) -> int:
+    from sim.payapp.cli import run
+
+    return run(args)
+
+
+def register_payapp(sub: Any) -> None:
+    """``atm payapp-server`` (the payment company's server) and ``atm payapp`` (its app)."""
+    server = sub.add_parser("payapp-server", help="a third-party payment app's server")
+    server.add_argument("--db", default="var/payapp.db", help="its own SQLite database")
+    server.add_argument(
+        "--key-file", required=True, help="0600 file: the key the bank and it sign with"
+    )
+    server.add_argument("--host", default="127.0.0.1", help="the address to listen on")
+    server.add_argument("--port", type=int, default=8592, help="0 picks a free port")
+    server.add_argument("--log", help="log to this file instead of stderr")
+    server.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    add_service_tls_arguments(server, "payapp")
+    server.set_defaults(func=cmd_payapp_server)
+    app = sub.add_parser("payapp", help="the payment app: scan a binding QR code, bind, unbind")
+    from sim.payapp.cli import add_arguments
+
+    add_arguments(app)
+    app.set_defaults(func=cmd_payapp)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from sim.alarm_center.reading import describe_location
     from sim.scenarios.demo import main as demo_main
@@ -244,6 +294,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
             f"joint-account notifications: {counts or 'none'};"
             f" as expected: {str(report.get('joint_as_expected', True)).lower()}"
         )
+        print()
+        for b in report.get("bindings", []):
+            mark = "ok " if b["ok"] else "BAD"
+            print(
+                f"[{mark}] {b['name']}: {b['status']} (expected {b['expected']}),"
+                f" account {b['account']}, app user {b['app_user']}, {b['path']}"
+            )
+        if "bindings_agree" in report:
+            print(f"bank and payment app agree: {str(report['bindings_agree']).lower()}")
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -252,6 +311,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         )
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
     ok = ok and report.get("joint_as_expected", True)
+    ok = ok and report.get("bindings_as_expected", True)
     return 0 if ok and enterprise_ok(report) else 1
 
 
@@ -457,6 +517,8 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     "pki init": "atm pki init var/pki --terminal ATM00001 --terminal ATM00002",
     **PHONE_EXAMPLES,
     **JOINT_EXAMPLES,
+    **BINDING_EXAMPLES,
+    **PAYAPP_EXAMPLES,
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
@@ -531,7 +593,13 @@ def register(sub: Any) -> None:
     )
     host.add_argument("--api-host", default="127.0.0.1", help="the phone API's address")
     host.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    host.add_argument("--payapp", help="payment app server URL: account binding (needs --api-port)")
+    host.add_argument("--payapp-key-file", help="0600 file: the key shared with the payment app")
+    host.add_argument(
+        "--binding-seconds", type=float, help="how long a binding address lives (default 300)"
+    )
     host.set_defaults(func=cmd_host)
+    register_payapp(sub)
 
     alarm = sub.add_parser(
         "alarm-center", help="the bank's alarm center (HTTPS), or list its alarms"

@@ -30,7 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from atm_common.files import private_dir, write_private
 from atm_common.tls import TlsFiles
 
-SERVICES = ("host", "alarm-center", "carrier", "phone-api")
+SERVICES = ("host", "alarm-center", "carrier", "phone-api", "payapp")
 VALIDITY = dt.timedelta(days=365)
 
 

@@ -1,4 +1,5 @@
-"""The one launcher of service processes: ``atm host``, ``atm alarm-center``, ``atm carrier``.
+"""The one launcher of service processes: ``atm host``, ``atm alarm-center``, ``atm carrier``,
+``atm payapp-server``.
 
 Each runs as a separate process (``python -m sim NAME ...``) on a free loopback port, the
 way a bank-side tester runs them; the demo, the soak and the tests all start them here.
@@ -57,9 +58,9 @@ def read_listening(proc: subprocess.Popen[str], name: str) -> tuple[str, int]:
 
 
 @contextlib.contextmanager
-def service_process(name: str, args: list[str]) -> Iterator[ServiceProcess]:
-    """``atm NAME ARGS --port 0``; waits for its "listening on HOST:PORT" line."""
-    cmd = service_argv(name, *args, "--port", "0")
+def service_process(name: str, args: list[str], port: int = 0) -> Iterator[ServiceProcess]:
+    """``atm NAME ARGS --port PORT`` (0: a free one); waits for "listening on HOST:PORT"."""
+    cmd = service_argv(name, *args, "--port", str(port))
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # stderr to a file, never an unread pipe: a chatty service would block once it filled
     with tempfile.TemporaryFile(mode="w+") as errors:

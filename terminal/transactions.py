@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from host_link.binding import encode_request as encode_binding_request
 from host_link.codec import Message
 from host_link.codes import Mti, ProcessingCode
 from terminal.config import TerminalConfig
@@ -77,3 +78,19 @@ def reversal(config: TerminalConfig, request: Mapping[str, str], dispensed: int 
     if dispensed:
         message["95"] = f"{dispensed:012d}" + "0" * 30
     return message
+
+
+def payapp_binding(
+    config: TerminalConfig,
+    card: CardData,
+    pin_block: bytes,
+    ksn: str = "",
+    session_id: str | None = None,
+) -> Message:
+    """0100 bind the card's account to a payment app: open a session (``session_id``
+    None) or ask where it is; card and PIN go with each (host_link.binding)."""
+    return {
+        "t": Mti.AUTH_REQUEST,
+        "3": ProcessingCode.PAYAPP_BIND,
+        "48": encode_binding_request(session_id),
+    } | _card_fields(config, card, pin_block, ksn)

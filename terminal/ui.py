@@ -18,8 +18,10 @@ class Screen(enum.Enum):
     WELCOME = "Welcome. Please insert your card."
     ENTER_PIN = "Please enter your PIN and press ENTER."
     WRONG_PIN = "Incorrect PIN. Please try again."
-    MENU = "F1 Cash withdrawal   F2 Balance   (up to {limit} available)"
-    MENU_BALANCE_ONLY = "F2 Balance   (cash withdrawal is not available at this machine now)"
+    MENU = "F1 Cash withdrawal   F2 Balance   F3 Payment app   (up to {limit} available)"
+    MENU_BALANCE_ONLY = (
+        "F2 Balance   F3 Payment app   (cash withdrawal is not available at this machine now)"
+    )
     ENTER_AMOUNT = "Enter the amount in whole units (up to {limit}) and press ENTER."
     CANNOT_DISPENSE = "This amount cannot be dispensed. Notes available: {notes}."
     PLEASE_WAIT = "Please wait..."
@@ -46,6 +48,11 @@ class Screen(enum.Enum):
         "Waiting for a co-owner to approve in the bank app. Reference {ref},"
         " {seconds} s left. CANCEL to stop."
     )
+    # binding the account to a payment app (terminal/session/binding.py)
+    BINDING_WAIT = "Asking the payment app for a binding code..."
+    BINDING_QR = "Scan this code with your payment app ({png}):\n{qr}"
+    BINDING_DONE = "Your account is now bound to the payment app."
+    BINDING_FAILED = "The account was not bound: {reason}."
     RESERVATION_CANCELLED = (
         "Too many attempts: the reservation is cancelled and the amount released."
     )

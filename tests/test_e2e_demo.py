@@ -122,6 +122,18 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     for path in (p for p in tmp_path.iterdir() if p.is_file()):  # pki/: certificates
         data = path.read_bytes()
         assert b"4761739001010010" not in data, path
+    # payment-app bindings: the three paths bind, the failures fail, both sides agree
+    bindings = {b["name"]: b for b in report["bindings"]}
+    assert report["bindings_as_expected"] is True and report["bindings_agree"] is True
+    assert {b["path"] for b in report["bindings"] if b["status"] == "bound"} == {
+        "atm_qr",
+        "app_qr",
+        "push",
+    }
+    assert bindings["bind at the ATM by QR"]["app_user"] == "a*******p"
+    assert bindings["an expired address at the ATM"]["status"] == "expired"
+    assert bindings["a second scanner is refused"]["status"] == "refused"
+    assert b"1000000001" not in (tmp_path / "payapp.db").read_bytes()  # no account number
 
 
 def test_demo_human_output(tmp_path: Path) -> None:

@@ -19,6 +19,8 @@ from sim.asgi_service import QuietServer, listen, server_config
 from sim.host import db
 from sim.host.api import create_app
 from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
+from sim.host.binding.api import install as install_binding
+from sim.host.binding.delivery import PayappLink
 from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
@@ -97,6 +99,9 @@ async def serve(
     stop: asyncio.Event | None = None,
     outbox_max_delay: float = 30.0,
     pki: Pki | None = None,
+    payapp: str | None = None,
+    payapp_key_file: Path | None = None,
+    binding_seconds: float | None = None,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -117,6 +122,9 @@ async def serve(
     HTTPS (its ``phone-api`` certificate, no client certificate asked), and https URLs of
     the alarm center and the carrier are reached with the host's certificate, theirs
     verified against the CA; an http URL stays plain (a ``--plain`` peer).
+
+    ``payapp`` (a URL) with ``payapp_key_file``: binding accounts to that payment app
+    (:mod:`sim.host.binding`); its callbacks come to the phone API (``api_port``).
     """
     deliverers: dict[str, Deliverer] = {
         "sms": SimulatedSmsGateway(),
@@ -156,6 +164,11 @@ async def serve(
         kinds=kinds,
     )
     server.on_alarm = worker.wake
+    binding_key = _payapp(server, worker, payapp, payapp_key_file, peer_tls)
+    if binding_seconds is not None:
+        server.authoriser.binding.address_seconds = binding_seconds
+    if binding_key is not None and worker.kinds is not None:
+        worker.kinds = (*worker.kinds, "binding")
     stop = stop or asyncio.Event()
     tasks = [
         asyncio.create_task(worker.run(stop)),
@@ -192,6 +205,13 @@ async def serve(
                     authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
                 ),
             )
+            install_binding(app, server.authoriser.binding, binding_key)
+            scheme = "https" if api_tls is not None else "http"
+            server.authoriser.binding.callback_url = (
+                f"{scheme}://{api_address[0]}:{api_address[1]}/payapp/callbacks"
+                if binding_key is not None
+                else ""
+            )
             config = server_config(app, api_tls)
             config.proxy_headers = False  # the peer is the client: no X-Forwarded-For
             api = QuietServer(config)
@@ -222,6 +242,25 @@ async def serve(
                 log.error("host task ended with %r", result)
         worker.close()
         server.authoriser.conn.close()
+
+
+def _payapp(
+    server: HostServer,
+    worker: OutboxWorker,
+    url: str | None,
+    key_file: Path | None,
+    tls: ssl.SSLContext | None,
+) -> bytes | None:
+    """The payment server's outbox peer, or None without one (binding is then refused)."""
+    desk = server.authoriser.binding
+    desk.on_queued = worker.wake
+    if url is None:
+        return None
+    if key_file is None:
+        raise ConfigError("--payapp-key-file", "", "needed to sign requests to the payment app")
+    key = load_host_key(key_file)
+    worker.deliverers["binding"] = PayappLink(url, key, desk, tls=tls)
+    return key
 
 
 async def _sweep(desk: CardlessDesk, stop: asyncio.Event, interval: float) -> None:

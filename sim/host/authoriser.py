@@ -30,6 +30,8 @@ from host_link.amounts import AmountType, encode_amounts
 from host_link.codec import Message, describe
 from host_link.codes import Mti, NetworkCode, ProcessingCode, response_mti
 from host_link.evidence import encode_sealed, request_plaintext
+from sim.host.binding import iso as bind_iso
+from sim.host.binding.desk import BindingDesk
 from sim.host.cardless.iso import CardlessDesk, IsoOutcome
 from sim.host.duress import AlarmDesk
 from sim.host.enterprise.iso import EnterpriseGate
@@ -78,6 +80,7 @@ class Authoriser:
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.enterprise = EnterpriseGate(conn, clock)  # corporate cards: role, department
         self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
+        self.binding = BindingDesk(conn, clock, keys.pan_key)  # payment-app binding
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
@@ -167,6 +170,8 @@ class Authoriser:
     def _authorise(self, request: Message) -> tuple[Message, int | None]:
         if request.get("3") == ProcessingCode.CARDLESS_INQUIRY:
             return self._cardless(request, self.cardless.handle_inquiry(request))
+        if request.get("3") == ProcessingCode.PAYAPP_BIND:
+            return self._bind(request)
         if request.get("3") != ProcessingCode.BALANCE_INQUIRY:
             return self._respond(request, "12"), None
         try:
@@ -229,6 +234,22 @@ class Authoriser:
     def _declined(self, request: Message, decline: Decline) -> Message:
         extra = decline.fields if isinstance(decline, JointDecline) else None
         return self._respond(request, decline.code, extra=extra)
+
+    def _bind(self, request: Message) -> tuple[Message, int | None]:
+        """Payment-app binding (sim/host/binding/iso.py): card and PIN checked first."""
+        try:
+            session = self.rules.verify_card_and_pin(request)
+        except Decline as decline:
+            return self._private(request, self._respond(request, decline.code)), None
+        if session.duress:  # no binding under duress: the alarm, and a plain refusal
+            self._duress(request, session)
+            return self._private(request, self._respond(request, "05")), None
+        (person,) = self.conn.execute(
+            "SELECT person_id FROM cards WHERE pan_ref = ?", (session.pan_ref,)
+        ).fetchone()
+        code, field48 = bind_iso.handle(self.binding, request, person, session.account)
+        extra = {"48": field48} if field48 else {}
+        return self._private(request, self._respond(request, code, extra)), None
 
     def _duress(self, request: Message, session: CardSession) -> bool:
         """Raise (or follow up) the silent alarm; True when this request opened it."""

@@ -80,6 +80,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ):
         step = steps.add_parser(name, help=text)
         step.add_argument("reservation_id", help="what the confirm step answered")
+    from sim.phone.binding import add_steps as add_binding_steps
+
+    add_binding_steps(steps)  # payment-app binding: sim/phone/binding.py
     route = steps.add_parser("route", help="ATMs that can pay an amount, soonest first")
     route.add_argument("lat", type=float, help="where the customer is: latitude")
     route.add_argument("lon", type=float, help="longitude")
@@ -125,6 +128,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _step(phone: PhoneClient, args: argparse.Namespace) -> Any:
     step = args.step
+    from sim.phone import binding
+
+    if step in binding.STEPS:
+        return binding.step(phone, args)
     if step == "request":
         return phone.request()
     if step == "messages":

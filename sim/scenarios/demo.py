@@ -33,6 +33,8 @@ from sim.host.authoriser import EVIDENCE_SNAPSHOTS
 from sim.host.ledger import Ledger, balance_of
 from sim.host.seed import read_toml
 from sim.pki import Pki, make_pki
+from sim.scenarios.binding_demo import BindingWorld, host_args, payapp_process
+from sim.scenarios.binding_play import play as play_binding
 from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.cardless_demo import play as play_cardless
 from sim.scenarios.enterprise_demo import ENTERPRISE_ATM
@@ -66,6 +68,7 @@ log = logging.getLogger(__name__)
 
 DEMO_SEED = Path(__file__).resolve().parent.parent / "data" / "demo-seed.toml"
 TERMINAL_ID = "ATM00001"
+BINDING_SECONDS = 12.0  # the demo's binding addresses live this long (the expired case waits)
 
 
 @dataclasses.dataclass
@@ -88,6 +91,7 @@ def host_process(
     demo: bool = False,
     host_key_file: Path | None = None,
     pki: Pki | None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[HostProcess]:
     """Run ``atm host`` as its own process on a free port; stop it on exit.
 
@@ -109,6 +113,7 @@ def host_process(
         args += ["--host-key-file", str(host_key_file)]
     if api:
         args += ["--api-port", "0", "--sms-inbox"]  # the demo's phone reads its texts there
+    args += extra_args  # e.g. the payment server to bind accounts at (binding_demo)
     with service_process("host", args) as service:
         handle = HostProcess(service.name, service.process, service.address, service.port, db_path)
         if api:
@@ -386,6 +391,8 @@ async def run_demo(
                 ],
             )
         )
+        payapp_key = new_host_key_file(workdir / "payapp.key")  # the bank <-> payment app
+        payapp = stack.enter_context(payapp_process(workdir, payapp_key, pki))
         host = stack.enter_context(
             host_process(
                 workdir / "host.db",
@@ -397,6 +404,10 @@ async def run_demo(
                 demo=True,
                 host_key_file=host_key,
                 pki=pki,
+                extra_args=[
+                    *host_args(payapp.url, payapp_key),
+                    *("--binding-seconds", str(BINDING_SECONDS)),
+                ],
             )
         )
         opening = ledger_snapshot(host.db_path)
@@ -431,6 +442,11 @@ async def run_demo(
                 terminal, customer, host.api_url, pki.ca, joint_scenarios
             )
             sessions += joint_sessions
+            world = BindingWorld(
+                payapp.url, host.api_url, host.db_path, payapp_key, pki.ca, workdir / "apps"
+            )
+            alice = cards["ALICE ARDEN"]
+            binding = await play_binding(world, terminal, customer, alice, workdir, BINDING_SECONDS)
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
@@ -445,7 +461,14 @@ async def run_demo(
         problems = ledger_problems(host.db_path)
         notices = notifications(host.db_path)
         joint_ok = not joint_scenarios or (check_notifications(notices) and not phone_errors)
+        enterprise_ok = (
+            all(v["ok"] for v in extra.get("enterprise", []))
+            and all(r["ok"] for r in extra.get("enterprise_refusals", []))
+            and bool(extra.get("enterprise_change", {}).get("ok", True))
+        )
+        bindings_ok = bool(binding.get("bindings_as_expected", True))
         everything = reconciled and not problems and alarms_ok and joint_ok
+        everything = everything and enterprise_ok and bindings_ok
         return {
             "ok": everything and all(s["ok"] for s in sessions),
             "terminal_id": terminal_id,
@@ -464,6 +487,7 @@ async def run_demo(
             **extra,
             "notifications": notices,
             "joint_as_expected": joint_ok,
+            **binding,  # payment-app bindings (sim/scenarios/binding_play.py)
         }
 
 

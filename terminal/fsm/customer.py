@@ -54,6 +54,9 @@ class State(enum.Enum):
     # joint accounts: the co-owner's personal code, and another co-owner's approval
     JOINT_CODE = "joint_code"
     AWAITING_APPROVAL = "awaiting_approval"
+    # binding the account to a payment app: the QR code on the screen
+    BINDING = "binding"
+    BINDING_QR = "binding_qr"
 
 
 S = State
@@ -169,6 +172,13 @@ TRANSITIONS: list[Row] = [
     Row("balance_approved", S.AWAITING_APPROVAL, S.BALANCE_SHOWN),
     Row("declined", [S.BALANCE_SHOWN, S.AWAITING_APPROVAL], S.RETURNING_CARD, CARD),
     Row("host_unavailable", [S.BALANCE_SHOWN, S.AWAITING_APPROVAL], S.RETURNING_CARD, CARD),
+    # payment-app binding: ask the host, show the QR code, wait for the outcome
+    Row("bind_chosen", S.MENU, S.BINDING),
+    Row("binding_shown", S.BINDING, S.BINDING_QR),
+    Row("bound", S.BINDING_QR, S.RETURNING_CARD),
+    Row("binding_failed", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD),
+    Row("declined", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD, CARD),
+    Row("host_unavailable", [S.BINDING, S.BINDING_QR], S.RETURNING_CARD, CARD),
 ]
 
 

@@ -22,6 +22,7 @@ from terminal.drivers.card_reader.base import CardData, CardUnreadable
 from terminal.errors import DeviceError
 from terminal.fsm.customer import State
 from terminal.session.base import CustomerSession, SessionEnd
+from terminal.session.binding import PaymentAppBinding
 from terminal.session.cash import CashPath
 from terminal.session.corporate import Corporate
 from terminal.session.joint import JointPath
@@ -29,7 +30,7 @@ from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
 
-MENU_KEYS = {"F1": "withdrawal", "F2": "balance"}
+MENU_KEYS = {"F1": "withdrawal", "F2": "balance", "F3": "bind"}
 
 
 class CardSession(CustomerSession):
@@ -59,6 +60,10 @@ class CardSession(CustomerSession):
                 await self._joint_balance()
             self._show_balance()
             raise SessionEnd("balance_shown")
+        if choice == "bind":  # payment-app binding: terminal/session/binding.py
+            self.display.show(Screen.BINDING_WAIT)
+            assert self.card is not None
+            await PaymentAppBinding(self, self.card).run()
         amount = self._amount()
         assert self.card is not None
         request = (

@@ -25,13 +25,13 @@ from atm_common.errors import AtmError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("alarm", "sms", "bill")
+KINDS = ("alarm", "sms", "bill", "binding")
 FORBIDDEN_KEYS = frozenset({"pan", "pin", "pin_block", "track2", "cvv"})
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS outbox (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
-        kind TEXT NOT NULL CHECK (kind IN ('alarm', 'sms', 'bill')),
+        kind TEXT NOT NULL CHECK (kind IN ('alarm', 'sms', 'bill', 'binding')),
         destination TEXT NOT NULL,      -- the ordering key: one queue per destination
         payload TEXT NOT NULL,          -- JSON; rewritten once by a prepare hook
         created TEXT NOT NULL,
