@@ -31,11 +31,12 @@ from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 from terminal.recovery import recover
 from terminal.saf import SafQueue
 from terminal.session import CardlessSession, CardSession, CustomerSession, SessionResult
-from terminal.ui import Display, RecordingDisplay, Screen
+from terminal.ui import Display, RecordingDisplay, Screen, WatchedDisplay
 
 log = logging.getLogger(__name__)
 
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
+CARDLESS_KEY = "F4"  # the idle screen's "cardless withdrawal" (touch or the key beside it)
 
 
 def link_context(config: TerminalConfig) -> ssl.SSLContext | None:
@@ -213,7 +214,15 @@ class Terminal:
             return None
         return await self._run(CardlessSession)
 
+    def _screen_answers(self) -> bool:
+        """A display that can stop answering (the kiosk page) still does."""
+        return not isinstance(self.display, WatchedDisplay) or self.display.responsive()
+
     async def _ready(self) -> bool:
+        if not self._screen_answers():
+            if self.machine.state is State.IDLE:
+                self._out_of_service("the customer screen does not answer")
+            return False
         if not self._recovered and not self._recover():
             return False  # in service only once the last session is settled
         if self.machine.state is State.OUT_OF_SERVICE and not self.check_devices():
@@ -255,11 +264,29 @@ class Terminal:
     async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
         """The kiosk loop: serve customers until ``stop`` is set."""
         while not stop.is_set():
-            result = await self.serve_one(wait=poll)
+            if self._cardless_chosen():
+                result = await self.serve_cardless()
+            else:
+                result = await self.serve_one(wait=poll)
             if result is None:
                 await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
             else:
                 log.info("session %s: %s", result.session_id, result.outcome)
+                if self.machine.state is State.IDLE:
+                    self.display.show(Screen.WELCOME)  # the next customer's first screen
+
+    def _cardless_chosen(self) -> bool:
+        """The idle screen's cardless key is waiting (not consumed unless it is that key)."""
+        if self.machine.state is not State.IDLE:
+            return False
+        try:
+            if self.devices.pinpad.key_pending() != CARDLESS_KEY:
+                return False
+            self.devices.pinpad.discard_pending_key()
+        except DeviceError as exc:
+            self._out_of_service(f"device error: {exc}")
+            return False
+        return True
 
     async def close(self) -> None:
         await self.host.close()

@@ -102,11 +102,20 @@ async def run_kiosk(config: TerminalConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    terminal = Terminal(
-        config,
-        clock=SystemClock(),
-        display=CallbackDisplay(lambda t: print(f"[screen] {t}", flush=True)),
-    )
+    echo = CallbackDisplay(lambda t: print(f"[screen] {t}", flush=True))
+    if config.kiosk is None:
+        terminal = Terminal(config, clock=SystemClock(), display=echo)
+        return await serve_until(terminal, stop)
+    from terminal.kiosk.run import kiosk_screen
+
+    with kiosk_screen(config.kiosk, echo=echo.show_text) as (display, server):
+        print(f"customer screen on {server.url}", flush=True)
+        terminal = Terminal(config, clock=SystemClock(), display=display)
+        display.attach(terminal.devices.pinpad)
+        return await serve_until(terminal, stop)
+
+
+async def serve_until(terminal: Terminal, stop: asyncio.Event) -> int:
     terminal.start()
     try:
         await terminal.run(stop)

@@ -21,7 +21,6 @@ import logging
 from typing import Any, ClassVar, NoReturn
 
 from atm_common.errors import AtmError
-from atm_common.money import format_minor
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, ResponseCode, response_code
@@ -43,7 +42,7 @@ from terminal.journal import Journal
 from terminal.link_security import with_ksn
 from terminal.location import current_location
 from terminal.saf import SafQueue
-from terminal.ui import Display, Screen
+from terminal.ui import Amount, Display, Screen
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +152,10 @@ class CustomerSession(abc.ABC):
 
     # --- shared ---------------------------------------------------------------------------
 
-    def money(self, minor: int) -> str:
-        """An amount for the customer's screen or receipt, in the terminal's currency."""
-        return format_minor(minor, self.config.currency)
+    def money(self, minor: int) -> Amount:
+        """An amount for the customer's screen or receipt, in the terminal's currency
+        (text as ``atm_common.money.format_minor``; a kiosk formats it per locale)."""
+        return Amount(minor, self.config.currency)
 
     def log(self, event: str, *, durable: bool = False, **data: Any) -> None:
         self.journal.record(event, self.id, durable=durable, **data)

@@ -219,14 +219,27 @@ class EppPinPad(PinPad):
 
     def _next_key(self, deadline: float) -> str | None:
         """The next key press before ``deadline`` (clock time), or None when it passed."""
+        screen = self.screen_keys
         while not self._keys:
+            if screen is not None and (touched := screen.take()) is not None:
+                return touched  # the screen's keys join the pad's own (not reported)
             remaining = deadline - self._clock.monotonic()
             if remaining <= 1e-9:
                 return None
-            self._pump(remaining)
+            self._pump(remaining if screen is None else min(remaining, 0.05))
             while self._frames:  # nothing is awaited: a late or stray frame
                 log.debug("pinpad: ignoring unsolicited %r", self._frames.popleft())
-        return self._keys.popleft()
+        key = self._keys.popleft()
+        self.reported(key)  # "*" for a PIN digit: the pad never says which
+        return key
+
+    def _do_key_pending(self) -> str | None:
+        self._pump(0.0)
+        return self._keys[0] if self._keys else None
+
+    def _do_discard_pending_key(self) -> None:
+        if self._keys:
+            self._keys.popleft()
 
     def _end_after_timeout(self, timeout: float) -> None:
         self._transact(proto.cancel_entry())
