@@ -168,7 +168,7 @@ class KioskServer:
             log_config=None,
             lifespan="off",
             access_log=False,
-            ws="websockets",
+            ws="websockets-sansio",
             ws_max_size=4096,
             ws_ping_interval=None,  # the display's own heartbeat, answered by the page
             timeout_graceful_shutdown=2,
