@@ -97,6 +97,7 @@ class EppPinPad(PinPad):
         self._decoder = proto.Decoder()
         self._frames: collections.deque[proto.Frame | proto.BadFrame] = collections.deque()
         self._keys: collections.deque[str] = collections.deque()
+        self._touched = False  # the last key came from the screen, not the pad
         self._faulted = False
         self._last_error: str | None = None
 
@@ -222,7 +223,9 @@ class EppPinPad(PinPad):
         screen = self.screen_keys
         while not self._keys:
             if screen is not None and (touched := screen.take()) is not None:
-                return touched  # the screen's keys join the pad's own (not reported)
+                self.reported(touched)  # the screen's keys join the pad's own
+                self._touched = True
+                return touched
             remaining = deadline - self._clock.monotonic()
             if remaining <= 1e-9:
                 return None
@@ -231,7 +234,14 @@ class EppPinPad(PinPad):
                 log.debug("pinpad: ignoring unsolicited %r", self._frames.popleft())
         key = self._keys.popleft()
         self.reported(key)  # "*" for a PIN digit: the pad never says which
+        self._touched = False
         return key
+
+    def _end_touched_entry(self) -> None:
+        """An entry the screen's key ended is still open in the pad: close it."""
+        if self._touched:
+            self._touched = False
+            self._transact(proto.cancel_entry())
 
     def _do_key_pending(self) -> str | None:
         self._pump(0.0)
@@ -263,6 +273,7 @@ class EppPinPad(PinPad):
                 stars = 0
             elif key == CANCEL:
                 log.info("pinpad: PIN entry cancelled")
+                self._end_touched_entry()
                 return PinEntry(EntryOutcome.CANCELLED)
             elif key == ENTER:
                 break
@@ -292,10 +303,13 @@ class EppPinPad(PinPad):
             elif key == CLEAR:
                 digits = ""
             elif key == CANCEL:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.CANCELLED)
             elif key == ENTER:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.ENTERED, digits)
             elif key in FUNCTION_KEYS and function_keys:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.ENTERED, key)
             else:
                 log.warning("pinpad: key %s ignored during clear entry", key)
