@@ -9,7 +9,7 @@ APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat ipro
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.deps-done
 
-.PHONY: demo test lint typecheck pytest bench setup clean diagram
+.PHONY: demo test lint typecheck pytest bench setup clean diagram screens
 
 setup: $(STAMP_APT) $(STAMP_PY)
 
@@ -49,6 +49,9 @@ bench: setup
 	$(BIN)/python bench/bench_host_history.py
 	$(BIN)/python bench/bench_face.py
 	$(BIN)/python bench/bench_soak.py
+
+screens: setup
+	$(BIN)/python -m tests.kiosk.gallery docs/screens
 
 diagram: setup
 	$(BIN)/atm fsm --diagram docs/customer-fsm.md

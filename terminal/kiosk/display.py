@@ -121,11 +121,18 @@ class KioskDisplay:
                 log.info("screen key %r refused on %s", key[:12], self.screen.name)
                 return False
             if key.startswith("LANG:"):
-                self.language = key.split(":", 1)[1]
-                self._publish()
+                self.choose_language(key.split(":", 1)[1])
                 return True
         self.keys.press(key)
         return True
+
+    def choose_language(self, code: str) -> None:
+        """The customer's language, for the rest of the session."""
+        if code not in LANGUAGES:
+            raise ValueError(f"unknown language {code!r}")
+        with self._lock:
+            self.language = code
+            self._publish()
 
     def subscribe(self, listener: Callable[[Snapshot], None]) -> Callable[[], None]:
         """Call ``listener`` with every new snapshot; returns the unsubscribe call."""

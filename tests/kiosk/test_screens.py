@@ -4,6 +4,7 @@ add a :class:`Screen` member + its template + its catalog entries."""
 from __future__ import annotations
 
 import string
+from pathlib import Path
 
 import jinja2.ext
 import pytest
@@ -91,3 +92,14 @@ def test_the_pin_screen_shows_a_count_and_offers_no_digit() -> None:
     assert rendered.keys == ("CANCEL",)
     assert rendered.html.count('class="dot"') == 4
     assert not any(f'data-key="{d}"' in rendered.html for d in "0123456789")
+
+
+def test_docs_screens_holds_every_screen_in_every_language() -> None:
+    docs = Path(__file__).resolve().parents[2] / "docs" / "screens"
+    missing = [
+        f"{code}/{screen.name.lower()}.png"
+        for code in LANGUAGES
+        for screen in Screen
+        if not (docs / code / f"{screen.name.lower()}.png").is_file()
+    ]
+    assert not missing, f"run `make screens`: docs/screens lacks {missing}"
