@@ -70,7 +70,11 @@ def create_app(display: KioskDisplay, token: str, origins: set[str]) -> FastAPI:
 async def serve_page(ws: WebSocket, display: KioskDisplay) -> None:
     loop = asyncio.get_running_loop()
     outbox: asyncio.Queue[Snapshot | dict[str, Any]] = asyncio.Queue()
-    unsubscribe = display.subscribe(lambda snap: loop.call_soon_threadsafe(outbox.put_nowait, snap))
+
+    def changed(snap: Snapshot) -> None:  # called on the session's thread
+        loop.call_soon_threadsafe(outbox.put_nowait, snap)
+
+    unsubscribe = display.subscribe(changed)
     display.answered()
     await outbox.put(display.snapshot())
 
