@@ -136,13 +136,20 @@ class CardSession(CustomerSession):
             )
             self.customer_gave_up(entry.outcome, "amount")
             amount = int(entry.keys or "0") * 100
+            most = self._limits.get(AmountType.WITHDRAWAL_LIMIT)
+            if most is not None and amount > most:
+                # The real cause: over what the host allows, whatever the notes could do.
+                self.display.show(Screen.AMOUNT_OVER_LIMIT, limit=limit)
+                self.log("amount_rejected", amount=amount, reason="over_limit")
+                self.fire("amount_rejected")
+                continue
             if amount > 0 and dispenser.can_dispense(amount):
                 self.log("amount_entered", amount=amount)
                 self.fire("amount_entered")
                 return amount
             notes = sorted({self.money(c.denomination) for c in dispenser.cassettes() if c.count})
             self.display.show(Screen.CANNOT_DISPENSE, notes=", ".join(notes) or "none")
-            self.log("amount_rejected", amount=amount)
+            self.log("amount_rejected", amount=amount, reason="notes")
             self.fire("amount_rejected")
 
     def decline_specially(self, code: str, rc: ResponseCode) -> None:
