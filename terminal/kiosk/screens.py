@@ -27,6 +27,14 @@ PAD_KEYS = frozenset([*(f"F{i}" for i in range(1, 9)), "ENTER", "CANCEL", "CLEAR
 LANGUAGE_KEYS = frozenset(f"LANG:{code}" for code in LANGUAGES)
 
 
+class _Blank(dict[str, Any]):
+    """Screen values where a missing one reads as blank: a session that forgot a value
+    must not lose its customer over a screen."""
+
+    def __missing__(self, key: str) -> str:
+        return ""
+
+
 def template_name(screen: Screen) -> str:
     return f"{screen.name.lower()}.html"
 
@@ -68,7 +76,7 @@ def render(
     translation = gettext_for(language)
     env = environment()
     shown = {k: localise(v, language) for k, v in values.items() if not isinstance(v, Image)}
-    text = translation.gettext(screen.value).format(**shown)
+    text = translation.gettext(screen.value).format_map(_Blank(shown))
     context = {
         "text": text,
         "values": shown,

@@ -6,6 +6,7 @@ with sample values as a session would show it. Run: ``python -m tests.kiosk.gall
 
 from __future__ import annotations
 
+import string
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,14 @@ PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6}
 TYPED = {Screen.ENTER_AMOUNT: "100", Screen.CARDLESS_PHONE: "4915100000006"}
 
 
+def sample(screen: Screen) -> dict[str, Any]:
+    """Values for ``screen``: the ones above, else an amount for each placeholder."""
+    if screen in SAMPLES:
+        return SAMPLES[screen]
+    names = [field for _, field, _, _ in string.Formatter().parse(screen.value) if field]
+    return {name: Amount(12_345, "840") for name in names}
+
+
 def write_screens(out: Path) -> list[Path]:
     display = KioskDisplay(heartbeat=3600)
     server = KioskServer(display)
@@ -59,7 +68,7 @@ def write_screens(out: Path) -> list[Path]:
             for code in LANGUAGES:
                 (out / code).mkdir(parents=True, exist_ok=True)
                 for screen in Screen:
-                    display.show(screen, **SAMPLES.get(screen, {}))
+                    display.show(screen, **sample(screen))
                     display.choose_language(code)
                     for _ in range(PIN_PRESSES.get(screen, 0)):
                         display.pad_key("*")
