@@ -53,7 +53,6 @@ class Screen(enum.Enum):
     MENU_BALANCE_ONLY = "F2 Balance   (cash withdrawal is not available at this machine now)"
     ENTER_AMOUNT = "Enter the amount in whole units (up to {limit}) and press ENTER."
     CANNOT_DISPENSE = "This amount cannot be dispensed. Notes available: {notes}."
-    AMOUNT_OVER_LIMIT = "The most you can withdraw now is {limit}. Please enter a smaller amount."
     PLEASE_WAIT = "Please wait..."
     TAKE_CASH = "Please take your cash."
     BALANCE = "Balance {ledger}, available {available}. Press ENTER."

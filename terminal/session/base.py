@@ -21,6 +21,7 @@ import logging
 from typing import Any, ClassVar, NoReturn
 
 from atm_common.errors import AtmError
+from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, ResponseCode, response_code
@@ -58,6 +59,10 @@ class SessionResult:
     response_code: str | None = None
     masked_pan: str | None = None
     card_retained: bool = False
+    stan: str | None = None  # of the approved withdrawal (field 11)
+    auth_code: str | None = None  # the issuer's approval code (field 38)
+    fee: int | None = None  # field 28, when the host charged one
+    balance: int | None = None  # available balance after it, when the host returned one
 
 
 class SessionEnd(Exception):
@@ -265,14 +270,36 @@ class CustomerSession(abc.ABC):
                 self.saf.enqueue({**advice, "63": encode_sealed(sealed)})
         await self.saf.drain(self.host, force=True)
 
+    def note_approval(self, request: Message, response: Message) -> None:
+        """What the receipt says of an approved withdrawal: STAN, approval code, fee and
+        the balance after it, where the host returned them."""
+        result = self.result
+        result.stan, result.auth_code = request.get("11"), response.get("38")
+        fee = response.get("28", "")
+        if len(fee) == 9 and fee[0] in "CD" and fee[1:].isdigit():
+            result.fee = int(fee[1:])
+        try:
+            amounts = decode_amounts(response.get("54", ""))
+        except CodecError:
+            amounts = {}
+        result.balance = amounts.get(AmountType.AVAILABLE_BALANCE)
+
     def receipt(self) -> None:
+        result = self.result
         lines = [
+            f"{self.journal.clock.now():%Y-%m-%d %H:%M:%S %Z}",
             f"Terminal {self.config.terminal_id}  {self.config.location.strip()}",
             self.receipt_customer(),
-            f"Result {self.result.outcome}",
         ]
-        if self.result.dispensed:
-            lines.append(f"Cash dispensed {self.money(self.result.dispensed)}")
+        if result.stan or result.auth_code:
+            lines.append(f"STAN {result.stan or '-'}  Auth {result.auth_code or '-'}")
+        lines.append(f"Result {result.outcome}")
+        if result.dispensed:
+            lines.append(f"Cash dispensed {self.money(result.dispensed)}")
+        if result.fee is not None:
+            lines.append(f"Fee {self.money(result.fee)}")
+        if result.balance is not None:
+            lines.append(f"Available balance {self.money(result.balance)}")
         lines += self.receipt_extras()
         receipt = " | ".join(lines)
         self.display.show(Screen.RECEIPT, receipt=receipt)

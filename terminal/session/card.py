@@ -137,13 +137,11 @@ class CardSession(CustomerSession):
             self.customer_gave_up(entry.outcome, "amount")
             amount = int(entry.keys or "0") * 100
             most = self._limits.get(AmountType.WITHDRAWAL_LIMIT)
-            if most is not None and amount > most:
-                # The real cause: over what the host allows, whatever the notes could do.
-                self.display.show(Screen.AMOUNT_OVER_LIMIT, limit=limit)
-                self.log("amount_rejected", amount=amount, reason="over_limit")
-                self.fire("amount_rejected")
-                continue
-            if amount > 0 and dispenser.can_dispense(amount):
+            over = most is not None and amount > most
+            # Over the limit shown, the host's decline names the real cause (61 limit,
+            # 51 funds) and it is the same decline a duress session gets; the notes are
+            # the cause only for an amount the customer may have.
+            if amount > 0 and (over or dispenser.can_dispense(amount)):
                 self.log("amount_entered", amount=amount)
                 self.fire("amount_entered")
                 return amount

@@ -70,6 +70,7 @@ class CashPath:
         if response["39"] != "00":
             session.decline(response["39"])
         session.fire("approved")
+        session.note_approval(request, response)
         self.approved_request = original_fields(request)  # no PAN or PIN block kept past here
         return response
 

@@ -16,7 +16,9 @@ from tests.kiosk.conftest import KioskRig, on_screen, wait_for
 
 
 def test_a_cardless_withdrawal_started_by_touch_on_the_idle_screen(
-    kiosk: KioskRig, page: Page, template: Callable[[str], FaceTemplate]  # noqa: F811
+    kiosk: KioskRig,
+    page: Page,
+    template: Callable[[str], FaceTemplate],  # noqa: F811
 ) -> None:
     probe = template("obama2.jpg")
     reservation = kiosk.in_loop(
