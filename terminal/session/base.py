@@ -146,6 +146,11 @@ class CustomerSession(abc.ABC):
     def receipt_customer(self) -> str:
         """The receipt line that says whose session it was (masked)."""
 
+    def card_before_cash(self) -> bool:
+        """Give the card back before the cash is presented (a card session overrides);
+        False if the customer did not take it (then it is retained)."""
+        return True
+
     def receipt_extras(self) -> list[str]:
         """Lines after the result and cash on the receipt (none unless overridden)."""
         return []

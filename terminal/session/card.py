@@ -159,10 +159,27 @@ class CardSession(CustomerSession):
             raise SessionEnd("card_retained")
 
     def hand_back(self) -> None:
-        """Eject the card; retain it if the customer leaves it, or if already retained."""
+        """Eject the card; retain it if the customer leaves it, or if already retained.
+        Nothing to do when it already came back before the cash."""
+        if self.fsm.state is State.RECEIPT:
+            return
         if self.fsm.state is State.CARD_RETAINED:
             self.fire("card_captured")
             return
+        if self._eject():
+            return
+        self._retain_card()
+        self.fire("card_captured")
+
+    def card_before_cash(self) -> bool:
+        """Notes are stacked: the card comes back first, then the cash is presented."""
+        if self._eject():
+            return True
+        self._retain_card()
+        return False
+
+    def _eject(self) -> bool:
+        """Offer the card back; fires card_taken or card_not_taken."""
         self.display.show(Screen.TAKE_CARD)
         try:
             taken = self.devices.card_reader.eject(self.config.timeouts.take_card)
@@ -172,10 +189,9 @@ class CardSession(CustomerSession):
         if taken:
             self.log("card_returned")
             self.fire("card_taken")
-            return
+            return True
         self.fire("card_not_taken")
-        self._retain_card()
-        self.fire("card_captured")
+        return False
 
     def _retain_card(self) -> None:
         try:

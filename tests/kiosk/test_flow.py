@@ -60,3 +60,31 @@ def test_a_receipt_carries_time_terminal_site_card_stan_approval_amount_and_bala
         assert f"Available balance {format_minor(balance)}" in lines
 
     with_rig(body)
+
+
+def test_a_card_left_before_the_cash_is_retained_and_the_cash_never_presented(
+    with_rig: Callable[..., Any],
+) -> None:
+    async def body(rig: Rig) -> None:
+        card, account = rig.cards["CAROL CHO"]
+        before = rig.balance(account)
+        rig.pinpad.script(Pin("2468"), Fkey("F1"), Keys("40"))
+        rig.reader.script_take_card(False)
+        rig.reader.insert(card)
+        result = await rig.terminal.serve_one()
+        assert result is not None and result.outcome == "card_retained", result
+        assert result.card_retained and result.dispensed == 0
+        assert rig.dispenser.handed_out_amount == 0
+        assert rig.balance(account) == before  # reversed
+        assert result.states[-5:] == [
+            "dispensing",
+            "card_before_cash",
+            "card_retained",
+            "receipt",
+            "idle",
+        ]
+        display = rig.terminal.display
+        assert isinstance(display, RecordingDisplay)
+        assert Screen.TAKE_CASH not in [s for s, _ in display.shown]
+
+    with_rig(body)
