@@ -15,8 +15,10 @@ import signal
 from pathlib import Path
 
 from atm_common.clock import SystemClock
+from atm_common.errors import ConfigError
 from terminal.app import Terminal
 from terminal.config import TerminalConfig, load_config
+from terminal.drivers.camera.sim import SimCamera
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser
@@ -32,9 +34,21 @@ HELP = """Customer inputs, comma-separated, in order. Examples:
   cancel | wait            press CANCEL | walk away (timeout)
 Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card prompt quits.
 'cardless' at the card prompt collects a reservation made with `atm phone`:
-  4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code"""
+  4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code
+  4915100000006, F2, face PHOTO   by face: the camera sees the person in PHOTO"""
 
 CARDLESS = "cardless"
+
+
+def take_photo(text: str) -> tuple[str, str]:
+    """``text`` without its ``face PHOTO`` entry, and that photo's path ("" if none)."""
+    rest, photo = [], ""
+    for part in text.split(","):
+        if part.strip().lower().startswith("face "):
+            photo = part.strip()[5:].strip()
+        else:
+            rest.append(part)
+    return ",".join(rest), photo
 
 
 def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, bool]:
@@ -78,8 +92,17 @@ async def serve_prompted(
     reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
     assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
     assert isinstance(dispenser, SimDispenser)
+    text, photo = take_photo(text)
     entries, take_cash, take_card = parse_inputs(text)
+    camera = devices.camera
+    if photo and not isinstance(camera, SimCamera):
+        raise ValueError("'face PHOTO' needs the sim camera ([devices.camera] backend = \"sim\")")
     card = None if pan.lower() == CARDLESS else CardData(pan=pan, expiry=expiry)
+    if photo and isinstance(camera, SimCamera):
+        try:
+            camera.show_photo(photo)
+        except ConfigError as exc:
+            raise ValueError(f"face {photo}: {exc}") from None
     pinpad.script(*entries)
     if not take_cash:
         dispenser.script_take_cash(False)
@@ -94,6 +117,8 @@ async def serve_prompted(
         pinpad.clear_script()
         dispenser.clear_take_script()
         reader.clear_take_script()
+        if photo and isinstance(camera, SimCamera):
+            camera.show(None)  # the customer has gone
 
 
 async def run_kiosk(config: TerminalConfig) -> int:

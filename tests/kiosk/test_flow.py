@@ -5,9 +5,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from atm_common.face.verify import FaceTemplate
 from atm_common.money import format_minor
+from sim.host.cardless.phone import PhoneBank
+from terminal.cli.interactive import serve_prompted
+from terminal.drivers.camera.sim import SimCamera
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 from terminal.ui import RecordingDisplay, Screen
+from tests.cardless.conftest import template  # noqa: F401  (the shared face-template fixture)
+from tests.cardless.helpers import FRANK_DEBIT, FRANK_PHONE, face, reserve
 from tests.conftest import Rig
 
 
@@ -86,5 +94,35 @@ def test_a_card_left_before_the_cash_is_retained_and_the_cash_never_presented(
         display = rig.terminal.display
         assert isinstance(display, RecordingDisplay)
         assert Screen.TAKE_CASH not in [s for s, _ in display.shown]
+
+    with_rig(body)
+
+
+def test_atm_run_sim_collects_by_face_with_a_chosen_photo(
+    with_rig: Callable[..., Any],
+    template: Callable[[str], FaceTemplate],  # noqa: F811
+) -> None:
+    """``face PHOTO`` at the ``atm run --sim`` prompt: the sim camera sees that person
+    (moving a little, so the liveness check passes); it used to end face_not_captured."""
+    probe = template("obama2.jpg")
+
+    async def body(rig: Rig) -> None:
+        reservation = reserve(
+            PhoneBank(rig.host.authoriser.cardless), probe, amount=4_000, method="face"
+        )
+        before = rig.host.authoriser.ledger.balance(FRANK_DEBIT).ledger
+        photo = face("obama2.jpg")
+        inputs = f"{FRANK_PHONE.lstrip('+')}, F2, face {photo}"
+        result = await serve_prompted(rig.terminal, "cardless", "", inputs)
+        assert result is not None, rig.terminal.out_of_service_reason
+        assert (result.response_code, result.dispensed) == ("00", 4_000), result
+        assert rig.host.authoriser.ledger.balance(FRANK_DEBIT).ledger < before - 4_000
+        assert reservation["reservation_id"]
+        camera = rig.terminal.devices.camera
+        assert isinstance(camera, SimCamera) and "synthetic" in repr(camera)  # gone again
+        with pytest.raises(ValueError, match=r"face no-such-photo\.jpg: .*cannot read"):
+            await serve_prompted(
+                rig.terminal, "cardless", "", "4915100000006, F2, face no-such-photo.jpg"
+            )
 
     with_rig(body)
