@@ -57,6 +57,11 @@ class KioskBrowser:
         self._thread = threading.Thread(target=self._keep, name="kiosk-browser", daemon=True)
         self.starts = 0
 
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The Chromium running now (or the last one)."""
+        return self._process
+
     def start(self) -> None:
         self._thread.start()
 
