@@ -103,7 +103,7 @@ def kiosk(tmp_path: Path) -> Iterator[KioskRig]:
         terminal = demo_terminal(
             tmp_path, port, DEMO_SEED, ManualClock(dt.datetime.now(dt.UTC)), tls=None
         )
-        display = KioskDisplay(heartbeat=0.5)
+        display = KioskDisplay(heartbeat=1.0)
         terminal.display = display
         display.attach(terminal.devices.pinpad)
         server = KioskServer(display, token="test-token-" + os.urandom(6).hex())
