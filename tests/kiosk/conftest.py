@@ -142,8 +142,10 @@ def kiosk(tmp_path: Path) -> Iterator[KioskRig]:
         thread.join(30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def playwright() -> Iterator[Playwright]:
+    """Per test: the sync API runs an event loop on this thread while it is started, so
+    it must be stopped before a test that calls ``asyncio.run`` here."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: make setup installs Debian's chromium")
     with sync_playwright() as p:
