@@ -5,13 +5,13 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2
+APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2 chromium fonts-wqy-microhei
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.deps-done
 # pip's own progress bars when a person watches a terminal; quiet in CI and logs
 PIP_QUIET := $(shell test -t 2 || echo --quiet)
 
-.PHONY: demo test lint typecheck pytest bench setup clean diagram
+.PHONY: demo test lint typecheck pytest bench setup clean diagram screens
 
 setup: $(STAMP_APT) $(STAMP_PY)
 
@@ -51,6 +51,9 @@ bench: setup
 	$(BIN)/python bench/bench_host_history.py
 	$(BIN)/python bench/bench_face.py
 	$(BIN)/python bench/bench_soak.py
+
+screens: setup
+	$(BIN)/python -m tests.kiosk.gallery docs/screens
 
 diagram: setup
 	$(BIN)/atm fsm --diagram docs/customer-fsm.md

@@ -41,11 +41,12 @@ from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 from terminal.recovery import recover
 from terminal.saf import SafQueue
 from terminal.session import CardlessSession, CardSession, CustomerSession, SessionResult
-from terminal.ui import Display, RecordingDisplay, Screen
+from terminal.ui import Display, RecordingDisplay, Screen, WatchedDisplay
 
 log = logging.getLogger(__name__)
 
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
+CARDLESS_KEY = "F4"  # the idle screen's "cardless withdrawal" (touch or the key beside it)
 
 
 def link_context(config: TerminalConfig) -> ssl.SSLContext | None:
@@ -293,7 +294,15 @@ class Terminal:
         devices, sign on, drain the SAF. False leaves :attr:`out_of_service_reason`."""
         return await self._ready()
 
+    def _screen_answers(self) -> bool:
+        """A display that can stop answering (the kiosk page) still does."""
+        return not isinstance(self.display, WatchedDisplay) or self.display.responsive()
+
     async def _ready(self) -> bool:
+        if not self._screen_answers():
+            if self.machine.state is State.IDLE:
+                self._out_of_service("the customer screen does not answer")
+            return False
         if not self._open_devices():
             return False
         if not self._recovered and not self._recover():
@@ -385,7 +394,10 @@ class Terminal:
         """The kiosk loop: serve customers until ``stop`` is set; out of service, retry
         the devices and the host after a backoff pause, and serve again once they answer."""
         while not stop.is_set():
-            result = await self.serve_one(wait=poll)
+            if self._cardless_chosen():
+                result = await self.serve_cardless()
+            else:
+                result = await self.serve_one(wait=poll)
             if result is not None:
                 log.info("session %s: %s", result.session_id, result.outcome)
                 if self.machine.state is State.IDLE:
@@ -394,6 +406,19 @@ class Terminal:
                 await self.pause(stop)
             else:
                 await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
+
+    def _cardless_chosen(self) -> bool:
+        """The idle screen's cardless key is waiting (not consumed unless it is that key)."""
+        if self.machine.state is not State.IDLE:
+            return False
+        try:
+            if self.devices.pinpad.key_pending() != CARDLESS_KEY:
+                return False
+            self.devices.pinpad.discard_pending_key()
+        except DeviceError as exc:
+            self._out_of_service(f"device error: {exc}")
+            return False
+        return True
 
     async def close(self) -> None:
         await self.host.close()

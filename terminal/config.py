@@ -62,6 +62,17 @@ class SiteLocation:
 
 
 @dataclasses.dataclass(frozen=True)
+class KioskConfig:
+    """``[kiosk]``: the customer screen as a web page (terminal.kiosk) on 127.0.0.1:port;
+    ``browser`` (e.g. "chromium") starts it in kiosk mode, "" leaves that to a unit."""
+
+    port: int = 8480
+    browser: str = ""
+    headless: bool = False
+    heartbeat: float = 2.0
+
+
+@dataclasses.dataclass(frozen=True)
 class TerminalConfig:
     terminal_id: str
     acceptor_id: str = "ATMACCEPTOR0001"
@@ -75,6 +86,7 @@ class TerminalConfig:
     timeouts: Timeouts = Timeouts()
     devices: Mapping[str, DeviceConfig] = dataclasses.field(default_factory=dict)
     source: str = "<defaults>"
+    kiosk: KioskConfig | None = None  # no [kiosk] section: the text console only
 
 
 def _typed(source: str, key: str, value: Any, kind: type) -> Any:
@@ -104,7 +116,7 @@ def _section(source: str, data: Mapping[str, Any], name: str, cls: type) -> Any:
 def parse_config(
     data: Mapping[str, Any], source: str, base_dir: Path | None = None
 ) -> TerminalConfig:
-    known = {"terminal", "host", "timeouts", "devices"}
+    known = {"terminal", "host", "timeouts", "devices", "kiosk"}
     for key in data:
         if key not in known:
             raise ConfigError(source, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -167,6 +179,7 @@ def parse_config(
         timeouts=_section(source, data, "timeouts", Timeouts),
         devices=devices,
         source=source,
+        kiosk=_section(source, data, "kiosk", KioskConfig) if "kiosk" in data else None,
     )
 
 

@@ -2,16 +2,47 @@
 
 The session controller only names a screen and its values; a kiosk front end, the
 console (``atm run --sim``) and the tests' recorder each render that their own way.
-Screens never carry a PIN, and card numbers only masked.
+Screens never carry a PIN, and card numbers only masked. Each member's value is its
+English text (the gettext msgid the kiosk's catalogs translate); adding a screen means
+adding a member here, a template in ``terminal/kiosk/templates/`` and its catalog
+entries (a test fails until all three exist).
+
+Values are strings, so the console can ``format`` them; two kinds say more about
+themselves for a display that renders richer: :class:`Amount` (an amount the kiosk
+formats per locale) and :class:`Image` (a PNG data URI, e.g. a QR code).
 """
 
 from __future__ import annotations
 
 import enum
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
+
+from atm_common.money import format_minor
 
 log = logging.getLogger(__name__)
+
+
+class Amount(str):
+    """A people-facing amount: reads as ``format_minor`` text, and keeps the minor units
+    and currency so a display can format it for the customer's locale."""
+
+    minor: int
+    currency: str
+
+    def __new__(cls, minor: int, currency: str) -> Amount:
+        text = super().__new__(cls, format_minor(minor, currency))
+        text.minor, text.currency = int(minor), currency
+        return text
+
+
+class Image(str):
+    """A picture for the screen as a ``data:image/png;base64,...`` URI (a QR code)."""
+
+    def __new__(cls, data_uri: str) -> Image:
+        if not data_uri.startswith("data:image/png;base64,"):
+            raise ValueError("a screen image must be a PNG data URI")
+        return super().__new__(cls, data_uri)
 
 
 class Screen(enum.Enum):
@@ -32,6 +63,7 @@ class Screen(enum.Enum):
     CARD_RETAINED = "Your card has been retained. Please contact your bank."
     RECEIPT = "{receipt}"
     OUT_OF_SERVICE = "Sorry, this machine is out of service."
+    SUPERVISOR = "Maintenance in progress. This machine will be back in service shortly."
     # cardless withdrawal
     CARDLESS_PHONE = "Cardless withdrawal: enter your mobile number and press ENTER."
     CARDLESS_METHOD = "F1 Reservation code   F2 Face   F3 Code and face"
@@ -62,6 +94,16 @@ class Display(Protocol):
     def show(self, screen: Screen, **values: Any) -> None: ...
 
 
+@runtime_checkable
+class WatchedDisplay(Protocol):
+    """A display that can stop answering (a page that misses its heartbeat): the
+    terminal is out of service until it answers again."""
+
+    def show(self, screen: Screen, **values: Any) -> None: ...
+
+    def responsive(self) -> bool: ...
+
+
 class RecordingDisplay:
     """Keeps every screen shown, for tests and the headless demo."""
 
@@ -84,3 +126,6 @@ class CallbackDisplay:
 
     def show(self, screen: Screen, **values: Any) -> None:
         self._write(screen.value.format(**values))
+
+    def show_text(self, text: str) -> None:
+        self._write(text)

@@ -31,14 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from atm_common.errors import AtmError, ConfigError
+from atm_common.face.frames import vary
 from atm_common.face.verify import ImageInput, as_bgr, letterbox, require_module
 
 log = logging.getLogger(__name__)
 
 Image = NDArray[np.uint8]
 CODECS = {".avi": "MJPG", ".mp4": "mp4v"}
-# (dx, dy, brightness): consecutive entries differ, so consecutive frames always differ.
-VARIATION = ((0, 0, 0), (2, 1, 5), (3, -1, -3), (1, -2, 6), (-2, -1, -4), (-3, 2, 3), (-1, 1, -6))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,23 +50,6 @@ class VideoInfo:
     height: int
     fps: float
     codec: str
-
-
-def vary(image: Image, index: int, scale: float = 1.0) -> Image:
-    """Frame ``index`` of the variation cycle: ``image`` shifted and brightened a little.
-
-    ``scale`` multiplies shift and brightness (0 gives the image back unchanged).
-    """
-    cv2 = require_module("cv2")
-    dx, dy, db = (round(v * scale) for v in VARIATION[index % len(VARIATION)])
-    out = image
-    if dx or dy:
-        shift = np.array([[1, 0, dx], [0, 1, dy]], dtype=np.float32)
-        h, w = image.shape[:2]
-        out = np.asarray(cv2.warpAffine(image, shift, (w, h), borderValue=(0, 0, 0)), np.uint8)
-    if db:
-        out = np.clip(out.astype(np.int16) + db, 0, 255).astype(np.uint8)
-    return out
 
 
 def write_video(

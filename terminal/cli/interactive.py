@@ -24,10 +24,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from atm_common.clock import SystemClock
-from atm_common.errors import AtmError
+from atm_common.errors import AtmError, ConfigError
 from terminal.app import Terminal
 from terminal.cli.console import Console, Interrupted
 from terminal.config import TerminalConfig, load_config
+from terminal.drivers.camera.sim import SimCamera
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.card_reader.sim import SimCardReader
 from terminal.drivers.dispenser.sim import SimDispenser
@@ -43,7 +44,8 @@ HELP = """Customer inputs, comma-separated, in order. Examples:
   cancel | wait            press CANCEL | walk away (timeout)
 Add 'leave cash' or 'leave card' to refuse to take them. Empty line at the card prompt quits.
 'cardless' at the card prompt collects a reservation made with `atm phone`:
-  4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code"""
+  4915100000006, F1, pin 123456   phone, F1 code (F2 face, F3 both), the code
+  4915100000006, F2, face PHOTO   by face: the camera sees the person in PHOTO"""
 
 CARDLESS = "cardless"
 INTERRUPTED = 130  # the shell's code for a run stopped by SIGINT
@@ -65,6 +67,17 @@ def expiry_problem(expiry: str) -> str | None:
     if not 1 <= int(expiry[2:]) <= 12:
         return f"expiry: the month (MM of YYMM) must be 01 to 12, not {expiry[2:]}"
     return None
+
+
+def take_photo(text: str) -> tuple[str, str]:
+    """``text`` without its ``face PHOTO`` entry, and that photo's path ("" if none)."""
+    rest, photo = [], ""
+    for part in text.split(","):
+        if part.strip().lower().startswith("face "):
+            photo = part.strip()[5:].strip()
+        else:
+            rest.append(part)
+    return ",".join(rest), photo
 
 
 def parse_inputs(text: str) -> tuple[list[Pin | Keys | Fkey | Signal], bool, bool]:
@@ -108,10 +121,19 @@ async def serve_prompted(
     reader, pinpad, dispenser = devices.card_reader, devices.pinpad, devices.dispenser
     assert isinstance(reader, SimCardReader) and isinstance(pinpad, SimPinPad)
     assert isinstance(dispenser, SimDispenser)
+    text, photo = take_photo(text)
     entries, take_cash, take_card = parse_inputs(text)
+    camera = devices.camera
+    if photo and not isinstance(camera, SimCamera):
+        raise ValueError("'face PHOTO' needs the sim camera ([devices.camera] backend = \"sim\")")
     card = None if pan.lower() == CARDLESS else CardData(pan=pan, expiry=expiry)
     if not await terminal.ready():
         return None  # an out-of-service kiosk takes no card (its shutter stays shut)
+    if photo and isinstance(camera, SimCamera):
+        try:
+            camera.show_photo(photo)
+        except ConfigError as exc:
+            raise ValueError(f"face {photo}: {exc}") from None
     pinpad.script(*entries)
     if not take_cash:
         dispenser.script_take_cash(False)
@@ -129,6 +151,8 @@ async def serve_prompted(
         if reader.card_present:  # no path should leave one; if one did, it is not taken
             with contextlib.suppress(AtmError):
                 reader.retain()
+        if photo and isinstance(camera, SimCamera):
+            camera.show(None)  # the customer has gone
 
 
 def with_host(config: TerminalConfig, address: str | None, port: int | None) -> TerminalConfig:
@@ -147,11 +171,20 @@ async def run_kiosk(config: TerminalConfig) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    terminal = Terminal(
-        config,
-        clock=SystemClock(),
-        display=CallbackDisplay(lambda t: print(f"[screen] {t}", flush=True)),
-    )
+    echo = CallbackDisplay(lambda t: print(f"[screen] {t}", flush=True))
+    if config.kiosk is None:
+        terminal = Terminal(config, clock=SystemClock(), display=echo)
+        return await serve_until(terminal, stop)
+    from terminal.kiosk.run import kiosk_screen
+
+    with kiosk_screen(config.kiosk, echo=echo.show_text) as (display, server):
+        print(f"customer screen on {server.url}", flush=True)
+        terminal = Terminal(config, clock=SystemClock(), display=display)
+        display.attach(terminal.devices.pinpad)
+        return await serve_until(terminal, stop)
+
+
+async def serve_until(terminal: Terminal, stop: asyncio.Event) -> int:
     terminal.start()
     try:
         await terminal.run(stop)

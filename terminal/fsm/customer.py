@@ -35,6 +35,7 @@ class State(enum.Enum):
     AMOUNT_ENTRY = "amount_entry"
     AUTHORISING = "authorising"
     DISPENSING = "dispensing"
+    CARD_BEFORE_CASH = "card_before_cash"  # notes stacked; the card comes back first
     PRESENTING = "presenting"
     CASH_TAKEN = "cash_taken"
     RETRACTING = "retracting"
@@ -123,15 +124,18 @@ TRANSITIONS: list[Row] = [
     Row("declined", [S.VERIFYING_RESERVATION, S.AUTHORISING], S.RECEIPT, NO_CARD),
     Row("host_unavailable", [S.VERIFYING_PIN, S.AUTHORISING], S.RETURNING_CARD, CARD),
     Row("host_unavailable", [S.VERIFYING_RESERVATION, S.AUTHORISING], S.RECEIPT, NO_CARD),
-    Row("notes_stacked", S.DISPENSING, S.PRESENTING),
+    # The card comes back before the cash: a customer walks off with what they get last.
+    Row("notes_stacked", S.DISPENSING, S.CARD_BEFORE_CASH, CARD),
+    Row("notes_stacked", S.DISPENSING, S.PRESENTING, NO_CARD),
+    Row("card_taken", S.CARD_BEFORE_CASH, S.PRESENTING),
+    Row("card_not_taken", S.CARD_BEFORE_CASH, S.CARD_RETAINED),
     Row("dispense_failed", S.DISPENSING, S.RETURNING_CARD, CARD),
     Row("dispense_failed", S.DISPENSING, S.RECEIPT, NO_CARD),
     Row("cash_taken", S.PRESENTING, S.CASH_TAKEN),
     Row("cash_not_taken", S.PRESENTING, S.RETRACTING),
-    Row("retracted", S.RETRACTING, S.RETURNING_CARD, CARD),
-    Row("retracted", S.RETRACTING, S.RECEIPT, NO_CARD),
-    Row("done", [S.CASH_TAKEN, S.BALANCE_SHOWN], S.RETURNING_CARD, CARD),
-    Row("done", S.CASH_TAKEN, S.RECEIPT, NO_CARD),
+    Row("retracted", S.RETRACTING, S.RECEIPT),  # any card went back before the cash
+    Row("done", S.BALANCE_SHOWN, S.RETURNING_CARD, CARD),
+    Row("done", S.CASH_TAKEN, S.RECEIPT),
     Row("cancel", CUSTOMER_WAITS, S.RETURNING_CARD),
     Row("timeout", CUSTOMER_WAITS, S.RETURNING_CARD),
     Row("card_taken", S.RETURNING_CARD, S.RECEIPT),

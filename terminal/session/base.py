@@ -21,7 +21,7 @@ import logging
 from typing import Any, ClassVar, NoReturn
 
 from atm_common.errors import AtmError
-from atm_common.money import format_minor
+from host_link.amounts import AmountType, decode_amounts
 from host_link.client import HostClient
 from host_link.codec import Message
 from host_link.codes import Mti, ResponseCode, response_code
@@ -43,7 +43,7 @@ from terminal.journal import Journal
 from terminal.link_security import with_ksn
 from terminal.location import current_location
 from terminal.saf import SafQueue
-from terminal.ui import Display, Screen
+from terminal.ui import Amount, Display, Screen
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,10 @@ class SessionResult:
     response_code: str | None = None
     masked_pan: str | None = None
     card_retained: bool = False
+    stan: str | None = None  # of the approved withdrawal (field 11)
+    auth_code: str | None = None  # the issuer's approval code (field 38)
+    fee: int | None = None  # field 28, when the host charged one
+    balance: int | None = None  # available balance after it, when the host returned one
 
 
 class SessionEnd(Exception):
@@ -142,6 +146,11 @@ class CustomerSession(abc.ABC):
     def receipt_customer(self) -> str:
         """The receipt line that says whose session it was (masked)."""
 
+    def card_before_cash(self) -> bool:
+        """Give the card back before the cash is presented (a card session overrides);
+        False if the customer did not take it (then it is retained)."""
+        return True
+
     def receipt_extras(self) -> list[str]:
         """Lines after the result and cash on the receipt (none unless overridden)."""
         return []
@@ -153,9 +162,10 @@ class CustomerSession(abc.ABC):
 
     # --- shared ---------------------------------------------------------------------------
 
-    def money(self, minor: int) -> str:
-        """An amount for the customer's screen or receipt, in the terminal's currency."""
-        return format_minor(minor, self.config.currency)
+    def money(self, minor: int) -> Amount:
+        """An amount for the customer's screen or receipt, in the terminal's currency
+        (text as ``atm_common.money.format_minor``; a kiosk formats it per locale)."""
+        return Amount(minor, self.config.currency)
 
     def log(self, event: str, *, durable: bool = False, **data: Any) -> None:
         self.journal.record(event, self.id, durable=durable, **data)
@@ -267,14 +277,36 @@ class CustomerSession(abc.ABC):
         self.saf.enqueue_all(advices)  # dozens of parts: one durable commit, not one each
         await self.saf.drain(self.host, force=True)
 
+    def note_approval(self, request: Message, response: Message) -> None:
+        """What the receipt says of an approved withdrawal: STAN, approval code, fee and
+        the balance after it, where the host returned them."""
+        result = self.result
+        result.stan, result.auth_code = request.get("11"), response.get("38")
+        fee = response.get("28", "")
+        if len(fee) == 9 and fee[0] in "CD" and fee[1:].isdigit():
+            result.fee = int(fee[1:])
+        try:
+            amounts = decode_amounts(response.get("54", ""))
+        except CodecError:
+            amounts = {}
+        result.balance = amounts.get(AmountType.AVAILABLE_BALANCE)
+
     def receipt(self) -> None:
+        result = self.result
         lines = [
+            f"{self.journal.clock.now():%Y-%m-%d %H:%M:%S %Z}",
             f"Terminal {self.config.terminal_id}  {self.config.location.strip()}",
             self.receipt_customer(),
-            f"Result {self.result.outcome}",
         ]
-        if self.result.dispensed:
-            lines.append(f"Cash dispensed {self.money(self.result.dispensed)}")
+        if result.stan or result.auth_code:
+            lines.append(f"STAN {result.stan or '-'}  Auth {result.auth_code or '-'}")
+        lines.append(f"Result {result.outcome}")
+        if result.dispensed:
+            lines.append(f"Cash dispensed {self.money(result.dispensed)}")
+        if result.fee is not None:
+            lines.append(f"Fee {self.money(result.fee)}")
+        if result.balance is not None:
+            lines.append(f"Available balance {self.money(result.balance)}")
         lines += self.receipt_extras()
         receipt = " | ".join(lines)
         self.display.show(Screen.RECEIPT, receipt=receipt)

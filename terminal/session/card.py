@@ -187,13 +187,18 @@ class CardSession(CustomerSession):
             )
             self.customer_gave_up(entry.outcome, "amount")
             amount = int(entry.keys or "0") * 100
-            if amount > 0 and dispenser.can_dispense(amount):
+            most = self._limits.get(AmountType.WITHDRAWAL_LIMIT)
+            over = most is not None and amount > most
+            # Over the limit shown, the host's decline names the real cause (61 limit,
+            # 51 funds) and it is the same decline a duress session gets; the notes are
+            # the cause only for an amount the customer may have.
+            if amount > 0 and (over or dispenser.can_dispense(amount)):
                 self.log("amount_entered", amount=amount)
                 self.fire("amount_entered")
                 return amount
             notes = sorted({self.money(c.denomination) for c in dispenser.cassettes() if c.count})
             self.display.show(Screen.CANNOT_DISPENSE, notes=", ".join(notes) or "none")
-            self.log("amount_rejected", amount=amount)
+            self.log("amount_rejected", amount=amount, reason="notes")
             self.fire("amount_rejected")
 
     def decline_specially(self, code: str, rc: ResponseCode) -> None:
@@ -205,10 +210,27 @@ class CardSession(CustomerSession):
             raise SessionEnd("card_retained")
 
     def hand_back(self) -> None:
-        """Eject the card; retain it if the customer leaves it, or if already retained."""
+        """Eject the card; retain it if the customer leaves it, or if already retained.
+        Nothing to do when it already came back before the cash."""
+        if self.fsm.state is State.RECEIPT:
+            return
         if self.fsm.state is State.CARD_RETAINED:
             self.fire("card_captured")
             return
+        if self._eject():
+            return
+        self._retain_card()
+        self.fire("card_captured")
+
+    def card_before_cash(self) -> bool:
+        """Notes are stacked: the card comes back first, then the cash is presented."""
+        if self._eject():
+            return True
+        self._retain_card()
+        return False
+
+    def _eject(self) -> bool:
+        """Offer the card back; fires card_taken or card_not_taken."""
         self.display.show(Screen.TAKE_CARD)
         try:
             taken = self.devices.card_reader.eject(self.config.timeouts.take_card)
@@ -218,10 +240,9 @@ class CardSession(CustomerSession):
         if taken:
             self.log("card_returned")
             self.fire("card_taken")
-            return
+            return True
         self.fire("card_not_taken")
-        self._retain_card()
-        self.fire("card_captured")
+        return False
 
     def _retain_card(self) -> None:
         try:

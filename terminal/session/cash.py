@@ -77,6 +77,7 @@ class CashPath:
         if not approved:
             session.decline(response["39"])
         session.fire("approved")
+        session.note_approval(request, response)
         self.approved_request = original_fields(request)  # no PAN or PIN block kept past here
         return response
 
@@ -102,6 +103,13 @@ class CashPath:
             if result.amount == 0:
                 await self._not_dispensed()
         session.fire("notes_stacked")
+        if not session.card_before_cash():
+            # The card was left and retained: the cash is never presented.
+            notes = self.clear_dispenser()
+            session.log("cash_retracted", durable=True, notes=notes, amount=result.amount)
+            await self.reverse(self.approved_request, dispensed=0)
+            session.fire("card_captured")
+            raise SessionEnd("card_retained")
         session.display.show(Screen.TAKE_CASH)
         try:
             taken = dispenser.present(session.config.timeouts.take_cash)

@@ -107,8 +107,6 @@ CARD_TO_AUTHORISING = (
         ("declined",),
         ("host_unavailable",),
         ("approved", "dispense_failed"),
-        ("approved", "notes_stacked", "cash_not_taken", "retracted"),
-        ("approved", "notes_stacked", "cash_taken", "done"),
     ],
 )
 def test_the_table_alone_decides_card_and_cardless_endings(ending: tuple[str, ...]) -> None:
@@ -122,6 +120,29 @@ def test_the_table_alone_decides_card_and_cardless_endings(ending: tuple[str, ..
     assert not cardless.has_card and cardless.state is State.RECEIPT
     _run(cardless, "session_ended")
     assert cardless.state is State.IDLE
+
+
+@pytest.mark.parametrize("cash", [("cash_not_taken", "retracted"), ("cash_taken", "done")])
+def test_the_card_comes_back_before_the_cash(cash: tuple[str, ...]) -> None:
+    """Notes stacked: a card session returns the card first, then presents the cash; a
+    cardless one presents at once. Either ends at the receipt once the cash is settled."""
+    card = CustomerMachine()
+    _run(card, *CARD_TO_AUTHORISING, "approved", "notes_stacked")
+    assert card.state is State.CARD_BEFORE_CASH
+    assert "cash_taken" not in card.allowed()
+    _run(card, "card_taken", *cash)
+    assert card.state is State.RECEIPT
+    cardless = CustomerMachine()
+    _run(cardless, *CARDLESS_TO_AUTHORISING, "approved", "notes_stacked", *cash)
+    assert cardless.state is State.RECEIPT
+
+
+def test_a_card_left_before_the_cash_is_retained_and_no_cash_presented() -> None:
+    card = CustomerMachine()
+    _run(card, *CARD_TO_AUTHORISING, "approved", "notes_stacked", "card_not_taken")
+    assert card.state is State.CARD_RETAINED
+    _run(card, "card_captured", "session_ended")
+    assert card.state is State.IDLE
 
 
 def test_a_cardless_session_cannot_reach_the_card_reader() -> None:
@@ -202,9 +223,11 @@ def test_mermaid_draws_the_cardless_path() -> None:
         "AUTHORISING --> RECEIPT: host_unavailable [no card]",
         "AUTHORISING --> RETURNING_CARD: declined [card]",
         "DISPENSING --> RECEIPT: dispense_failed [no card]",
-        "RETRACTING --> RECEIPT: retracted [no card]",
-        "CASH_TAKEN --> RECEIPT: done [no card]",
-        "CASH_TAKEN --> RETURNING_CARD: done [card]",
+        "RETRACTING --> RECEIPT: retracted",
+        "CASH_TAKEN --> RECEIPT: done",
+        "DISPENSING --> CARD_BEFORE_CASH: notes_stacked [card]",
+        "DISPENSING --> PRESENTING: notes_stacked [no card]",
+        "CARD_BEFORE_CASH --> PRESENTING: card_taken",
         "CARDLESS_PHONE --> RECEIPT: cancel",
     ):
         assert f"    {edge}" in lines, edge

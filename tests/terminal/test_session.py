@@ -50,9 +50,9 @@ def test_withdrawal_path_screens_and_receipt(with_rig: Any) -> None:
             "amount_entry",
             "authorising",
             "dispensing",
+            "card_before_cash",
             "presenting",
             "cash_taken",
-            "returning_card",
             "receipt",
             "idle",
         ]
@@ -63,6 +63,7 @@ def test_withdrawal_path_screens_and_receipt(with_rig: Any) -> None:
         assert (
             screens.index(Screen.ENTER_PIN)
             < screens.index(Screen.MENU)
+            < screens.index(Screen.TAKE_CARD)  # the card comes back before the cash
             < screens.index(Screen.TAKE_CASH)
         )
         menu = next(v for s, v in display.shown if s is Screen.MENU)

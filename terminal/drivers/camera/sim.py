@@ -32,7 +32,10 @@ class SimCamera(Camera):
         frames: Sequence[Any] | None = None,
         width: int = 640,
         height: int = 480,
+        photo: str = "",
     ) -> None:
+        """``photo``: an image file the camera sees (a person standing still in front of
+        it, moving a little), as :meth:`show_photo`; "" draws synthetic frames."""
         super().__init__()
         if width <= 0 or height <= 0:
             raise ConfigError("config", "devices.camera", f"bad frame size {width}x{height}")
@@ -42,6 +45,8 @@ class SimCamera(Camera):
         self._frames = list(frames) if frames is not None else None
         self.width, self.height = width, height
         self._captured = 0
+        if photo:
+            self.show_photo(photo)
 
     def __repr__(self) -> str:
         source = f"{len(self._frames)} frames" if self._frames is not None else "synthetic"
@@ -52,6 +57,20 @@ class SimCamera(Camera):
         if frames is not None and len(frames) == 0:
             raise ConfigError("config", "devices.camera.frames", "empty; pass None for synthetic")
         self._frames = list(frames) if frames is not None else None
+
+    def show_photo(self, path: str) -> None:
+        """A person, from the photo at ``path``, in front of the camera from now on: the
+        photo played with the small moves a person makes, so the liveness check sees one.
+        Needs the face extra (OpenCV); a file it cannot read is a ConfigError."""
+        from atm_common.errors import AtmError
+        from atm_common.face.frames import VARIATION, vary  # the optional engine, lazily
+        from atm_common.face.verify import load_image
+
+        try:
+            image = load_image(path)
+        except AtmError as exc:
+            raise ConfigError("config", "devices.camera.photo", str(exc)) from None
+        self.show([vary(image, index) for index in range(len(VARIATION))])
 
     @property
     def captured(self) -> int:

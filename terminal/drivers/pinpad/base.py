@@ -8,9 +8,12 @@ that the terminal may see (digits in clear-entry mode, function keys) come back 
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
+import threading
 from abc import abstractmethod
+from collections.abc import Callable
 
 from atm_common.errors import LocalProtocolError
 from terminal.drivers.base import Device
@@ -52,8 +55,74 @@ class KeyEntry:
     keys: str = ""  # digits typed, or the function key that ended entry ("F1")
 
 
+class ScreenKeys:
+    """Keys pressed on the customer screen (a touch, or a function key beside it), handed
+    to the PIN pad's clear entry as if typed on the pad. Thread-safe: the screen's server
+    presses, the session's thread reads. Never used for PIN entry: the screen offers no
+    digits while the PIN pad is in PIN mode, and a PIN entry takes only CANCEL from here.
+    """
+
+    def __init__(self) -> None:
+        self._keys: collections.deque[str] = collections.deque()
+        self._ready = threading.Condition()
+
+    def press(self, key: str) -> None:
+        with self._ready:
+            self._keys.append(key)
+            self._ready.notify_all()
+
+    def peek(self) -> str | None:
+        with self._ready:
+            return self._keys[0] if self._keys else None
+
+    def take(self, wait: float = 0.0) -> str | None:
+        """The next key, waiting up to ``wait`` seconds (real time) for one."""
+        with self._ready:
+            if not self._keys and wait > 0:
+                self._ready.wait_for(lambda: bool(self._keys), timeout=wait)
+            return self._keys.popleft() if self._keys else None
+
+    def clear(self) -> None:
+        with self._ready:
+            self._keys.clear()
+
+
 class PinPad(Device):
     kind = "pinpad"
+    # Set by a customer display: the keys the pad reports as they are pressed ("*" for
+    # each PIN digit, never the digit), so the screen can show the PIN's length.
+    key_listener: Callable[[str], None] | None = None
+    screen_keys: ScreenKeys | None = None  # the screen's keys, merged into clear entry
+
+    def attach_screen(self, keys: ScreenKeys, listener: Callable[[str], None]) -> None:
+        """Merge ``keys`` into clear entry and report every press to ``listener``."""
+        self.screen_keys, self.key_listener = keys, listener
+
+    def reported(self, key: str) -> None:
+        """A press the pad reports (drivers call this for each one)."""
+        if self.key_listener is not None:
+            self.key_listener(key)
+
+    def key_pending(self) -> str | None:
+        """The key waiting to be read, without consuming it (the idle screen's "cardless"
+        while the terminal also waits for a card); None when there is none."""
+        self._require_open()
+        if self.screen_keys is not None and (key := self.screen_keys.peek()) is not None:
+            return key
+        return self._do_key_pending()
+
+    def discard_pending_key(self) -> None:
+        """Consume the key :meth:`key_pending` returned."""
+        self._require_open()
+        if self.screen_keys is not None and self.screen_keys.take() is not None:
+            return
+        self._do_discard_pending_key()
+
+    def _do_key_pending(self) -> str | None:
+        return None
+
+    def _do_discard_pending_key(self) -> None:
+        return None
 
     def read_pin(
         self, pan: str, *, min_digits: int = 4, max_digits: int = 12, timeout: float = 30.0

@@ -97,6 +97,7 @@ class EppPinPad(PinPad):
         self._decoder = proto.Decoder()
         self._frames: collections.deque[proto.Frame | proto.BadFrame] = collections.deque()
         self._keys: collections.deque[str] = collections.deque()
+        self._touched = False  # the last key came from the screen, not the pad
         self._faulted = False
         self._last_error: str | None = None
 
@@ -219,14 +220,36 @@ class EppPinPad(PinPad):
 
     def _next_key(self, deadline: float) -> str | None:
         """The next key press before ``deadline`` (clock time), or None when it passed."""
+        screen = self.screen_keys
         while not self._keys:
+            if screen is not None and (touched := screen.take()) is not None:
+                self.reported(touched)  # the screen's keys join the pad's own
+                self._touched = True
+                return touched
             remaining = deadline - self._clock.monotonic()
             if remaining <= 1e-9:
                 return None
-            self._pump(remaining)
+            self._pump(remaining if screen is None else min(remaining, 0.05))
             while self._frames:  # nothing is awaited: a late or stray frame
                 log.debug("pinpad: ignoring unsolicited %r", self._frames.popleft())
-        return self._keys.popleft()
+        key = self._keys.popleft()
+        self.reported(key)  # "*" for a PIN digit: the pad never says which
+        self._touched = False
+        return key
+
+    def _end_touched_entry(self) -> None:
+        """An entry the screen's key ended is still open in the pad: close it."""
+        if self._touched:
+            self._touched = False
+            self._transact(proto.cancel_entry())
+
+    def _do_key_pending(self) -> str | None:
+        self._pump(0.0)
+        return self._keys[0] if self._keys else None
+
+    def _do_discard_pending_key(self) -> None:
+        if self._keys:
+            self._keys.popleft()
 
     def _end_after_timeout(self, timeout: float) -> None:
         self._transact(proto.cancel_entry())
@@ -250,6 +273,7 @@ class EppPinPad(PinPad):
                 stars = 0
             elif key == CANCEL:
                 log.info("pinpad: PIN entry cancelled")
+                self._end_touched_entry()
                 return PinEntry(EntryOutcome.CANCELLED)
             elif key == ENTER:
                 break
@@ -279,10 +303,13 @@ class EppPinPad(PinPad):
             elif key == CLEAR:
                 digits = ""
             elif key == CANCEL:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.CANCELLED)
             elif key == ENTER:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.ENTERED, digits)
             elif key in FUNCTION_KEYS and function_keys:
+                self._end_touched_entry()
                 return KeyEntry(EntryOutcome.ENTERED, key)
             else:
                 log.warning("pinpad: key %s ignored during clear entry", key)

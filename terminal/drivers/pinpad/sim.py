@@ -23,11 +23,14 @@ from __future__ import annotations
 import collections
 import enum
 import logging
+import time
 
 from atm_common.clock import Clock, SystemClock
 from atm_common.errors import ConfigError, LocalProtocolError
 from terminal.drivers.base import DeviceStatus, InfoValue
 from terminal.drivers.pinpad.base import (
+    CLEAR,
+    ENTER,
     FUNCTION_KEYS,
     EntryOutcome,
     KeyEntry,
@@ -186,7 +189,48 @@ class SimPinPad(PinPad):
         self._clock.advance(timeout)
         log.info("pinpad: entry timed out after %.1f s", timeout)
 
+    def _do_key_pending(self) -> str | None:
+        head = self.__script[0] if self.__script else None
+        return head.key if isinstance(head, Fkey) else None
+
+    def _do_discard_pending_key(self) -> None:
+        if self._do_key_pending() is not None:
+            self.__script.popleft()
+
+    def _live(self) -> bool:
+        """Nothing scripted, and a screen attached: wait for the customer in real time."""
+        return not self.__script and self.screen_keys is not None
+
+    def _screen_entry(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
+        """Clear entry from the screen's keys (the pad's own keyboard is the script)."""
+        assert self.screen_keys is not None
+        deadline = time.monotonic() + timeout
+        digits = ""
+        while True:
+            key = self.screen_keys.take(max(0.0, deadline - time.monotonic()))
+            if key is None:
+                self._timed_out(timeout)
+                return KeyEntry(EntryOutcome.TIMEOUT)
+            self.reported(key)
+            if key.isdigit() and len(key) == 1:
+                digits = (digits + key)[:max_digits]
+            elif key == CLEAR:
+                digits = ""
+            elif key == "CANCEL":
+                return KeyEntry(EntryOutcome.CANCELLED)
+            elif key == ENTER:
+                return KeyEntry(EntryOutcome.ENTERED, digits)
+            elif key in FUNCTION_KEYS and function_keys:
+                return KeyEntry(EntryOutcome.ENTERED, key)
+
     def _do_read_pin(self, pan: str, min_digits: int, max_digits: int, timeout: float) -> PinEntry:
+        if self._live():
+            assert self.screen_keys is not None
+            deadline = time.monotonic() + timeout
+            while (left := deadline - time.monotonic()) > 0 and not self.__script:
+                key = self.screen_keys.take(min(left, 0.05))
+                if key == "CANCEL":  # the only key the screen may give a PIN entry
+                    return PinEntry(EntryOutcome.CANCELLED)
         entry = self._next()
         if entry is CANCEL:
             return PinEntry(EntryOutcome.CANCELLED)
@@ -209,6 +253,9 @@ class SimPinPad(PinPad):
         except ValueError as exc:
             # Report what was wrong, never echo the PIN.
             raise LocalProtocolError(f"pinpad: cannot build a PIN block: {exc}") from None
+        for _ in pin:
+            self.reported("*")  # the pad's event: a digit was pressed, never which
+        self.reported(ENTER)
         log.info("pinpad: PIN entered (%d digits)", len(pin))
         return PinEntry(
             EntryOutcome.ENTERED, block=block, digits=len(pin), block_format=block_format, ksn=ksn
@@ -236,6 +283,9 @@ class SimPinPad(PinPad):
         return self.__keys.check_values()
 
     def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
+        screen = self.screen_keys
+        if screen is not None and (screen.peek() is not None or self._live()):
+            return self._screen_entry(max_digits, timeout, function_keys)
         entry = self._next()
         if entry is CANCEL:
             return KeyEntry(EntryOutcome.CANCELLED)

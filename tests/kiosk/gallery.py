@@ -1,0 +1,90 @@
+"""``make screens``: a PNG of every screen in every language, into docs/screens/<lang>/.
+
+The real page, display and server, and Debian's Chromium (Playwright); each screen shown
+with sample values as a session would show it. Run: ``python -m tests.kiosk.gallery DIR``.
+"""
+
+from __future__ import annotations
+
+import string
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import sync_playwright
+
+from terminal.kiosk.display import KioskDisplay
+from terminal.kiosk.i18n import LANGUAGES
+from terminal.kiosk.server import KioskServer
+from terminal.ui import Amount, Screen
+from tests.kiosk.conftest import CHROMIUM, CHROMIUM_ARGS
+
+RECEIPT = " | ".join(
+    [
+        "2026-12-07 10:15:02  Terminal ATM00001  Main Street branch",
+        "Card 476173******0028",
+        "STAN 000123  Auth 4F2A91",
+        "Withdrawal 100.00  Fee 0.00",
+        "Available balance 4,900.00",
+    ]
+)
+SAMPLES: dict[Screen, dict[str, Any]] = {
+    Screen.MENU: {"limit": Amount(90_000, "840")},
+    Screen.ENTER_AMOUNT: {"limit": Amount(90_000, "840")},
+    Screen.CANNOT_DISPENSE: {"notes": "20.00, 50.00"},
+    Screen.BALANCE: {"ledger": Amount(500_000, "840"), "available": Amount(490_000, "840")},
+    Screen.DECLINED: {"reason": "Insufficient funds."},
+    Screen.RECEIPT: {"receipt": RECEIPT},
+}
+PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6}
+TYPED = {Screen.ENTER_AMOUNT: "100", Screen.CARDLESS_PHONE: "4915100000006"}
+
+
+def sample(screen: Screen) -> dict[str, Any]:
+    """Values for ``screen``: the ones above, else an amount for each placeholder."""
+    if screen in SAMPLES:
+        return SAMPLES[screen]
+    names = [field for _, field, _, _ in string.Formatter().parse(screen.value) if field]
+    return {name: Amount(12_345, "840") for name in names}
+
+
+def write_screens(out: Path) -> list[Path]:
+    display = KioskDisplay(heartbeat=3600)
+    server = KioskServer(display)
+    server.start()
+    written = []
+    try:
+        with sync_playwright() as p, tempfile.TemporaryDirectory() as profile:
+            context = p.chromium.launch_persistent_context(
+                profile,
+                executable_path=CHROMIUM,
+                headless=True,
+                args=CHROMIUM_ARGS,
+                viewport={"width": 1024, "height": 768},
+            )
+            page = context.new_page()
+            page.goto(server.page_url())
+            for code in LANGUAGES:
+                (out / code).mkdir(parents=True, exist_ok=True)
+                for screen in Screen:
+                    display.show(screen, **sample(screen))
+                    display.choose_language(code)
+                    for _ in range(PIN_PRESSES.get(screen, 0)):
+                        display.pad_key("*")
+                    for digit in TYPED.get(screen, ""):
+                        display.pad_key(digit)
+                    seq = display.snapshot()["seq"]
+                    page.wait_for_selector(f'main[data-seq="{seq}"]')
+                    path = out / code / f"{screen.name.lower()}.png"
+                    page.screenshot(path=str(path))
+                    written.append(path)
+            context.close()
+    finally:
+        server.stop()
+    return written
+
+
+if __name__ == "__main__":
+    for written in write_screens(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screens")):
+        print(f"wrote {written}")
