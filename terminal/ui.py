@@ -37,12 +37,23 @@ class Amount(str):
 
 
 class Image(str):
-    """A picture for the screen as a ``data:image/png;base64,...`` URI (a QR code)."""
+    """A picture for the screen as a ``data:image/png;base64,...`` URI (a QR code).
 
-    def __new__(cls, data_uri: str) -> Image:
+    ``text`` is the same picture for a text-only screen (the console's QR in blocks):
+    formatting the value into a screen's text gives it, so the console shows the
+    picture, not the URI."""
+
+    text: str
+
+    def __new__(cls, data_uri: str, text: str = "") -> Image:
         if not data_uri.startswith("data:image/png;base64,"):
             raise ValueError("a screen image must be a PNG data URI")
-        return super().__new__(cls, data_uri)
+        image = super().__new__(cls, data_uri)
+        image.text = text
+        return image
+
+    def __format__(self, spec: str) -> str:
+        return format(self.text, spec) if self.text else super().__format__(spec)
 
 
 class Screen(enum.Enum):

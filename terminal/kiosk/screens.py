@@ -23,7 +23,8 @@ from terminal.ui import Amount, Image, Screen
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 # Keys a screen may offer: the pad's keys, and the language choice (handled by the display).
-PAD_KEYS = frozenset([*(f"F{i}" for i in range(1, 9)), "ENTER", "CANCEL", "CLEAR", *"0123456789"])
+FUNCTION_KEYS = tuple(f"F{i}" for i in range(1, 9))
+PAD_KEYS = frozenset([*FUNCTION_KEYS, "ENTER", "CANCEL", "CLEAR", *"0123456789"])
 LANGUAGE_KEYS = frozenset(f"LANG:{code}" for code in LANGUAGES)
 
 
@@ -47,7 +48,20 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,
         extensions=["jinja2.ext.i18n"],
     )
+    env.globals["choices"] = choices
     return env
+
+
+def choices(options: str) -> list[tuple[str, str]]:
+    """``(key, label)`` pairs of an options value (``"F1 Cash withdrawal   F2 Balance"``,
+    as a session builds it from what the host offered), for a screen whose buttons are
+    not known before (the enterprise role, menu and account choices)."""
+    pairs = []
+    for part in options.split("   "):
+        key, _, label = part.strip().partition(" ")
+        if key in FUNCTION_KEYS and label:
+            pairs.append((key, label))
+    return pairs
 
 
 @dataclasses.dataclass(frozen=True)

@@ -4,7 +4,7 @@ After card and PIN, the terminal asks the host for a binding session (processing
 ``PAYAPP_BIND``, :mod:`host_link.binding`); the host gets a binding address from the
 payment server and the terminal shows it as a QR code: rendered with segno to a PNG in
 the terminal's screen directory (beside the journal, private to the terminal's user),
-and as text blocks on the console screen. The customer scans it with the payment app
+and on the screen as an image (the kiosk page) or text blocks (the console). The customer scans it with the payment app
 and finishes there (SMS code, payment password); the terminal asks the host every
 second where the session is and shows the outcome: bound, failed, or expired.
 Card and PIN go with every request, as with any card transaction.
@@ -23,7 +23,7 @@ from host_link.binding import parse_status
 from terminal import transactions
 from terminal.drivers.card_reader.base import CardData
 from terminal.session.base import CustomerSession, SessionEnd
-from terminal.ui import Screen
+from terminal.ui import Image, Screen
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,13 @@ def render_png(text: str, directory: Path, name: str) -> Path:
     path = private_dir(directory) / f"{name}.png"
     segno.make_qr(text, error="m").save(str(path), kind="png", scale=6, border=4)
     return path
+
+
+def qr_image(text: str) -> Image:
+    """The QR code for a screen: a PNG data URI for a page (the kiosk shows it as an
+    image), with :func:`ascii_qr` as its text form for the console."""
+    uri = segno.make_qr(text, error="m").png_data_uri(scale=8, border=4)
+    return Image(uri, text=ascii_qr(text))
 
 
 class PaymentAppBinding:
@@ -95,6 +102,6 @@ class PaymentAppBinding:
         s = self.session
         directory = s.config.journal.parent / "screens"
         self.qr_path = render_png(address, directory, f"bind-{s.id}")
-        s.display.show(Screen.BINDING_QR, png=str(self.qr_path), qr=ascii_qr(address))
+        s.display.show(Screen.BINDING_QR, png=str(self.qr_path), qr=qr_image(address))
         s.log("payapp_qr_shown", png=str(self.qr_path))  # never the address: single-use
         s.fire("binding_shown")
