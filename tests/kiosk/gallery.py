@@ -17,6 +17,7 @@ from playwright.sync_api import sync_playwright
 from terminal.kiosk.display import KioskDisplay
 from terminal.kiosk.i18n import LANGUAGES
 from terminal.kiosk.server import KioskServer
+from terminal.session.binding import qr_image
 from terminal.ui import Amount, Screen
 from tests.kiosk.conftest import CHROMIUM, CHROMIUM_ARGS
 
@@ -36,8 +37,17 @@ SAMPLES: dict[Screen, dict[str, Any]] = {
     Screen.BALANCE: {"ledger": Amount(500_000, "840"), "available": Amount(490_000, "840")},
     Screen.DECLINED: {"reason": "Insufficient funds."},
     Screen.RECEIPT: {"receipt": RECEIPT},
+    Screen.CHOOSE_ROLE: {"options": "F1 treasurer @ Finance   F2 clerk @ Sales"},
+    Screen.CORPORATE_MENU: {"options": "F1 Cash withdrawal   F2 Balance"},
+    Screen.CHOOSE_ACCOUNT: {"options": "F1 FIN-OPERATING   F2 FIN-PETTY-CASH"},
+    Screen.AWAITING_APPROVAL: {"ref": "7F3A92C1", "seconds": 287},
+    Screen.BINDING_QR: {
+        "png": "screens/bind-1.png",
+        "qr": qr_image("https://payapp.example/bind/3b9d0c6e2f1a4c57"),
+    },
+    Screen.BINDING_FAILED: {"reason": "expired"},
 }
-PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6}
+PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6, Screen.ENTER_PERSONAL_CODE: 4}
 TYPED = {Screen.ENTER_AMOUNT: "100", Screen.CARDLESS_PHONE: "4915100000006"}
 
 
