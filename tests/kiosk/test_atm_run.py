@@ -59,7 +59,8 @@ def atm_run(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     try:
         host = [*ATM, "host", "--demo", "--plain", "--db", str(tmp_path / "host.db")]
         start([*host, "--port", str(host_port)], "host")
-        devices = [*ATM, "sim", "devices", "--plain", "--host-port", str(host_port)]
+        devices = [*ATM, "sim", "devices", "--plain", "--card-reader", "sim"]
+        devices += ["--host-port", str(host_port)]
         start([*devices, "--config-out", str(config), "--seconds", "300"], "devices")
         deadline = time.monotonic() + 30
         while not config.exists():
