@@ -4,10 +4,11 @@ After card and PIN, the terminal asks the host for a binding session (processing
 ``PAYAPP_BIND``, :mod:`host_link.binding`); the host gets a binding address from the
 payment server and the terminal shows it as a QR code: rendered with segno to a PNG in
 the terminal's screen directory (beside the journal, private to the terminal's user),
-and on the screen as an image (the kiosk page) or text blocks (the console). The customer scans it with the payment app
-and finishes there (SMS code, payment password); the terminal asks the host every
-second where the session is and shows the outcome: bound, failed, or expired.
-Card and PIN go with every request, as with any card transaction.
+and on the screen as an image (the kiosk page) or text blocks (the console). The
+customer scans it with the payment app and finishes there (SMS code, payment
+password); the terminal asks the host every second where the session is and shows
+the outcome: bound, failed, or expired. Card and PIN go with every request, as with
+any card transaction.
 """
 
 from __future__ import annotations
