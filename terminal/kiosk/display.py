@@ -28,7 +28,7 @@ from terminal.ui import Image, Screen
 log = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
-PIN_SCREENS = (Screen.ENTER_PIN, Screen.ENTER_CODE)
+PIN_SCREENS = (Screen.ENTER_PIN, Screen.ENTER_CODE, Screen.ENTER_PERSONAL_CODE)
 CLEAR_ENTRY_SCREENS = (Screen.ENTER_AMOUNT, Screen.CARDLESS_PHONE)
 
 
@@ -68,9 +68,12 @@ class KioskDisplay:
         with self._lock:
             if screen is Screen.WELCOME and self.screen is not Screen.WELCOME:
                 self.language = DEFAULT_LANGUAGE  # a new customer chooses afresh
+            if screen is not self.screen:
+                # a key meant for the last screen means nothing now; one for this screen
+                # shown again (the approval countdown, every poll) is still the answer
+                self.keys.clear()
             self.screen, self.values = screen, dict(values)
             self.pin_length, self.typed = 0, ""
-            self.keys.clear()  # a key meant for the last screen means nothing now
             self._publish()
         if self._echo is not None:
             self._echo(screen.value.format(**values))
