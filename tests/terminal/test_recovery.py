@@ -50,11 +50,12 @@ COMPLETE_WITHDRAWAL: list[tuple[str, str | None, int]] = [
     ("dispensing", "reversal", 0),  # commit: before a note moves; none moved
     ("stacked", "reversal", 0),  # commit: notes in the stacker, retracted
     ("state", "reversal", 0),  # notes_stacked, not yet presented: retracted
+    # the card comes back before the cash (docs/kiosk.md): still nothing presented
+    ("card_returned", "reversal", 0),
+    ("state", "reversal", 0),  # card_taken
     ("cash_taken", "complete", 10_000),  # the customer has the cash
     ("state", "complete", 10_000),  # cash_taken
     ("state", "complete", 10_000),  # done
-    ("card_returned", "complete", 10_000),
-    ("state", "complete", 10_000),  # card_taken
     ("receipt", "complete", 10_000),
     ("state", "complete", 10_000),  # session_ended
     ("session_end", None, 10_000),  # commit: the end
