@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from atm_common.clock import SystemClock
-from atm_common.errors import AtmError
+from atm_common.errors import ConfigError, UsageError
 from sim.host import db
 from sim.host.joint.book import JointBook
 from sim.host.joint.schema import ensure_schema
@@ -22,16 +22,17 @@ __all__ = ["unlock"]
 def unlock(db_path: Path, account: str) -> str:
     """Unlock ``account`` and tell its co-owners; what was done, in words."""
     if not db_path.is_file():
-        raise AtmError(f"{db_path}: no host database there")
+        raise ConfigError(f"{db_path}: no host database there")  # exit 3
     conn = db.connect(db_path)
     try:
         ensure_schema(conn)
         book = JointBook(conn, HostSettings(), SystemClock())
         with transaction(conn):
             if book.account(account) is None:
-                raise AtmError(f"{account} is not a joint account")
+                # the account named on the command line is not one to unlock: exit 2
+                raise UsageError(f"{account} is not a joint account")
             if not book.unlock(account):
-                raise AtmError(f"joint account {account} is not locked")
+                raise UsageError(f"joint account {account} is not locked")
     finally:
         conn.close()
     return f"joint account {account} unlocked; its co-owners are told"
