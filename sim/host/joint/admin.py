@@ -22,7 +22,7 @@ __all__ = ["unlock"]
 def unlock(db_path: Path, account: str) -> str:
     """Unlock ``account`` and tell its co-owners; what was done, in words."""
     if not db_path.is_file():
-        raise ConfigError(f"{db_path}: no host database there")  # exit 3
+        raise ConfigError(str(db_path), "", "no host database there")  # exit 3
     conn = db.connect(db_path)
     try:
         ensure_schema(conn)
