@@ -7,9 +7,11 @@ a customer did survives a restart), and no background networking.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -67,13 +69,22 @@ class KioskBrowser:
 
     def _keep(self) -> None:
         while not self._stop.is_set():
-            with tempfile.TemporaryDirectory(prefix="kiosk-profile-") as profile:
+            # Chromium's helpers (zygote, renderers) may still write to the profile for a
+            # moment after the browser died: they are ended with it (its own process
+            # group), and a file they leave behind must not stop the next start.
+            with tempfile.TemporaryDirectory(
+                prefix="kiosk-profile-", ignore_cleanup_errors=True
+            ) as profile:
                 command = chromium_command(self.binary, self.url, profile, headless=self.headless)
                 self._process = subprocess.Popen(
-                    command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                    command,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
                 )
                 self.starts += 1
                 code = self._process.wait()
+                _end_group(self._process.pid)
             if not self._stop.is_set():
                 log.error("kiosk browser exited (%s); starting it again", code)
                 self._stop.wait(1.0)
@@ -88,3 +99,9 @@ class KioskBrowser:
             except subprocess.TimeoutExpired:
                 process.kill()
         self._thread.join(10)
+
+
+def _end_group(pid: int) -> None:
+    """End what is left of the browser's process group (its helpers), by its id."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):  # nothing left
+        os.killpg(pid, signal.SIGKILL)
