@@ -292,7 +292,7 @@ class Authoriser:
                 (received - 2 * self.max_clock_skew,),
             )
         inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO network_requests VALUES (?,?,?,?,?)",
+            "INSERT INTO network_requests VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             (terminal, stan, stamp, code, received),
         ).rowcount
         if not inserted:

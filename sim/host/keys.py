@@ -84,7 +84,9 @@ class KeyStore:
             raise KeyUnavailable(f"terminal {terminal_id} uses {term.mode}: no key exchange")
         tpk, tak = os.urandom(16), os.urandom(16)
         self.conn.execute(
-            "INSERT OR REPLACE INTO terminal_keys VALUES (?,?,?,?)",
+            "INSERT INTO terminal_keys VALUES (?,?,?,?) ON CONFLICT (terminal_id) DO UPDATE SET"
+            " tpk_under_lmk = excluded.tpk_under_lmk, tak_under_lmk = excluded.tak_under_lmk,"
+            " issued_at = excluded.issued_at",
             (terminal_id, _wrap(self._lmk, tpk), _wrap(self._lmk, tak), now),
         )
         self._cache[terminal_id] = (tpk, tak)

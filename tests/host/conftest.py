@@ -7,6 +7,27 @@ import pytest
 
 from atm_common.clock import ManualClock
 from tests.host.helpers import Host, Terminal, open_host
+from tests.pg_cluster import PgCluster
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One private PostgreSQL server for the session (each test gets its own database)."""
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where the host's ledger lives: a fresh SQLite file, or a fresh PostgreSQL database
+    (the host's tests run against both engines)."""
+    if request.param == "sqlite":
+        return tmp_path / "host.db"
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    return cluster.create_database()
 
 
 @pytest.fixture
@@ -15,8 +36,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def host(tmp_path: Path, clock: ManualClock) -> Iterator[Host]:
-    h = open_host(tmp_path / "host.db", clock)
+def host(host_db: str | Path, clock: ManualClock) -> Iterator[Host]:
+    h = open_host(host_db, clock)
     yield h
     h.conn.close()
 
