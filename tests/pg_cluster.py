@@ -50,7 +50,7 @@ class PgCluster:
 
     def start(self) -> PgCluster:
         self._run(str(PG_BIN / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "atm")
-        options = f"-k {self.dir} -p {PORT} -c listen_addresses='' -c fsync=on"
+        options = f"-k {self.dir} -p {PORT} -c listen_addresses='' -c max_connections=400"
         self._run(
             str(PG_BIN / "pg_ctl"), "-D", str(self.data), "-o", options,
             "-l", str(self.dir / "log"), "-w", "start",

@@ -100,6 +100,13 @@ class Authoriser:
             self._private(request, response)
         return response
 
+    def refuse(self, request: Message, code: str) -> Message:
+        """``code`` in answer to ``request``, nothing done (a failed group commit's 96)."""
+        response = self._respond(request, code)
+        if _card_session(request):
+            self._private(request, response)
+        return response
+
     def _handle(self, request: Message, peer_ip: str) -> Message | None:
         self.peer_ip = peer_ip
         mti = request.get("t", "")
