@@ -41,15 +41,28 @@ def cmd_host(args: argparse.Namespace) -> int:
             " `atm pki init DIR`) or --plain (plain TCP, for a lab)",
         )
     pki = Pki(Path(args.tls_dir)) if args.tls_dir is not None else None
+    database = _database(args.db)
+    worker = _worker(args.worker)
+    if args.workers < 1:
+        raise ConfigError("--workers", str(args.workers), "must be 1 or more")
     server = build_host(
-        Path(args.db),
+        database,
         Path(args.seed),
         host=args.host,
         port=args.port,
         demo=args.demo,
         max_clock_skew=args.max_clock_skew,
         pki=pki,
+        worker=worker,
     )
+    if args.workers > 1 and worker is None:
+        from sim.host.outbox.store import ensure_schema
+        from sim.host.workers import run_workers
+
+        ensure_schema(server.authoriser.conn)  # every table exists before a worker starts
+        server.authoriser.conn.close()
+        return run_workers(sys.argv[1:], args.workers, args.host, args.port)
+    first = worker is None or worker[0] == 0
 
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
@@ -65,16 +78,40 @@ def cmd_host(args: argparse.Namespace) -> int:
             alarm_center=args.alarm_center,
             carrier=args.carrier,
             host_key_file=Path(args.host_key_file) if args.host_key_file else None,
-            db_path=Path(args.db),
-            api_port=args.api_port,
+            db_path=database,
+            api_port=args.api_port if first else None,
             api_host=args.api_host,
             sms_inbox=args.sms_inbox,
             on_api_ready=api_ready,
             outbox_max_delay=args.outbox_max_delay,
             pki=pki,
+            background=first,
         )
     )
     return 0
+
+
+def _database(text: str) -> Path | str:
+    """``--db``: an SQLite file, or a PostgreSQL URL (kept a string)."""
+    from sim.host import storage
+
+    if storage.is_postgres(text):
+        return text
+    if "://" in text:
+        raise ConfigError(
+            "--db", text.split("://")[0] + "://...", "not an SQLite file nor a postgresql:// URL"
+        )
+    return Path(text)
+
+
+def _worker(text: str | None) -> tuple[int, int] | None:
+    """``--worker I/N`` (set by ``--workers`` for its children): which one this is."""
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigError("--worker", text, "expected INDEX/COUNT, e.g. 0/2")
+    return int(index), int(count)
 
 
 def cmd_pki_init(args: argparse.Namespace) -> int:
@@ -298,7 +335,22 @@ def register(sub: Any) -> None:
     transport.add_argument(
         "--plain", action="store_true", help="serve ISO 8583 over plain TCP (lab, tshark)"
     )
-    host.add_argument("--db", default="var/host.db", help="SQLite database file")
+    host.add_argument(
+        "--db",
+        default="var/host.db",
+        help="the ledger: an SQLite file (default %(default)s), or PostgreSQL as a URL:"
+        " postgresql://USER@/DBNAME?host=/socket/dir&port=5432 or"
+        " postgresql://USER@HOST:PORT/DBNAME (a password is better in ~/.pgpass or"
+        " PGPASSWORD than in the URL; it is never logged)",
+    )
+    host.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="host processes sharing the port (SO_REUSEPORT) and the ledger: one per core"
+        " (default %(default)s)",
+    )
+    host.add_argument("--worker", help=argparse.SUPPRESS)  # I/N, set for --workers' children
     host.add_argument(
         "--seed",
         default=str(DEMO_SEED_PATH),

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def build_host(
-    db_path: Path,
+    db_path: Path | str,
     seed: Path,
     *,
     host: str = "127.0.0.1",
@@ -43,6 +43,7 @@ def build_host(
     demo: bool = False,
     max_clock_skew: float = DEFAULT_CLOCK_SKEW,
     pki: Pki | None,
+    worker: tuple[int, int] | None = None,
 ) -> HostServer:
     """Open (or create and seed) the database and build the server, not yet listening.
 
@@ -56,6 +57,10 @@ def build_host(
     the host's certificate, and a client certificate from that CA required, whose
     common name must be the terminal id of every message (:class:`HostServer`). None
     is plain TCP, and must be asked for (``atm host --plain``): there is no default.
+
+    ``db_path`` is an SQLite file or a ``postgresql://`` URL (:mod:`sim.host.storage`).
+    ``worker`` = (index, count): this is one of ``count`` processes serving the same port
+    (SO_REUSEPORT) and database (:mod:`sim.host.workers`).
     """
     clock = clock or SystemClock()
     refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
@@ -63,7 +68,9 @@ def build_host(
     conn = db.connect(db_path)
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))
     authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
-    return HostServer(authoriser, host, port, ssl=context)
+    if worker is not None:
+        authoriser.share(*worker)
+    return HostServer(authoriser, host, port, ssl=context, reuse_port=worker is not None)
 
 
 def iso_tls_context(pki: Pki) -> ssl.SSLContext:
@@ -84,7 +91,7 @@ async def serve(
     alarm_center: str | None = None,
     carrier: str | None = None,
     host_key_file: Path | None = None,
-    db_path: Path | None = None,
+    db_path: Path | str | None = None,
     api_port: int | None = None,
     api_host: str = "127.0.0.1",
     sms_inbox: bool = False,
@@ -93,6 +100,7 @@ async def serve(
     stop: asyncio.Event | None = None,
     outbox_max_delay: float = 30.0,
     pki: Pki | None = None,
+    background: bool = True,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -113,6 +121,10 @@ async def serve(
     HTTPS (its ``phone-api`` certificate, no client certificate asked), and https URLs of
     the alarm center and the carrier are reached with the host's certificate, theirs
     verified against the CA; an http URL stays plain (a ``--plain`` peer).
+
+    ``background`` False (the second and later processes of ``--workers``): no outbox
+    delivery and no reservation sweep here; the first process does them for all, so an
+    SMS is never sent twice. What this one queues is delivered at that one's next poll.
     """
     deliverers: dict[str, Deliverer] = {"sms": SimulatedSmsGateway()}
     kinds: tuple[str, ...] | None = None
@@ -150,10 +162,14 @@ async def serve(
     )
     server.on_alarm = worker.wake
     stop = stop or asyncio.Event()
-    tasks = [
-        asyncio.create_task(worker.run(stop)),
-        asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
-    ]
+    tasks = (
+        [
+            asyncio.create_task(worker.run(stop)),
+            asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
+        ]
+        if background
+        else []
+    )
     api: QuietServer | None = None
     try:
         if api_port is not None:

@@ -100,6 +100,14 @@ class Authoriser:
             self._private(request, response)
         return response
 
+    def share(self, index: int, count: int) -> None:
+        """This is host process ``index`` of ``count`` on one database (``--workers``):
+        reference numbers are drawn from this process's own residue class, so two
+        processes never hand out the same one, and working keys are read fresh."""
+        (stored,) = self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        self._sequence = itertools.count(stored * count + index + 1, count)
+        self.key_store.shared = True
+
     def refuse(self, request: Message, code: str) -> Message:
         """``code`` in answer to ``request``, nothing done (a failed group commit's 96)."""
         response = self._respond(request, code)
