@@ -284,7 +284,13 @@ def cmd_soak(args: argparse.Namespace) -> int:
     root.addHandler(logging.FileHandler(private_file(workdir / "soak.log"), mode="w"))
     try:
         report = run_soak(
-            Path(args.workdir), args.transactions, args.seed, faults, fault_rate=args.fault_rate
+            Path(args.workdir),
+            args.transactions,
+            args.seed,
+            faults,
+            fault_rate=args.fault_rate,
+            db=args.db,
+            host_workers=args.host_workers,
         )
     except ValueError as exc:
         print(f"atm soak: error: {exc}", file=sys.stderr)
@@ -461,6 +467,12 @@ def register(sub: Any) -> None:
     )
     soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
     soak.add_argument("--json", action="store_true")
+    soak.add_argument(
+        "--db", help="the host's ledger: a fresh PostgreSQL database URL (default: SQLite)"
+    )
+    soak.add_argument(
+        "--host-workers", type=int, default=1, help="host processes (atm host --workers)"
+    )
     soak.set_defaults(func=cmd_soak)
 
     pki = sub.add_parser("pki", help="a small CA for the demo, the soak and a lab")

@@ -158,6 +158,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
     """A read-only view of a host database another process is serving (reports, demo)."""
+    if storage.is_postgres(path):
+        conn = storage.connect_raw(path)
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
     conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     return conn

@@ -66,7 +66,13 @@ class Soak:
         *,
         fault_rate: float = 0.3,
         cards: int = 100,
+        db: str | None = None,
+        host_workers: int = 1,
     ) -> None:
+        """``db``: the host's ledger as a PostgreSQL URL (a fresh database); None: an
+        SQLite file in ``workdir``. ``host_workers``: host processes (``--workers``)."""
+        self.db: Path | str = db or workdir / "host.db"
+        self.host_workers = host_workers
         self.rng = random.Random(seed)
         self.plan = FaultPlan(faults, self.rng, fault_rate)  # refuses unknown faults
         self.workdir, self.transactions, self.seed = workdir, transactions, seed
@@ -115,12 +121,13 @@ class Soak:
         seed_path = self.workdir / "soak-seed.toml"
         write_seed(seed_path, self.cards, (TERMINAL,), balance=OPENING_BALANCE, duress_every=5)
         host = HostRunner(
-            self.workdir / "host.db",
+            self.db,
             seed_path,
             self.workdir / "host.log",
             self.center.start(),
             self.host_key_file,
             tls_dir=self.pki.directory,
+            workers=self.host_workers,
         )
         host.start()
         # the proxy is the network: it ends TLS on both sides to frame (and fault) messages
@@ -230,7 +237,7 @@ class Soak:
             terminal.check_devices()
         return terminal
 
-    async def _deliver_alarms(self, db_path: Path) -> list[str]:
+    async def _deliver_alarms(self, db_path: Path | str) -> list[str]:
         """Center up again, then every alarm the host raised must reach it (30 s at most)."""
         self.center.tick(self.transactions + 1_000_000)
         self.alarm_counts, problems = await check_alarms(db_path, self.workdir / "alarms.db")
