@@ -45,6 +45,8 @@ def cmd_host(args: argparse.Namespace) -> int:
     worker = _worker(args.worker)
     if args.workers < 1:
         raise ConfigError("--workers", str(args.workers), "must be 1 or more")
+    if args.group_commit < 1:
+        raise ConfigError("--group-commit", str(args.group_commit), "must be 1 or more")
     server = build_host(
         database,
         Path(args.seed),
@@ -54,6 +56,7 @@ def cmd_host(args: argparse.Namespace) -> int:
         max_clock_skew=args.max_clock_skew,
         pki=pki,
         worker=worker,
+        max_batch=args.group_commit,
     )
     if args.workers > 1 and worker is None:
         from sim.host.outbox.store import ensure_schema
@@ -355,6 +358,14 @@ def register(sub: Any) -> None:
         default=1,
         help="host processes sharing the port (SO_REUSEPORT) and the ledger: one per core"
         " (default %(default)s)",
+    )
+    host.add_argument(
+        "--group-commit",
+        type=int,
+        default=256,
+        metavar="N",
+        help="requests arriving together share one commit, at most N of them (1: a commit"
+        " per request) (default %(default)s)",
     )
     host.add_argument("--worker", help=argparse.SUPPRESS)  # I/N, set for --workers' children
     host.add_argument(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from sim.host.storage.cluster import PgCluster
 from sim.soak.harness import FAULTS
-from tests.pg_cluster import PgCluster
 
 pytestmark = pytest.mark.e2e
 

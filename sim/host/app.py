@@ -22,6 +22,7 @@ from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
+from sim.host.group_commit import MAX_BATCH
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
@@ -44,6 +45,7 @@ def build_host(
     max_clock_skew: float = DEFAULT_CLOCK_SKEW,
     pki: Pki | None,
     worker: tuple[int, int] | None = None,
+    max_batch: int = MAX_BATCH,
 ) -> HostServer:
     """Open (or create and seed) the database and build the server, not yet listening.
 
@@ -60,7 +62,8 @@ def build_host(
 
     ``db_path`` is an SQLite file or a ``postgresql://`` URL (:mod:`sim.host.storage`).
     ``worker`` = (index, count): this is one of ``count`` processes serving the same port
-    (SO_REUSEPORT) and database (:mod:`sim.host.workers`).
+    (SO_REUSEPORT) and database (:mod:`sim.host.workers`). ``max_batch``: the most
+    requests one group commit holds (:mod:`sim.host.group_commit`; 1 turns it off).
     """
     clock = clock or SystemClock()
     refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
@@ -70,7 +73,9 @@ def build_host(
     authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
     if worker is not None:
         authoriser.share(*worker)
-    return HostServer(authoriser, host, port, ssl=context, reuse_port=worker is not None)
+    return HostServer(
+        authoriser, host, port, ssl=context, reuse_port=worker is not None, max_batch=max_batch
+    )
 
 
 def iso_tls_context(pki: Pki) -> ssl.SSLContext:

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 from atm_common.clock import ManualClock
+from sim.host.storage.cluster import PgCluster
 from tests.host.helpers import Host, Terminal, open_host
-from tests.pg_cluster import PgCluster
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""A private PostgreSQL cluster for tests: initdb in a temporary directory, a Unix
-socket only (no TCP port, no system service), stopped by its own ``pg_ctl`` at teardown.
+"""A private PostgreSQL cluster for tests and benchmarks: initdb in a temporary
+directory, a Unix socket only (no TCP port, no system service), stopped by its own
+``pg_ctl`` at teardown. Needs the server binaries (Debian ``postgresql``, version 15).
 
 Each test (or module) gets a fresh database from :meth:`PgCluster.create_database`, so
 tests stay independent while the cluster starts once per session. Run as root (the
