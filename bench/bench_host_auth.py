@@ -290,7 +290,13 @@ async def run_host_bench(args: argparse.Namespace, workdir: Path) -> dict[str, l
 def history(args: argparse.Namespace) -> dict[str, Any]:
     """``bench_host_history`` at each ``--history`` size: host CPU per 0200 in process."""
     options = argparse.Namespace(
-        cards=200, days=90, requests=args.history_requests, warmup=30, drop_index=[], check=False
+        cards=200,
+        days=90,
+        per_card_day=2,
+        requests=args.history_requests,
+        warmup=30,
+        drop_index=[],
+        check=False,
     )
     out = {}
     for size in args.history:

@@ -144,6 +144,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
+    # a server's working set: the indexes of a long history stay in memory (the default
+    # cache is 2 MB), and pages are read through a memory map rather than read() calls
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA mmap_size=268435456")
     conn.executescript(SCHEMA)
     _migrate(conn)
     return conn
