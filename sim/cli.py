@@ -30,6 +30,9 @@ DEMO_SEED_PATH = DATA / "demo-seed.toml"
 
 
 def cmd_host(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from sim.host import storage
     from sim.host.app import build_host, serve
     from sim.pki import Pki
 
@@ -47,17 +50,21 @@ def cmd_host(args: argparse.Namespace) -> int:
         raise ConfigError("--workers", str(args.workers), "must be 1 or more")
     if args.group_commit < 1:
         raise ConfigError("--group-commit", str(args.group_commit), "must be 1 or more")
-    server = build_host(
-        database,
-        Path(args.seed),
-        host=args.host,
-        port=args.port,
-        demo=args.demo,
-        max_clock_skew=args.max_clock_skew,
-        pki=pki,
-        worker=worker,
-        max_batch=args.group_commit,
-    )
+    try:
+        server = build_host(
+            database,
+            Path(args.seed),
+            host=args.host,
+            port=args.port,
+            demo=args.demo,
+            max_clock_skew=args.max_clock_skew,
+            pki=pki,
+            worker=worker,
+            max_batch=args.group_commit,
+        )
+    except sqlite3.Error as exc:  # both engines raise these (sim/host/storage)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("--db", storage.redact(database), reason) from None
     if args.workers > 1 and worker is None:
         from sim.host.outbox.store import ensure_schema
         from sim.host.workers import run_workers

@@ -16,7 +16,7 @@ from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
 from atm_common.tls import client_context, server_context
 from sim.asgi_service import QuietServer, listen, server_config
-from sim.host import db
+from sim.host import db, storage
 from sim.host.api import create_app
 from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.cardless.iso import CardlessDesk
@@ -69,6 +69,7 @@ def build_host(
     refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
     context = iso_tls_context(pki) if pki is not None else None
     conn = db.connect(db_path)
+    log.info("ledger: %s", storage.redact(db_path))  # never a password
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))
     authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
     if worker is not None:
