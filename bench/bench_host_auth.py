@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import json
 import sys
 import tempfile
@@ -54,6 +55,7 @@ from bench_host_history import run_size
 from host_link.client import HostClient, StanSequence
 from host_link.codec import Message
 from sim.host.storage.cluster import PgCluster
+from sim.scenarios import link as link_module
 from sim.scenarios.link import TerminalLink
 from sim.scenarios.seedgen import card_pan as bench_pan
 from sim.scenarios.seedgen import card_pin as bench_pin
@@ -123,18 +125,20 @@ def templates(kind: str, link: TerminalLink, cards: Sequence[int]) -> list[Messa
     return out
 
 
-async def run_level(
-    kind: str,
-    n: int,
-    args: argparse.Namespace,
-    port: int,
-    host: Cpu,
-    seed: Path,
-    stans: dict[str, StanSequence],
-) -> Level:
+async def open_links(
+    n: int, port: int, seed: Path, stans: dict[str, StanSequence]
+) -> list[TerminalLink]:
+    """N terminals' links, signed on (key exchange + sign-on), for every kind at this N."""
     tids = [bench_terminal_id(i) for i in range(n)]
     links = [TerminalLink(seed, tid, port, stan=stans[tid], timeout=30.0) for tid in tids]
-    await asyncio.gather(*(link.sign_on() for link in links))  # key exchange + sign-on
+    await asyncio.gather(*(link.sign_on() for link in links))
+    return links
+
+
+async def run_level(
+    kind: str, links: list[TerminalLink], args: argparse.Namespace, host: Cpu
+) -> Level:
+    n = len(links)
     clients = [link.client for link in links]
     # client i uses cards i, i+n, i+2n, ...: the load per card does not depend on n
     messages = [
@@ -184,7 +188,6 @@ async def run_level(
         await sampler
     finally:
         sampler.cancel()
-        await asyncio.gather(*(link.close() for link in links))
     start_cpu, end_cpu = cpu.get("start"), cpu.get("end")
     host_cpu = None if start_cpu is None or end_cpu is None else end_cpu - start_cpu
     client_cpu = (cpu.get("client_end") or 0.0) - (cpu.get("client_start") or 0.0)
@@ -230,6 +233,13 @@ def tree_cpu_seconds(pid: int) -> float | None:
     return total
 
 
+def cache_pinpad_options() -> None:
+    """Read the seed's key sets once, not once per terminal link: with 1,000 terminals
+    parsing the seed for each link costs more than the level it prepares."""
+    cached = functools.lru_cache(maxsize=None)(link_module.pinpad_options)
+    link_module.pinpad_options = cached  # type: ignore[assignment]
+
+
 def postmaster_pid(cluster: PgCluster) -> int | None:
     try:
         return int((cluster.data / "postmaster.pid").read_text().split()[0])
@@ -256,19 +266,22 @@ async def run_config(
     with service_process("host", argv) as host:
         cpu = Cpu(host.process.pid, db_pid)
         progress(f"{name}: host pid {host.process.pid} on {host.address}:{host.port}")
-        for kind in args.kinds:
-            for n in args.clients:
-                level = await run_level(kind, n, args, host.port, cpu, seed, stans)
-                s = level.summary()
-                progress(
-                    f"{name} {kind} {KINDS[kind]} N={n}: {s['rps']:.0f} req/s,"
-                    f" p50 {s['p50_us']:.0f} us, p99 {s['p99_us']:.0f} us,"
-                    f" host CPU {s['host_cpu_us_per_request']} us/req,"
-                    f" db CPU {s['db_cpu_us_per_request']} us/req,"
-                    f" client CPU {s['client_cpu_us_per_request']} us/req,"
-                    f" codes {s['response_codes']}, errors {s['errors']}"
-                )
-                levels.append(level)
+        for n in args.clients:
+            links = await open_links(n, host.port, seed, stans)
+            try:
+                for kind in args.kinds:
+                    levels.append(await run_level(kind, links, args, cpu))
+                    s = levels[-1].summary()
+                    progress(
+                        f"{name} {kind} {KINDS[kind]} N={n}: {s['rps']:.0f} req/s,"
+                        f" p50 {s['p50_us']:.0f} us, p99 {s['p99_us']:.0f} us,"
+                        f" host CPU {s['host_cpu_us_per_request']} us/req,"
+                        f" db CPU {s['db_cpu_us_per_request']} us/req,"
+                        f" client CPU {s['client_cpu_us_per_request']} us/req,"
+                        f" codes {s['response_codes']}, errors {s['errors']}"
+                    )
+            finally:
+                await asyncio.gather(*(link.close() for link in links))
     return levels
 
 
@@ -276,6 +289,7 @@ async def run_host_bench(args: argparse.Namespace, workdir: Path) -> dict[str, l
     terminals = [bench_terminal_id(i) for i in range(max(args.clients))]
     seed = workdir / "bench-seed.toml"
     write_seed(seed, args.cards, terminals)
+    cache_pinpad_options()
     cluster = None
     if any(CONFIGS[name][0] == "postgresql" for name in args.configs):
         cluster = PgCluster().start()
