@@ -261,7 +261,7 @@ async def run_config(
     # plain TCP: the baseline measures the host's authorisation work, not TLS records
     argv = ["--db", database, "--seed", str(seed), "--plain", "--demo"]
     argv += ["--log", str(workdir / f"{name}.log"), "--workers", str(workers)]
-    argv += ["--group-commit", str(batch)]
+    argv += ["--group-commit", str(batch), "--max-connections", str(max(args.clients) + 16)]
     levels = []
     with service_process("host", argv) as host:
         cpu = Cpu(host.process.pid, db_pid)

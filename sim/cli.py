@@ -61,6 +61,7 @@ def cmd_host(args: argparse.Namespace) -> int:
             pki=pki,
             worker=worker,
             max_batch=args.group_commit,
+            max_connections=args.max_connections,
         )
     except sqlite3.Error as exc:  # both engines raise these (sim/host/storage)
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -373,6 +374,13 @@ def register(sub: Any) -> None:
         metavar="N",
         help="requests arriving together share one commit, at most N of them (1: a commit"
         " per request) (default %(default)s)",
+    )
+    host.add_argument(
+        "--max-connections",
+        type=int,
+        default=512,
+        help="open connections each host process accepts; one more is closed at once"
+        " (default %(default)s)",
     )
     host.add_argument("--worker", help=argparse.SUPPRESS)  # I/N, set for --workers' children
     host.add_argument(

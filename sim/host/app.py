@@ -27,7 +27,7 @@ from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
 from sim.host.seed import load_seed, read_keys
-from sim.host.server import HostServer
+from sim.host.server import MAX_CONNECTIONS, HostServer
 from sim.pki import Pki
 from sim.service_auth import load_host_key
 
@@ -46,6 +46,7 @@ def build_host(
     pki: Pki | None,
     worker: tuple[int, int] | None = None,
     max_batch: int = MAX_BATCH,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> HostServer:
     """Open (or create and seed) the database and build the server, not yet listening.
 
@@ -75,7 +76,13 @@ def build_host(
     if worker is not None:
         authoriser.share(*worker)
     return HostServer(
-        authoriser, host, port, ssl=context, reuse_port=worker is not None, max_batch=max_batch
+        authoriser,
+        host,
+        port,
+        ssl=context,
+        reuse_port=worker is not None,
+        max_batch=max_batch,
+        max_connections=max_connections,
     )
 
 

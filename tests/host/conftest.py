@@ -21,13 +21,16 @@ def pg_cluster() -> Iterator[PgCluster]:
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Path]:
     """Where the host's ledger lives: a fresh SQLite file, or a fresh PostgreSQL database
-    (the host's tests run against both engines)."""
+    (the host's tests run against both engines), dropped afterwards."""
     if request.param == "sqlite":
-        return tmp_path / "host.db"
+        yield tmp_path / "host.db"
+        return
     cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    return cluster.create_database()
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)
 
 
 @pytest.fixture
