@@ -308,7 +308,7 @@ def history(args: argparse.Namespace) -> dict[str, Any]:
         days=90,
         per_card_day=2,
         requests=args.history_requests,
-        warmup=30,
+        warmup=200,  # a cold page cache after seeding 10^6 rows is not the steady state
         drop_index=[],
         check=False,
     )
