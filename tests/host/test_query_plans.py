@@ -171,6 +171,7 @@ def serve_a_day(host: Host, clock: ManualClock, recorder: Recorder) -> None:
 
 def test_every_statement_on_the_request_path_uses_an_index(host: Host, clock: ManualClock) -> None:
     recorder = Recorder()
+    host.authoriser.key_store.shared = True  # --workers: working keys read on every use
     host.conn.set_trace_callback(recorder)
     try:
         serve_a_day(host, clock, recorder)
@@ -190,6 +191,7 @@ def test_every_statement_on_the_request_path_uses_an_index(host: Host, clock: Ma
         "DELETE FROM evidence_decoys",
         "FROM reservations WHERE phone",
         "FROM reservation_transfers WHERE reservation_id",
+        "FROM terminal_keys WHERE terminal_id",
     ):
         assert needle in text, f"the mix never ran {needle!r}"
     assert plan_problems(host.conn, recorder.statements) == []

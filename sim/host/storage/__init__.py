@@ -58,7 +58,3 @@ def connect_raw(target: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
     return conn
-
-
-def in_transaction(conn: sqlite3.Connection) -> bool:
-    return bool(conn.in_transaction)
