@@ -6,31 +6,7 @@ from pathlib import Path
 import pytest
 
 from atm_common.clock import ManualClock
-from sim.host.storage.cluster import PgCluster
 from tests.host.helpers import Host, Terminal, open_host
-
-
-@pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[PgCluster]:
-    """One private PostgreSQL server for the session (each test gets its own database)."""
-    cluster = PgCluster().start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Path]:
-    """Where the host's ledger lives: a fresh SQLite file, or a fresh PostgreSQL database
-    (the host's tests run against both engines), dropped afterwards."""
-    if request.param == "sqlite":
-        yield tmp_path / "host.db"
-        return
-    cluster: PgCluster = request.getfixturevalue("pg_cluster")
-    url = cluster.create_database()
-    yield url
-    cluster.drop_database(url)
 
 
 @pytest.fixture
