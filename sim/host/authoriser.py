@@ -107,6 +107,21 @@ class Authoriser:
             self._private(request, response)
         return response
 
+    def share(self, index: int, count: int) -> None:
+        """This is host process ``index`` of ``count`` on one database (``--workers``):
+        reference numbers are drawn from this process's own residue class, so two
+        processes never hand out the same one, and working keys are read fresh."""
+        (stored,) = self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        self._sequence = itertools.count(stored * count + index + 1, count)
+        self.key_store.shared = True
+
+    def refuse(self, request: Message, code: str) -> Message:
+        """``code`` in answer to ``request``, nothing done (a failed group commit's 96)."""
+        response = self._respond(request, code)
+        if _card_session(request):
+            self._private(request, response)
+        return response
+
     def _handle(self, request: Message, peer_ip: str) -> Message | None:
         self.peer_ip = peer_ip
         mti = request.get("t", "")
@@ -341,7 +356,7 @@ class Authoriser:
                 (received - 2 * self.max_clock_skew,),
             )
         inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO network_requests VALUES (?,?,?,?,?)",
+            "INSERT INTO network_requests VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             (terminal, stan, stamp, code, received),
         ).rowcount
         if not inserted:
