@@ -544,7 +544,7 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
 def cmd_joint_unlock(args: argparse.Namespace) -> int:
     from sim.host.joint.admin import unlock
 
-    print(unlock(Path(args.db), args.account))
+    print(unlock(_database(args.db), args.account))
     return 0
 
 
