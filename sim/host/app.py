@@ -26,7 +26,8 @@ from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
 from sim.host.enterprise.api import EnterpriseApi
 from sim.host.group_commit import MAX_BATCH
-from sim.host.joint.api import add_joint_routes
+from sim.host.joint.api import add_joint_cardless_routes, add_joint_routes
+from sim.host.joint.cardless import JointCardless
 from sim.host.joint.core import SimulatedBillDelivery
 from sim.host.joint.phone import JointPhone
 from sim.host.ledger import Ledger
@@ -227,12 +228,11 @@ async def serve(
             )
             app = create_app(bank, sms_inbox=sms_inbox, enterprise=enterprise)
             authoriser = server.authoriser
-            add_joint_routes(  # the co-owners' bank app (sim/host/joint/api.py)
-                app,
-                JointPhone(
-                    authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
-                ),
+            joint_phone = JointPhone(
+                authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
             )
+            add_joint_routes(app, joint_phone)  # the co-owners' bank app (sim/host/joint/api.py)
+            add_joint_cardless_routes(app, JointCardless(bank, joint_phone))
             install_binding(app, server.authoriser.binding, binding_key)
             scheme = "https" if api_tls is not None else "http"
             server.authoriser.binding.callback_url = (

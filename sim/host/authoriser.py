@@ -80,6 +80,7 @@ class Authoriser:
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.enterprise = EnterpriseGate(conn, clock)  # corporate cards: role, department
         self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
+        self.cardless.on_withdrawn = self.joint.cardless_collected
         self.binding = BindingDesk(conn, clock, keys.pan_key)  # payment-app binding
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()

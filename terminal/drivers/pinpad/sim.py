@@ -236,6 +236,15 @@ class SimPinPad(PinPad):
         return self.__keys.check_values()
 
     def _do_read_keys(self, max_digits: int, timeout: float, function_keys: bool) -> KeyEntry:
+        if (
+            max_digits == 0
+            and not function_keys
+            and not (self.__script and self.__script[0] is CANCEL)
+        ):
+            # an entry that takes nothing but CANCEL (a waiting screen): whatever else the
+            # customer is scripted to do is for a later entry, so it stays in the script
+            self._timed_out(timeout)
+            return KeyEntry(EntryOutcome.TIMEOUT)
         entry = self._next()
         if entry is CANCEL:
             return KeyEntry(EntryOutcome.CANCELLED)
