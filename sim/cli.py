@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,8 @@ def cmd_host(args: argparse.Namespace) -> int:
             " by `atm pki init DIR`) or --plain (plain TCP, for a lab)"
         )
     pki = Pki(Path(args.tls_dir)) if args.tls_dir is not None else None
+    if args.worker is not None:  # a child of --workers: its parent holds the ledger lock
+        return _serve_host(args, pki)
     with ledger_lock(args):
         return _serve_host(args, pki)
 
@@ -69,17 +72,41 @@ def ledger_lock(args: argparse.Namespace) -> contextlib.AbstractContextManager[N
 
 
 def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
+    import sqlite3
+
+    from sim.host import storage
     from sim.host.app import build_host, serve
 
-    server = build_host(
-        Path(args.db),
-        Path(args.seed),
-        host=args.host,
-        port=args.port,
-        demo=args.demo,
-        max_clock_skew=args.max_clock_skew,
-        pki=pki,
-    )
+    database = _database(args.db)
+    worker = _worker(args.worker)
+    if args.workers < 1:
+        raise ConfigError("--workers", str(args.workers), "must be 1 or more")
+    if args.group_commit < 1:
+        raise ConfigError("--group-commit", str(args.group_commit), "must be 1 or more")
+    try:
+        server = build_host(
+            database,
+            Path(args.seed),
+            host=args.host,
+            port=args.port,
+            demo=args.demo,
+            max_clock_skew=args.max_clock_skew,
+            pki=pki,
+            worker=worker,
+            max_batch=args.group_commit,
+            max_connections=args.max_connections,
+        )
+    except sqlite3.Error as exc:  # both engines raise these (sim/host/storage)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ConfigError("--db", storage.redact(database), reason) from None
+    if args.workers > 1 and worker is None:
+        from sim.host.outbox.store import ensure_schema
+        from sim.host.workers import run_workers
+
+        ensure_schema(server.authoriser.conn)  # every table exists before a worker starts
+        server.authoriser.conn.close()
+        return run_workers(sys.argv[1:], args.workers, args.host, args.port)
+    first = worker is None or worker[0] == 0
 
     def ready(host: str, port: int) -> None:
         print(f"listening on {host}:{port}", flush=True)
@@ -95,8 +122,8 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
             alarm_center=args.alarm_center,
             carrier=args.carrier,
             host_key_file=Path(args.host_key_file) if args.host_key_file else None,
-            db_path=Path(args.db),
-            api_port=args.api_port,
+            db_path=database,
+            api_port=args.api_port if first else None,
             api_host=args.api_host,
             sms_inbox=args.sms_inbox,
             on_api_ready=api_ready,
@@ -105,9 +132,33 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
             payapp=args.payapp,
             payapp_key_file=Path(args.payapp_key_file) if args.payapp_key_file else None,
             binding_seconds=args.binding_seconds,
+            background=first,
         )
     )
     return 0
+
+
+def _database(text: str) -> Path | str:
+    """``--db``: an SQLite file, or a PostgreSQL URL (kept a string)."""
+    from sim.host import storage
+
+    if storage.is_postgres(text):
+        return text
+    if "://" in text:
+        raise ConfigError(
+            "--db", text.split("://")[0] + "://...", "not an SQLite file nor a postgresql:// URL"
+        )
+    return Path(text)
+
+
+def _worker(text: str | None) -> tuple[int, int] | None:
+    """``--worker I/N`` (set by ``--workers`` for its children): which one this is."""
+    if text is None:
+        return None
+    index, _, count = text.partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise ConfigError("--worker", text, "expected INDEX/COUNT, e.g. 0/2")
+    return int(index), int(count)
 
 
 def cmd_pki_init(args: argparse.Namespace) -> int:
@@ -451,6 +502,8 @@ def cmd_soak(args: argparse.Namespace) -> int:
                 faults,
                 fault_rate=args.fault_rate,
                 progress=bar,
+                db=args.db,
+                host_workers=args.host_workers,
             )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
@@ -491,7 +544,7 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
 def cmd_joint_unlock(args: argparse.Namespace) -> int:
     from sim.host.joint.admin import unlock
 
-    print(unlock(Path(args.db), args.account))
+    print(unlock(_database(args.db), args.account))
     return 0
 
 
@@ -499,7 +552,8 @@ EXAMPLES = {
     "host": """\
 atm pki init var/pki && atm host --demo --tls-dir var/pki     # the demo bank over TLS
 atm host --demo --plain --port 0 --api-port 8584 --sms-inbox  # a lab, phone API too
-atm host --tls-dir var/pki --seed bank.toml --db var/bank.db""",
+atm host --tls-dir var/pki --seed bank.toml --db var/bank.db
+atm host --tls-dir var/pki --workers 2 --db 'postgresql://atm@/atm?host=/run/atm-pg&port=5433'""",
     "alarm-center": """\
 atm alarm-center --tls-dir var/pki --host-key-file var/host.key
 atm alarm-center list --db var/alarms.db --json""",
@@ -546,7 +600,37 @@ def register(sub: Any) -> None:
     transport.add_argument(
         "--plain", action="store_true", help="serve ISO 8583 over plain TCP (lab, tshark)"
     )
-    host.add_argument("--db", default="var/host.db", help="SQLite database file")
+    host.add_argument(
+        "--db",
+        default="var/host.db",
+        help="the ledger: an SQLite file (default %(default)s), or PostgreSQL as a URL:"
+        " postgresql://USER@/DBNAME?host=/socket/dir&port=5432 or"
+        " postgresql://USER@HOST:PORT/DBNAME (a password is better in ~/.pgpass or"
+        " PGPASSWORD than in the URL; it is never logged)",
+    )
+    host.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="host processes sharing the port (SO_REUSEPORT) and the ledger: one per core"
+        " (default %(default)s)",
+    )
+    host.add_argument(
+        "--group-commit",
+        type=int,
+        default=256,
+        metavar="N",
+        help="requests arriving together share one commit, at most N of them (1: a commit"
+        " per request) (default %(default)s)",
+    )
+    host.add_argument(
+        "--max-connections",
+        type=int,
+        default=512,
+        help="open connections each host process accepts; one more is closed at once"
+        " (default %(default)s)",
+    )
+    host.add_argument("--worker", help=argparse.SUPPRESS)  # I/N, set for --workers' children
     host.add_argument(
         "--seed",
         default=str(DEMO_SEED_PATH),
@@ -685,6 +769,12 @@ def register(sub: Any) -> None:
     )
     soak.add_argument("--workdir", default="var/soak", help="host db, journal, logs of the run")
     soak.add_argument("--json", action="store_true", help="print one JSON report")
+    soak.add_argument(
+        "--db", help="the host's ledger: a fresh PostgreSQL database URL (default: SQLite)"
+    )
+    soak.add_argument(
+        "--host-workers", type=int, default=1, help="host processes (atm host --workers)"
+    )
     soak.set_defaults(func=cmd_soak)
 
     joint = sub.add_parser(

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,6 +16,7 @@ import pytest
 from atm_common.clock import ManualClock
 from sim.host.app import build_host
 from sim.host.server import HostServer
+from sim.host.storage.cluster import PgCluster
 from sim.scenarios.demo import DEMO_SEED, demo_terminal, seed_cards
 from sim.scenarios.scripts import Customer, Scenario, apply
 from terminal.app import Terminal
@@ -95,3 +96,29 @@ def with_rig(tmp_path: Path) -> Callable[..., Any]:
         return asyncio.run(main())
 
     return run
+
+
+# -- the host's ledger on both engines (tests/host, tests/cardless) ----------------------
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    """One private PostgreSQL server for the session (each test gets its own database)."""
+    cluster = PgCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def host_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str | Path]:
+    """Where the host's ledger lives: a fresh SQLite file, or a fresh PostgreSQL database
+    (the host's tests run against both engines), dropped afterwards."""
+    if request.param == "sqlite":
+        yield tmp_path / "host.db"
+        return
+    cluster: PgCluster = request.getfixturevalue("pg_cluster")
+    url = cluster.create_database()
+    yield url
+    cluster.drop_database(url)

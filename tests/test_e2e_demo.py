@@ -104,14 +104,18 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
         assert view["ok"] is True
     assert [r["status"] for r in report["enterprise_refusals"]] == [401, 403, 403, 401, 403]
     assert report["enterprise_change"]["operations_after"] == ["balance", "statement"]
-    # joint accounts: one bill per co-owner for the approved withdrawal, a lock notice each
+    # joint accounts: one bill per co-owner for the approved withdrawal and the approved
+    # balance (none for the one cancelled on the waiting screen), a lock notice each
     notes = report["notifications"]
     assert report["joint_as_expected"] is True
     bills = [n for n in notes if n["kind"] == "bill"]
-    assert sorted(b["person"] for b in bills) == sorted(CO_OWNERS)
-    assert all(
-        b["amount"] == 10_000 and b["to"].startswith("+49") and "*" in b["to"] for b in bills
-    )
+    for operation, amount in (("withdrawal", 10_000), ("balance", 0)):
+        these = [b for b in bills if b["operation"] == operation]
+        assert sorted(b["person"] for b in these) == sorted(CO_OWNERS), bills
+        assert all(b["amount"] == amount and b["to"].startswith("+49") for b in these)
+    assert len(bills) == 2 * len(CO_OWNERS) and all("*" in b["to"] for b in bills)
+    cancelled = [n for n in notes if n["kind"] == "outcome" and n["person"] == "hugo"]
+    assert len(cancelled) == 2  # rejected by Gina; cancelled at the ATM
     locks = [n for n in notes if n["kind"] == "lock"]
     assert sorted(n["person"] for n in locks) == sorted(CO_OWNERS)
     assert {n["account"] for n in locks} == {LOCKED_ACCOUNT}

@@ -9,12 +9,15 @@ from pathlib import Path
 
 import pytest
 
+from sim.host.storage.cluster import PgCluster
 from sim.soak.harness import FAULTS
 
 pytestmark = pytest.mark.e2e
 
 
-def _soak(tmp_path: Path, transactions: int, seed: int, faults: str = "all") -> dict[str, object]:
+def _soak(
+    tmp_path: Path, transactions: int, seed: int, faults: str = "all", *extra: str
+) -> dict[str, object]:
     run = subprocess.run(
         [
             sys.executable,
@@ -30,6 +33,7 @@ def _soak(tmp_path: Path, transactions: int, seed: int, faults: str = "all") -> 
             "--workdir",
             str(tmp_path),
             "--json",
+            *extra,
         ],
         capture_output=True,
         text=True,
@@ -58,6 +62,22 @@ def test_same_seed_same_run_and_another_seed_also_clean(tmp_path: Path) -> None:
     other = _soak(tmp_path / "c", 300, 7, faults="terminal_killed,host_killed,response_lost")
     assert other["discrepancies"] == 0 and other["duplicate_postings"] == 0
     assert set(other["faults"]) <= {"terminal_killed", "host_killed", "response_lost"}  # type: ignore[arg-type]
+
+
+def test_two_host_processes_on_postgresql_keep_money_exact(tmp_path: Path) -> None:
+    """The ledger in PostgreSQL (a private cluster), served by two host processes on one
+    port: every fault, kill -9 of both included, and the money checks all hold."""
+    cluster = PgCluster().start()
+    try:
+        url = cluster.create_database("soak")
+        report = _soak(tmp_path, 600, 3, "all", "--db", url, "--host-workers", "2")
+    finally:
+        cluster.stop()
+    assert report["transactions"] == 600
+    assert report["discrepancies"] == 0 and report["duplicate_postings"] == 0
+    assert report["saf_pending"] == 0 and report["exception_queue"] == 0
+    faults = report["faults"]
+    assert isinstance(faults, dict) and faults.get("host_killed", 0) > 0
 
 
 def test_unknown_fault_is_a_clear_error(tmp_path: Path) -> None:

@@ -525,6 +525,8 @@ class EppEmulator:
         refused = self._begin(entry.request, entry, timeout)
         if refused is not None:
             return refused
+        if high == 0 and not function_keys and not (self.__script and self.__script[0] is CANCEL):
+            return _OK, ""  # takes only CANCEL (a waiting screen): the rest stays scripted
         step = self.__script.popleft() if self.__script else NO_INPUT
         if isinstance(step, Keys):
             entry.actions.extend([*step.digits, "ENTER"])

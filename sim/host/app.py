@@ -16,7 +16,7 @@ from atm_common.clock import Clock, SystemClock
 from atm_common.errors import AtmError, ConfigError
 from atm_common.tls import client_context, server_context
 from sim.asgi_service import QuietServer, listen, server_config
-from sim.host import db
+from sim.host import db, storage
 from sim.host.api import create_app
 from sim.host.authoriser import DEFAULT_CLOCK_SKEW, Authoriser
 from sim.host.binding.api import install as install_binding
@@ -25,14 +25,16 @@ from sim.host.cardless.iso import CardlessDesk
 from sim.host.cardless.phone import PhoneBank
 from sim.host.cardless.sms import SimulatedSmsGateway
 from sim.host.enterprise.api import EnterpriseApi
-from sim.host.joint.api import add_joint_routes
+from sim.host.group_commit import MAX_BATCH
+from sim.host.joint.api import add_joint_cardless_routes, add_joint_routes
+from sim.host.joint.cardless import JointCardless
 from sim.host.joint.core import SimulatedBillDelivery
 from sim.host.joint.phone import JointPhone
 from sim.host.ledger import Ledger
 from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWorker
 from sim.host.public_keys import refuse_public_keys
 from sim.host.seed import load_seed, read_keys
-from sim.host.server import HostServer
+from sim.host.server import MAX_CONNECTIONS, HostServer
 from sim.pki import Pki
 from sim.service_auth import load_host_key
 
@@ -40,7 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def build_host(
-    db_path: Path,
+    db_path: Path | str,
     seed: Path,
     *,
     host: str = "127.0.0.1",
@@ -49,6 +51,9 @@ def build_host(
     demo: bool = False,
     max_clock_skew: float = DEFAULT_CLOCK_SKEW,
     pki: Pki | None,
+    worker: tuple[int, int] | None = None,
+    max_batch: int = MAX_BATCH,
+    max_connections: int = MAX_CONNECTIONS,
 ) -> HostServer:
     """Open (or create and seed) the database and build the server, not yet listening.
 
@@ -62,14 +67,30 @@ def build_host(
     the host's certificate, and a client certificate from that CA required, whose
     common name must be the terminal id of every message (:class:`HostServer`). None
     is plain TCP, and must be asked for (``atm host --plain``): there is no default.
+
+    ``db_path`` is an SQLite file or a ``postgresql://`` URL (:mod:`sim.host.storage`).
+    ``worker`` = (index, count): this is one of ``count`` processes serving the same port
+    (SO_REUSEPORT) and database (:mod:`sim.host.workers`). ``max_batch``: the most
+    requests one group commit holds (:mod:`sim.host.group_commit`; 1 turns it off).
     """
     clock = clock or SystemClock()
     refuse_public_keys(str(seed), *read_keys(seed), demo=demo)
     context = iso_tls_context(pki) if pki is not None else None
     conn = db.connect(db_path)
+    log.info("ledger: %s", storage.redact(db_path))  # never a password
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))
     authoriser = Authoriser(conn, keys, settings, clock, max_clock_skew=max_clock_skew)
-    return HostServer(authoriser, host, port, ssl=context)
+    if worker is not None:
+        authoriser.share(*worker)
+    return HostServer(
+        authoriser,
+        host,
+        port,
+        ssl=context,
+        reuse_port=worker is not None,
+        max_batch=max_batch,
+        max_connections=max_connections,
+    )
 
 
 def iso_tls_context(pki: Pki) -> ssl.SSLContext:
@@ -90,7 +111,7 @@ async def serve(
     alarm_center: str | None = None,
     carrier: str | None = None,
     host_key_file: Path | None = None,
-    db_path: Path | None = None,
+    db_path: Path | str | None = None,
     api_port: int | None = None,
     api_host: str = "127.0.0.1",
     sms_inbox: bool = False,
@@ -102,6 +123,7 @@ async def serve(
     payapp: str | None = None,
     payapp_key_file: Path | None = None,
     binding_seconds: float | None = None,
+    background: bool = True,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -125,6 +147,9 @@ async def serve(
 
     ``payapp`` (a URL) with ``payapp_key_file``: binding accounts to that payment app
     (:mod:`sim.host.binding`); its callbacks come to the phone API (``api_port``).
+    ``background`` False (the second and later processes of ``--workers``): no outbox
+    delivery and no reservation sweep here; the first process does them for all, so an
+    SMS is never sent twice. What this one queues is delivered at that one's next poll.
     """
     deliverers: dict[str, Deliverer] = {
         "sms": SimulatedSmsGateway(),
@@ -170,10 +195,14 @@ async def serve(
     if binding_key is not None and worker.kinds is not None:
         worker.kinds = (*worker.kinds, "binding")
     stop = stop or asyncio.Event()
-    tasks = [
-        asyncio.create_task(worker.run(stop)),
-        asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
-    ]
+    tasks = (
+        [
+            asyncio.create_task(worker.run(stop)),
+            asyncio.create_task(_sweep(server.authoriser.cardless, stop, sweep_interval)),
+        ]
+        if background
+        else []
+    )
     api: QuietServer | None = None
     try:
         if api_port is not None:
@@ -199,12 +228,11 @@ async def serve(
             )
             app = create_app(bank, sms_inbox=sms_inbox, enterprise=enterprise)
             authoriser = server.authoriser
-            add_joint_routes(  # the co-owners' bank app (sim/host/joint/api.py)
-                app,
-                JointPhone(
-                    authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
-                ),
+            joint_phone = JointPhone(
+                authoriser.conn, authoriser.joint.keys, authoriser.settings, authoriser.clock
             )
+            add_joint_routes(app, joint_phone)  # the co-owners' bank app (sim/host/joint/api.py)
+            add_joint_cardless_routes(app, JointCardless(bank, joint_phone))
             install_binding(app, server.authoriser.binding, binding_key)
             scheme = "https" if api_tls is not None else "http"
             server.authoriser.binding.callback_url = (

@@ -80,6 +80,7 @@ class Authoriser:
         self.cardless = CardlessDesk(conn, keys, self.key_store, settings, clock, self.ledger)
         self.enterprise = EnterpriseGate(conn, clock)  # corporate cards: role, department
         self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
+        self.cardless.on_withdrawn = self.joint.cardless_collected
         self.binding = BindingDesk(conn, clock, keys.pan_key)  # payment-app binding
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
@@ -104,6 +105,21 @@ class Authoriser:
         """
         response = self._handle(request, peer_ip)
         if response is not None and "63" not in response and _card_session(request):
+            self._private(request, response)
+        return response
+
+    def share(self, index: int, count: int) -> None:
+        """This is host process ``index`` of ``count`` on one database (``--workers``):
+        reference numbers are drawn from this process's own residue class, so two
+        processes never hand out the same one, and working keys are read fresh."""
+        (stored,) = self.conn.execute("SELECT COUNT(*) FROM requests").fetchone()
+        self._sequence = itertools.count(stored * count + index + 1, count)
+        self.key_store.shared = True
+
+    def refuse(self, request: Message, code: str) -> Message:
+        """``code`` in answer to ``request``, nothing done (a failed group commit's 96)."""
+        response = self._respond(request, code)
+        if _card_session(request):
             self._private(request, response)
         return response
 
@@ -341,7 +357,7 @@ class Authoriser:
                 (received - 2 * self.max_clock_skew,),
             )
         inserted = self.conn.execute(
-            "INSERT OR IGNORE INTO network_requests VALUES (?,?,?,?,?)",
+            "INSERT INTO network_requests VALUES (?,?,?,?,?) ON CONFLICT DO NOTHING",
             (terminal, stan, stamp, code, received),
         ).rowcount
         if not inserted:

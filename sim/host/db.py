@@ -11,6 +11,9 @@ import sqlite3
 from pathlib import Path
 
 from atm_common.files import private_database
+from sim.host import storage
+from sim.host.ledger import transaction
+from sim.host.storage.pg import SQLITE_MASTER
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS persons (
@@ -117,7 +120,23 @@ def connect(path: str | Path) -> sqlite3.Connection:
     The file is made 0600 (its directory 0700 if created) before SQLite opens it, and
     SQLite gives its -wal and -shm the database's mode: card references, PIN offsets and
     wrapped working keys are nobody else's to read, whoever embeds the host.
+
+    ``path`` may also be a ``postgresql://`` URL (:mod:`sim.host.storage`): the same
+    schema is created there, under the host's write lock so that several host processes
+    starting together create it once.
     """
+    if storage.is_postgres(path):
+        conn = storage.connect_raw(path)
+        with transaction(conn):
+            conn.executescript(SCHEMA)
+            (views,) = conn.execute(
+                "SELECT COUNT(*) FROM pg_views WHERE viewname = 'sqlite_master'"
+                " AND schemaname = current_schema()"
+            ).fetchone()
+            if not views:
+                conn.execute(SQLITE_MASTER)
+            _migrate(conn)
+        return conn
     private_database(path)
     conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -125,6 +144,10 @@ def connect(path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=5000")
+    # a server's working set: the indexes of a long history stay in memory (the default
+    # cache is 2 MB), and pages are read through a memory map rather than read() calls
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA mmap_size=268435456")
     conn.executescript(SCHEMA)
     _migrate(conn)
     return conn
@@ -139,6 +162,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
     """A read-only view of a host database another process is serving (reports, demo)."""
+    if storage.is_postgres(path):
+        conn = storage.connect_raw(path)
+        conn.execute("SET default_transaction_read_only = on")
+        return conn
     conn = sqlite3.connect(f"file:{Path(path).resolve()}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     return conn

@@ -64,6 +64,11 @@ class KeyStore:
         self._bdk = bdk_aes
         self.terminals = dict(terminals)
         self._cache: dict[str, tuple[bytes, bytes]] = {}
+        self._wrapped: dict[str, tuple[str, str]] = {}  # what each cache entry came from
+        # True when other host processes serve the same database (atm host --workers):
+        # a key exchange there replaces keys this process holds, so every use reads the
+        # stored (wrapped) keys by primary key and unwraps again only when they changed
+        self.shared = False
         conn.executescript(SCHEMA)
 
     def __repr__(self) -> str:
@@ -83,11 +88,15 @@ class KeyStore:
         if term.mode != TDES:
             raise KeyUnavailable(f"terminal {terminal_id} uses {term.mode}: no key exchange")
         tpk, tak = os.urandom(16), os.urandom(16)
+        wrapped = _wrap(self._lmk, tpk), _wrap(self._lmk, tak)
         self.conn.execute(
-            "INSERT OR REPLACE INTO terminal_keys VALUES (?,?,?,?)",
-            (terminal_id, _wrap(self._lmk, tpk), _wrap(self._lmk, tak), now),
+            "INSERT INTO terminal_keys VALUES (?,?,?,?) ON CONFLICT (terminal_id) DO UPDATE SET"
+            " tpk_under_lmk = excluded.tpk_under_lmk, tak_under_lmk = excluded.tak_under_lmk,"
+            " issued_at = excluded.issued_at",
+            (terminal_id, *wrapped, now),
         )
         self._cache[terminal_id] = (tpk, tak)
+        self._wrapped[terminal_id] = wrapped
         return {
             "TPK": _wrap(term.tmk, tpk),
             "TPKKCV": kcv(tpk),
@@ -99,7 +108,7 @@ class KeyStore:
         """(TPK, TAK), unwrapped from the database once, then kept in memory (as an HSM
         would keep them loaded): every message needs them twice, for the MAC in and out."""
         cached = self._cache.get(terminal_id)
-        if cached is not None:
+        if cached is not None and not self.shared:
             return cached
         row = self.conn.execute(
             "SELECT tpk_under_lmk, tak_under_lmk FROM terminal_keys WHERE terminal_id = ?",
@@ -107,8 +116,11 @@ class KeyStore:
         ).fetchone()
         if row is None:
             raise KeyUnavailable(f"terminal {terminal_id} has no working keys: key exchange first")
+        if cached is not None and self._wrapped.get(terminal_id) == (row[0], row[1]):
+            return cached
         keys = _unwrap(self._lmk, row[0]), _unwrap(self._lmk, row[1])
         self._cache[terminal_id] = keys
+        self._wrapped[terminal_id] = (row[0], row[1])
         return keys
 
     def _dukpt_key(

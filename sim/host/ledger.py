@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import sqlite3
 from collections.abc import Iterator
 
 from atm_common.clock import Clock
 from sim.host.errors import LedgerError
+
+_savepoints = itertools.count()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,7 +30,24 @@ class Balance:
 
 @contextlib.contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """``BEGIN IMMEDIATE`` .. ``COMMIT``, rolled back on any error."""
+    """``BEGIN IMMEDIATE`` .. ``COMMIT``, rolled back on any error.
+
+    Inside a transaction already (the server's group commit runs each request in one
+    shared transaction) it is a ``SAVEPOINT``: an error rolls back this block alone, and
+    its work commits with the enclosing transaction. On PostgreSQL ``BEGIN IMMEDIATE``
+    takes the host's write lock (:mod:`sim.host.storage.pg`).
+    """
+    if conn.in_transaction:
+        name = f"sp{next(_savepoints)}"
+        conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+            conn.execute(f"RELEASE SAVEPOINT {name}")
+            raise
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -89,10 +109,10 @@ class Ledger:
         if accounts[debit]["currency"] != accounts[credit]["currency"]:
             raise LedgerError(f"currency differs between {debit} and {credit}")
         now = self.clock.now()
-        cursor = self.conn.execute(
+        (transfer_id,) = self.conn.execute(
             "INSERT INTO transfers (debit_account, credit_account, amount, status, kind,"
             " reverses_id, pan_ref, terminal_id, business_date, created_at)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?,?,?) RETURNING id",
             (
                 debit,
                 credit,
@@ -105,7 +125,7 @@ class Ledger:
                 now.date().isoformat(),
                 now.isoformat(),
             ),
-        )
+        ).fetchone()
         column = "pending" if pending else "posted"
         self.conn.execute(
             f"UPDATE accounts SET debits_{column} = debits_{column} + ? WHERE id = ?",
@@ -115,8 +135,7 @@ class Ledger:
             f"UPDATE accounts SET credits_{column} = credits_{column} + ? WHERE id = ?",
             (amount, credit),
         )
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid
+        return int(transfer_id)
 
     def settle(self, pending_id: int, *, post: bool, amount: int | None = None) -> int | None:
         """Post (all or part of) or void a hold. Returns the posting transfer's id."""

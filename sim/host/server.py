@@ -29,7 +29,7 @@ from collections.abc import Callable
 from atm_common.errors import LocalProtocolError, SecurityError
 from atm_common.ratelimit import RateLimitedLog
 from atm_common.tls import peer_common_name
-from host_link.codec import describe
+from host_link.codec import Message, describe
 from host_link.codes import response_mti
 from host_link.connection import (
     Connection,
@@ -40,6 +40,7 @@ from host_link.connection import (
 )
 from host_link.errors import CodecError, FramingError
 from sim.host.authoriser import Authoriser
+from sim.host.group_commit import MAX_BATCH, GroupCommitter
 
 log = logging.getLogger(__name__)
 peer_log = RateLimitedLog(log)
@@ -62,8 +63,15 @@ class HostServer:
         first_message_timeout: float = FIRST_MESSAGE_TIMEOUT,
         max_mac_failures: int = MAX_MAC_FAILURES,
         ssl: ssl.SSLContext | None = None,
+        max_batch: int = MAX_BATCH,
+        reuse_port: bool = False,
     ) -> None:
+        """``max_batch``: the most requests one group commit holds (1: a commit per
+        request); ``reuse_port``: listen with SO_REUSEPORT, so that several host
+        processes share the port and the kernel spreads the connections over them."""
         self.authoriser = authoriser
+        self.committer = GroupCommitter(authoriser, max_batch, on_alarm=self._alarm_committed)
+        self.reuse_port = reuse_port
         self.host, self.port = host, port
         self.max_connections, self.idle_timeout = max_connections, idle_timeout
         self.first_message_timeout = first_message_timeout
@@ -75,9 +83,15 @@ class HostServer:
         self.connections = 0
         self.on_alarm: Callable[[], None] | None = None  # wakes the outbox worker
 
+    def _alarm_committed(self) -> None:
+        if self.on_alarm is not None:
+            self.on_alarm()  # committed: deliver now
+
     async def start(self) -> int:
         """Start listening; returns the bound port (useful with port 0)."""
-        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self._server = await asyncio.start_server(
+            self._serve, self.host, self.port, reuse_port=self.reuse_port or None
+        )
         self.port = self._server.sockets[0].getsockname()[1]
         transport = "TLS (client certificates required)" if self.ssl else "plain TCP"
         log.info("host listening on %s:%d, %s", self.host, self.port, transport)
@@ -176,6 +190,10 @@ class HostServer:
         except FramingError as exc:
             peer_log.log("frame", logging.ERROR, "bad frame from %s, closing: %s", peer, exc)
             return False
+        # replies in the order of the requests; those the authoriser decides are futures,
+        # resolved by the group commit that makes them durable (sim/host/group_commit.py)
+        replies: list[tuple[Message | asyncio.Future[Message | None] | None, bool, bytes]] = []
+        keep = True
         for event in events:
             if bound_id is not None and isinstance(event, MessageReceived | ResponseReceived):
                 claimed = event.message.get("41", "")
@@ -185,6 +203,7 @@ class HostServer:
                     )
             unsigned = isinstance(event, MacFailure | MalformedMessage)
             bound_to = event.mac if isinstance(event, MessageReceived) else b""
+            reply: Message | asyncio.Future[Message | None] | None = None
             if isinstance(event, MacFailure):
                 failures[0] += 1
                 peer_log.log(
@@ -192,34 +211,40 @@ class HostServer:
                 )
                 if failures[0] >= self.max_mac_failures:
                     peer_log.log("mac-drop", logging.WARNING, "dropping %s: MAC failures", peer)
-                    return False
+                    keep = False
+                    break
                 reply = self._security_violation(event.message)
             elif isinstance(event, MalformedMessage):
                 reply = self._format_error(event)
                 peer_log.log("malformed", logging.ERROR, "malformed from %s: %s", peer, event.error)
                 if reply is None:
-                    return False
+                    keep = False
+                    break
             elif isinstance(event, (MessageReceived, ResponseReceived)):
                 if log.isEnabledFor(logging.DEBUG):
                     log.debug("<- %s from %s", describe(event.message), peer)
                 ip = peer[0] if isinstance(peer, tuple) and peer else ""
-                raised = self.authoriser.alarms.raised
-                reply = self.authoriser.handle(event.message, ip)
-                if self.authoriser.alarms.raised != raised and self.on_alarm is not None:
-                    self.on_alarm()  # committed: deliver now
-            if reply is not None:
-                try:
-                    # Never MAC an answer to what was not authenticated: it could be
-                    # passed off as the answer to a genuine request (reverse, not debit).
-                    if unsigned:
-                        writer.write(conn.send_unsigned(reply))
-                    else:
-                        writer.write(conn.send(reply, bound_to=bound_to))
-                except (LocalProtocolError, CodecError, SecurityError) as exc:
-                    log.error("cannot encode reply to %s: %s", peer, exc)
-                    return False
-                if log.isEnabledFor(logging.DEBUG):
-                    log.debug("-> %s", describe(reply))
+                reply = self.committer.submit(event.message, ip)
+            replies.append((reply, unsigned, bound_to))
+        for pending, unsigned, bound_to in replies:
+            reply = await pending if isinstance(pending, asyncio.Future) else pending
+            if reply is None:
+                continue
+            try:
+                # Never MAC an answer to what was not authenticated: it could be
+                # passed off as the answer to a genuine request (reverse, not debit).
+                if unsigned:
+                    writer.write(conn.send_unsigned(reply))
+                else:
+                    writer.write(conn.send(reply, bound_to=bound_to))
+            except (LocalProtocolError, CodecError, SecurityError) as exc:
+                log.error("cannot encode reply to %s: %s", peer, exc)
+                return False
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("-> %s", describe(reply))
+        if not keep:
+            await writer.drain()
+            return False
         await writer.drain()
         if conn.broken is not None:
             peer_log.log("frame", logging.ERROR, "bad frame from %s: %s", peer, conn.broken)

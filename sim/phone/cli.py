@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from atm_common import cli
 from atm_common.errors import ExitCode, ServiceUnavailable, UsageError
 from sim.phone.joint_cli import STEPS as JOINT_STEPS
-from sim.phone.joint_cli import add_joint_steps, joint_step
+from sim.phone.joint_cli import add_joint_steps, joint_step, read_secret
 
 if TYPE_CHECKING:
     from sim.phone.client import PhoneClient
@@ -30,7 +30,9 @@ EXAMPLES = {
     "phone face": f"{PHONE} face REQUEST_ID me.jpg",
     "phone accounts": f"{PHONE} accounts REQUEST_ID",
     "phone quote": f"{PHONE} quote REQUEST_ID ACCOUNT 10000 code",
-    "phone confirm": f"{PHONE} confirm REQUEST_ID QUOTE_ID",
+    "phone confirm": f"{PHONE} confirm REQUEST_ID QUOTE_ID\n{PHONE} confirm REQUEST_ID"
+    " QUOTE_ID --joint --password-file pw.txt --code-file code.txt",
+    "phone joint-reservation": f"{PHONE} joint-reservation REQUEST_ID",
     "phone status": f"{PHONE} status RESERVATION_ID",
     "phone cancel": f"{PHONE} cancel RESERVATION_ID",
     "phone events": f"{PHONE} events RESERVATION_ID",
@@ -73,6 +75,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     confirm = steps.add_parser("confirm", help="accept a quote: hold and reserve")
     confirm.add_argument("request_id", help=REQUEST_ID)
     confirm.add_argument("quote_id", help="what the quote step answered")
+    confirm.add_argument(
+        "--joint",
+        action="store_true",
+        help="a joint account: prove it with its password and your own code; another"
+        " co-owner must approve before anything is held",
+    )
+    confirm.add_argument(
+        "--password-file", help="--joint: 0600 file with the account's password (else a prompt)"
+    )
+    confirm.add_argument(
+        "--code-file", help="--joint: 0600 file with your own code (else a prompt)"
+    )
+    pending = steps.add_parser(
+        "joint-reservation", help="a joint account's reservation: awaiting approval or frozen"
+    )
+    pending.add_argument("request_id", help=REQUEST_ID)
     for name, text in (
         ("status", "show a reservation"),
         ("cancel", "cancel a reservation (releases the hold)"),
@@ -146,8 +164,14 @@ def _step(phone: PhoneClient, args: argparse.Namespace) -> Any:
         return phone.accounts(args.request_id)
     if step == "quote":
         return phone.quote(args.account, args.amount, args.method, args.request_id)
+    if step == "confirm" and args.joint:
+        password = _secret(args.password_file, "the account's password")
+        code = _secret(args.code_file, "your own code")
+        return phone.joint_confirm(args.quote_id, password, code, args.request_id)
     if step == "confirm":
         return phone.confirm(args.quote_id, args.request_id)
+    if step == "joint-reservation":
+        return phone.joint_reservation(args.request_id)
     if step == "status":
         return phone.status(args.reservation_id)
     if step == "cancel":
@@ -155,6 +179,21 @@ def _step(phone: PhoneClient, args: argparse.Namespace) -> Any:
     if step == "events":
         return phone.events(args.reservation_id)
     return phone.route(args.lat, args.lon, args.amount)
+
+
+def _secret(path: str | None, what: str) -> str:
+    """From a 0600 file, or typed at a prompt (never echoed, never on the command line)."""
+    if path:
+        return read_secret(path, what)
+    import getpass
+
+    try:
+        text = getpass.getpass(f"{what}: ").strip()
+    except EOFError:
+        text = ""
+    if not text:
+        raise UsageError(f"{what} is required: give a 0600 file or type it at the prompt")
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -187,6 +187,25 @@ class PhoneClient:
         self.reservation_id = answer["reservation_id"]
         return answer
 
+    def joint_confirm(
+        self, quote_id: str, password: str, code: str, request_id: str | None = None
+    ) -> dict[str, Any]:
+        """Accept a quote on a joint account: pending until another co-owner approves."""
+        rid = self._request_id(request_id)
+        body = {"quote_id": quote_id, "password": password, "code": code}
+        answer: dict[str, Any] = self._call(
+            "POST", f"/cardless/requests/{rid}/joint-reservation", body
+        )
+        return answer
+
+    def joint_reservation(self, request_id: str | None = None) -> dict[str, Any]:
+        """Awaiting approval, reserved (with the reservation), or ended with nothing held."""
+        rid = self._request_id(request_id)
+        answer: dict[str, Any] = self._call("GET", f"/cardless/requests/{rid}/joint-reservation")
+        if answer.get("reservation"):
+            self.reservation_id = answer["reservation"]["reservation_id"]
+        return answer
+
     def status(self, reservation_id: str | None = None) -> dict[str, Any]:
         rid = self._reservation_id(reservation_id)
         answer: dict[str, Any] = self._call("GET", f"/cardless/reservations/{rid}")

@@ -21,8 +21,8 @@ from typing import Any
 from atm_common.errors import AtmError
 from sim.host import db
 from sim.phone.joint import JointApp
-from sim.scenarios.scripts import WITHDRAW, Scenario
-from terminal.drivers.pinpad.sim import Keys, Pin
+from sim.scenarios.scripts import BALANCE, CONTINUE, WITHDRAW, Scenario
+from terminal.drivers.pinpad.sim import CANCEL, Keys, Pin
 
 JOINT_ACCOUNT, LOCKED_ACCOUNT = "1000000008", "1000000009"
 CO_OWNERS = ("gina", "hugo", "iris")
@@ -65,6 +65,18 @@ JOINT_DEMO: tuple[Scenario, ...] = (
         "declined:J3",
     ),
     Scenario(
+        "joint: customer cancels on the waiting screen",
+        "HUGO HAHN",
+        [Pin(PASSWORD), Pin("4812"), WITHDRAW, Keys("40"), CANCEL],
+        "cancelled",
+    ),
+    Scenario(
+        "joint: balance approved on a co-owner's phone",
+        "IRIS IMHOF",
+        [Pin(PASSWORD), Pin("5923"), BALANCE, CONTINUE],  # CONTINUE: after the wait
+        "balance_shown",
+    ),
+    Scenario(
         "joint: wrong personal codes lock the account",
         "GINA GRAF SAVINGS",
         [Pin(LOCKED_PASSWORD), Pin("0000")] * 3,
@@ -81,11 +93,13 @@ DECISIONS = (
     Decision(10_000, "iris"),  # Gina asked: Iris approves
     Decision(5_000, "gina", approve=False),  # Hugo asked: Gina rejects
     Decision(7_000, None),  # Iris asked: nobody answers
+    Decision(4_000, None),  # Hugo asked, then cancelled at the ATM before anyone answered
+    Decision(0, "hugo"),  # Iris's balance: Hugo approves
 )
-# Operations that end with a bill: the approved withdrawal. (A balance needs approval
-# too, but the scripted PIN pad cannot hold the key pressed after the wait: the waiting
-# screen reads the pad for CANCEL; tests/joint covers it.)
-BILLED_SESSIONS = 1
+# Operations that end with a bill: the approved withdrawal and the approved balance.
+# (The waiting screen listens for CANCEL only, so a key scripted for after the wait
+# stays on the scripted PIN pad: terminal/drivers/pinpad/sim.py.)
+BILLED_SESSIONS = 2
 
 
 class CoOwnerPhones(threading.Thread):

@@ -31,7 +31,7 @@ ALARM_DELIVERY_TIMEOUT = 30.0  # seconds the outbox gets to drain once the cente
 
 
 def check_money(
-    db_path: Path,
+    db_path: Path | str,
     dispenser: SimDispenser,
     dispensed: Mapping[str, int],
     *,
@@ -96,7 +96,7 @@ def duplicates(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-async def check_alarms(db_path: Path, alarms_db: Path) -> tuple[dict[str, int], list[str]]:
+async def check_alarms(db_path: Path | str, alarms_db: Path) -> tuple[dict[str, int], list[str]]:
     """With the alarm center up, wait for the host's alarm outbox to drain, then compare.
 
     Returns the outbox's alarm entries by status and the problems: entries not
@@ -127,7 +127,7 @@ async def check_alarms(db_path: Path, alarms_db: Path) -> tuple[dict[str, int], 
     return counts, lost
 
 
-def opened_alarms(db_path: Path) -> int:
+def opened_alarms(db_path: Path | str) -> int:
     """Duress incidents the host opened (one alarm each at the center)."""
     conn = db.connect_readonly(db_path)
     try:

@@ -78,8 +78,14 @@ class Soak:
         cards: int = 100,
         joint_accounts: int = 3,
         progress: Progress | None = None,
+        db: str | None = None,
+        host_workers: int = 1,
     ) -> None:
+        """``db``: the host's ledger as a PostgreSQL URL (a fresh database); None: an
+        SQLite file in ``workdir``. ``host_workers``: host processes (``--workers``)."""
         self.progress = progress or Progress("soak", enabled=False)  # atm soak on a terminal
+        self.db: Path | str = db or workdir / "host.db"
+        self.host_workers = host_workers
         self.rng = random.Random(seed)
         self.plan = FaultPlan(faults, self.rng, fault_rate)  # refuses unknown faults
         self.workdir, self.transactions, self.seed = workdir, transactions, seed
@@ -138,13 +144,14 @@ class Soak:
             approval_seconds=APPROVAL_SECONDS,
         )
         host = HostRunner(
-            self.workdir / "host.db",
+            self.db,
             seed_path,
             self.workdir / "host.log",
             self.center.start(),
             self.host_key_file,
             tls_dir=self.pki.directory,
             api=bool(self.joint_accounts),
+            workers=self.host_workers,
         )
         host.start()
         if self.joint_accounts:
@@ -281,7 +288,7 @@ class Soak:
             terminal.check_devices()
         return terminal
 
-    async def _deliver_alarms(self, db_path: Path) -> list[str]:
+    async def _deliver_alarms(self, db_path: Path | str) -> list[str]:
         """Center up again, then every alarm the host raised must reach it (30 s at most)."""
         self.center.tick(self.transactions + 1_000_000)
         self.alarm_counts, problems = await check_alarms(db_path, self.workdir / "alarms.db")

@@ -8,6 +8,8 @@ database file, exactly as an operator's supervisor would do it. It is launched t
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -21,7 +23,7 @@ class HostRunner:
 
     def __init__(
         self,
-        db_path: Path,
+        db_path: Path | str,
         seed: Path,
         log_path: Path,
         alarm_center: str,
@@ -29,7 +31,11 @@ class HostRunner:
         *,
         tls_dir: Path | None,
         api: bool = False,
+        workers: int = 1,
     ) -> None:
+        """``db_path``: an SQLite file or a PostgreSQL URL; ``workers``: host processes
+        on the port (``atm host --workers``), killed together as a supervisor would."""
+        self.workers = workers
         self.db_path, self.seed, self.log_path = db_path, seed, log_path
         self.tls_dir = tls_dir  # the ISO port over mutual TLS; None: plain TCP
         self.alarm_center, self.host_key_file = alarm_center, host_key_file
@@ -52,7 +58,11 @@ class HostRunner:
         cmd += ["--tls-dir", str(self.tls_dir)] if self.tls_dir is not None else ["--plain"]
         if self.api:
             cmd += ["--api-port", "0"]
-        self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        cmd += ["--workers", str(self.workers)]
+        # a session of its own: kill -9 takes the workers with it (a supervisor's cgroup)
+        self.process = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, text=True, start_new_session=True
+        )
         _, self.port = read_listening(self.process, "host")
         if self.api:
             assert self.process.stdout is not None
@@ -64,7 +74,8 @@ class HostRunner:
 
     def kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
     def stop(self) -> None:

@@ -90,7 +90,9 @@ class JointPath:
         original = original_fields(sent)
         while True:
             session.display.show(Screen.AWAITING_APPROVAL, ref=ref[:8].upper(), seconds=left)
-            entry = session.devices.pinpad.read_keys(max_digits=0, timeout=POLL_SECONDS)
+            entry = session.devices.pinpad.read_keys(  # listens for CANCEL only
+                max_digits=0, timeout=POLL_SECONDS, function_keys=False
+            )
             if entry.outcome is EntryOutcome.CANCELLED:
                 session.log("customer_cancel", at="awaiting_approval")
                 await self.cash.reverse(original, dispensed=0)  # the host cancels it

@@ -24,10 +24,11 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def host(tmp_path: Path, clock: ManualClock) -> Iterator[Host]:
-    """The demo bank (Frank enrolled from obama.jpg) in a real SQLite file."""
+def host(host_db: Path | str, clock: ManualClock) -> Iterator[Host]:
+    """The demo bank (Frank enrolled from obama.jpg) in a real SQLite file, or in a
+    PostgreSQL database (``host_db``: every test runs on both engines)."""
     face("obama.jpg")  # the demo seed's enrolment photo: fail clearly, not later
-    h = open_host(tmp_path / "host.db", clock)
+    h = open_host(host_db, clock)
     yield h
     h.conn.close()
 

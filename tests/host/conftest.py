@@ -15,8 +15,8 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def host(tmp_path: Path, clock: ManualClock) -> Iterator[Host]:
-    h = open_host(tmp_path / "host.db", clock)
+def host(host_db: str | Path, clock: ManualClock) -> Iterator[Host]:
+    h = open_host(host_db, clock)
     yield h
     h.conn.close()
 

@@ -102,7 +102,7 @@ class Host:
     settings: HostSettings
     clock: ManualClock
     authoriser: Authoriser
-    path: Path
+    path: Path | str  # an SQLite file or a PostgreSQL URL
 
     @property
     def ledger(self) -> Ledger:
@@ -121,12 +121,12 @@ class Host:
         assert row is not None
         return row
 
-    def count(self, table: str, where: str = "1", *args: object) -> int:
+    def count(self, table: str, where: str = "TRUE", *args: object) -> int:
         (n,) = self.conn.execute(f"SELECT COUNT(*) FROM {table} WHERE {where}", args).fetchone()
         return int(n)
 
 
-def open_host(path: Path, clock: ManualClock | None = None, seed: Path = DEMO_SEED) -> Host:
+def open_host(path: Path | str, clock: ManualClock | None = None, seed: Path = DEMO_SEED) -> Host:
     clock = clock or ManualClock()
     conn = db.connect(path)
     keys, settings = load_seed(conn, seed, Ledger(conn, clock))

@@ -98,8 +98,8 @@ async def signed_on(
     return term
 
 
-def test_sign_on_and_withdrawal_over_tcp(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_sign_on_and_withdrawal_over_tcp(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> list[Message]:
         term = await signed_on(port, host.clock)
@@ -120,8 +120,8 @@ def test_sign_on_and_withdrawal_over_tcp(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_dukpt_terminal_over_tcp(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_dukpt_terminal_over_tcp(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> list[str]:
         term = await signed_on(port, host.clock, "ATM00002")
@@ -139,10 +139,10 @@ def test_dukpt_terminal_over_tcp(tmp_path: Path) -> None:
     assert host.balance("GL-CASH-ATM00002") == 1_000_000 - 2_000
 
 
-def test_several_terminals_served_concurrently(tmp_path: Path) -> None:
+def test_several_terminals_served_concurrently(tmp_path: Path, host_db: Path | str) -> None:
     ids = [f"ATM0010{i}" for i in range(6)]
     seed = seed_with_terminals(tmp_path / "seed.toml", ids)
-    host = open_host(tmp_path / "host.db", seed=seed)
+    host = open_host(host_db, seed=seed)
     cards = [ALICE, BOB, CAROL, DAVE]
 
     async def one_terminal(port: int, tid: str, index: int) -> list[str]:
@@ -178,8 +178,8 @@ def test_several_terminals_served_concurrently(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_duplicate_over_tcp_posts_once(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_duplicate_over_tcp_posts_once(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> list[Message]:
         term = await signed_on(port, host.clock)
@@ -197,8 +197,10 @@ def test_duplicate_over_tcp_posts_once(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_unsigned_request_is_answered_63_and_not_acted_on(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_unsigned_request_is_answered_63_and_not_acted_on(
+    tmp_path: Path, host_db: Path | str
+) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock)
@@ -215,8 +217,8 @@ def test_unsigned_request_is_answered_63_and_not_acted_on(tmp_path: Path) -> Non
     host.conn.close()
 
 
-def test_tampered_request_is_answered_63(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_tampered_request_is_answered_63(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock)
@@ -242,8 +244,8 @@ def damaged_after_terminal_id(message: Message) -> bytes:
     return wire[:cut]
 
 
-def test_garbage_after_readable_header_gets_30(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_garbage_after_readable_header_gets_30(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> tuple[Message, Message, Message]:
         term = await signed_on(port, host.clock)
@@ -269,8 +271,8 @@ def test_garbage_after_readable_header_gets_30(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_garbage_with_non_ascii_field_gets_30(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_garbage_with_non_ascii_field_gets_30(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> tuple[Message, Message]:
         term = await signed_on(port, host.clock)
@@ -289,8 +291,8 @@ def test_garbage_with_non_ascii_field_gets_30(tmp_path: Path) -> None:
     assert (reply["t"], reply["39"], reply["11"]) == ("0210", "30", request["11"])
 
 
-def test_unreadable_garbage_closes_the_connection(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_unreadable_garbage_closes_the_connection(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> bool:
         peer = await RawPeer.open(port)
@@ -301,8 +303,10 @@ def test_unreadable_garbage_closes_the_connection(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_header_without_terminal_id_closes_the_connection(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_header_without_terminal_id_closes_the_connection(
+    tmp_path: Path, host_db: Path | str
+) -> None:
+    host = open_host(host_db)
     msg = {"t": "0800", "7": "0101120000", "11": "000001", "41": "ATM00001", "70": "301"}
     wire = encode(msg)
     cut = wire.index(b"000001") + 3  # inside the STAN
@@ -315,8 +319,8 @@ def test_header_without_terminal_id_closes_the_connection(tmp_path: Path) -> Non
     assert run(host, scenario)
 
 
-def test_oversized_prefix_closes_only_that_connection(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_oversized_prefix_closes_only_that_connection(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> tuple[bool, list[str]]:
         good = await signed_on(port, host.clock)
@@ -336,8 +340,8 @@ def test_oversized_prefix_closes_only_that_connection(tmp_path: Path) -> None:
     host.conn.close()
 
 
-def test_zero_length_prefix_closes_the_connection(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_zero_length_prefix_closes_the_connection(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> bool:
         peer = await RawPeer.open(port)
@@ -347,8 +351,8 @@ def test_zero_length_prefix_closes_the_connection(tmp_path: Path) -> None:
     assert run(host, scenario)
 
 
-def test_valid_request_before_a_bad_prefix_is_answered(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_valid_request_before_a_bad_prefix_is_answered(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> tuple[Message, bool]:
         term = await signed_on(port, host.clock)
@@ -364,8 +368,10 @@ def test_valid_request_before_a_bad_prefix_is_answered(tmp_path: Path) -> None:
     assert closed
 
 
-def test_random_bytes_on_one_connection_do_not_disturb_another(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_random_bytes_on_one_connection_do_not_disturb_another(
+    tmp_path: Path, host_db: Path | str
+) -> None:
+    host = open_host(host_db)
     rng = random.Random(8583)
 
     async def spray(port: int, stop: asyncio.Event) -> int:
@@ -408,8 +414,8 @@ def test_random_bytes_on_one_connection_do_not_disturb_another(tmp_path: Path) -
     host.conn.close()
 
 
-def test_server_stop_closes_open_connections(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_server_stop_closes_open_connections(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def main() -> bool:
         server = HostServer(host.authoriser, "127.0.0.1", 0)
@@ -422,8 +428,10 @@ def test_server_stop_closes_open_connections(tmp_path: Path) -> None:
     assert asyncio.run(main())
 
 
-def test_stop_with_open_connections_reports_no_loop_errors(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_stop_with_open_connections_reports_no_loop_errors(
+    tmp_path: Path, host_db: Path | str
+) -> None:
+    host = open_host(host_db)
     errors: list[dict[str, Any]] = []
 
     async def main() -> None:
@@ -443,9 +451,9 @@ def test_stop_with_open_connections_reports_no_loop_errors(tmp_path: Path) -> No
     assert errors == []
 
 
-def test_every_code_the_server_sends_is_in_the_table(tmp_path: Path) -> None:
+def test_every_code_the_server_sends_is_in_the_table(tmp_path: Path, host_db: Path | str) -> None:
     """63 (bad MAC, no key) is sent by the host: the terminal must know what it means."""
-    host = open_host(tmp_path / "host.db")
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock)
@@ -461,8 +469,8 @@ def test_every_code_the_server_sends_is_in_the_table(tmp_path: Path) -> None:
     assert not response_code(reply["39"]).meaning.startswith("Unknown")
 
 
-def test_dukpt_tampered_request_is_answered_63(tmp_path: Path) -> None:
-    host = open_host(tmp_path / "host.db")
+def test_dukpt_tampered_request_is_answered_63(tmp_path: Path, host_db: Path | str) -> None:
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock, "ATM00002")
@@ -482,9 +490,11 @@ def test_dukpt_tampered_request_is_answered_63(tmp_path: Path) -> None:
     assert host.balance(BOB.account) == 5_000
 
 
-def test_dukpt_garbage_after_header_is_answered_30_unsigned(tmp_path: Path) -> None:
+def test_dukpt_garbage_after_header_is_answered_30_unsigned(
+    tmp_path: Path, host_db: Path | str
+) -> None:
     """An undecodable request is answered 30 without a MAC: nothing to bind it to."""
-    host = open_host(tmp_path / "host.db")
+    host = open_host(host_db)
 
     async def scenario(server: HostServer, port: int) -> Message:
         term = await signed_on(port, host.clock, "ATM00002")

@@ -167,6 +167,6 @@ def test_the_bank_unlocks_with_atm_joint_unlock(host: Host, terminal: Terminal) 
     assert handle(host, terminal.balance_inquiry(card))["39"] == "1A"  # usable again
     assert len(_outbox(host, "sms", "joint-unlock")) == 3
     again = unlock(LOCKABLE)
-    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1  # usage
     assert "not locked" in again.stderr
     assert "not a joint account" in unlock("1000000001").stderr

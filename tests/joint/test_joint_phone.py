@@ -64,6 +64,9 @@ def test_transfer_needs_another_co_owner_and_bills_all(api: TestClient, host: Ho
             m for m in api.get("/joint/messages", headers=_as(person)).json() if m["kind"] == "bill"
         ]
         assert len(bills) == 1
+    # one bill recorded, queued once per co-owner bound at that moment
+    assert host.count("joint_bills") == 1
+    assert host.count("outbox", "kind = 'bill'") == 3
 
 
 def test_bad_input_changes_nothing(api: TestClient, host: Host) -> None:

@@ -34,7 +34,9 @@ def enrol_face(
 ) -> None:
     """Store (or replace) a person's enrolled face template."""
     conn.execute(
-        "INSERT OR REPLACE INTO face_templates VALUES (?,?,?,?)",
+        "INSERT INTO face_templates VALUES (?,?,?,?) ON CONFLICT (person_id) DO UPDATE SET"
+        " template = excluded.template, source = excluded.source,"
+        " enrolled_at = excluded.enrolled_at",
         (person_id, template_text, source, at),
     )
 

@@ -21,7 +21,7 @@ import dataclasses
 import logging
 import random
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 from atm_common.clock import Clock
@@ -69,6 +69,9 @@ def _digits(text: str) -> bool:
 
 class CardlessDesk(ReservationBook):
     """The reservation book that also answers the ATM's cardless requests."""
+
+    # called in the 0200's transaction once the cash of a reservation is posted
+    on_withdrawn: Callable[[sqlite3.Row, str], None] | None = None
 
     def __init__(
         self,
@@ -164,6 +167,8 @@ class CardlessDesk(ReservationBook):
             fee=row["fee"],
             cash_transfer_id=cash,
         )
+        if self.on_withdrawn is not None:  # a joint account's bill (sim/host/joint/iso.py)
+            self.on_withdrawn(row, terminal)
         return IsoOutcome("00", {"4": f"{row['amount']:012d}", "49": row["currency"]}, cash)
 
     def original(self, request: Message) -> sqlite3.Row | None:

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 from sim.host.cardless import fees, sms
-from sim.host.cardless.errors import Conflict, NotFound
+from sim.host.cardless.errors import Conflict, Forbidden, NotFound
 from sim.host.cardless.verification import PhoneVerification, utc_iso
 from sim.host.ledger import transaction
 
@@ -35,6 +36,11 @@ class PhoneBank(PhoneVerification):
     Not thread-safe: call it from the host's event loop (the API's handlers are async
     and do only the face detection in a worker thread, never the database work).
     """
+
+    # Is this account co-managed (set by the host's wiring, sim/host/joint/cardless.py)?
+    # Then the plain confirmation is refused: a joint reservation needs the account's
+    # password, the requester's own code and another co-owner's approval.
+    joint_gate: Callable[[str], bool] | None = None
 
     # -- 3. accounts, quote, confirm ----------------------------------------------------
 
@@ -97,40 +103,50 @@ class PhoneBank(PhoneVerification):
             ).fetchone()
             if quote is None:
                 raise NotFound("no such quote for this request")
-            priced = self._priced(row, quote["account_id"], quote["amount"], quote["method"])
-            if priced["fee"] != quote["fee"]:
-                raise Conflict("the fee changed since the quote: ask for a new quote")
-            active = self.conn.execute(
-                "SELECT id FROM reservations WHERE phone = ? AND status = 'active'",
-                (row["phone"],),
-            ).fetchone()
-            if active is not None:
-                raise Conflict(f"reservation {active['id']} is still active: cancel it first")
-            reservation, code = self.desk.reserve(
-                request_id=request_id,
-                person_id=row["person_id"],
-                phone=row["phone"],
-                account_id=quote["account_id"],
-                amount=quote["amount"],
-                fee=quote["fee"],
-                currency=quote["currency"],
-                method=quote["method"],
-                hold_minutes=quote["hold_minutes"],
-            )
-            self.conn.execute(
-                "UPDATE cardless_requests SET status = 'reserved', reservation_id = ? WHERE id = ?",
-                (reservation["id"], request_id),
-            )
-            text = sms.reservation_text(
-                quote["amount"],
-                quote["fee"],
-                quote["currency"],
-                utc_iso(reservation["expires_at"])[:16],
-                code,
-            )
-            self._sms(row["phone"], text, "reservation")
+            if self.joint_gate is not None and self.joint_gate(quote["account_id"]):
+                raise Forbidden(
+                    "a joint account: confirm with its password and your own code"
+                    " (POST .../joint-reservation)"
+                )
+            reservation, code = self.reserve_quote(row, quote)
         self._sent()
         return self._view(reservation) | {"code": code}
+
+    def reserve_quote(self, row: sqlite3.Row, quote: sqlite3.Row) -> tuple[sqlite3.Row, str | None]:
+        """Freeze a quote (in the caller's transaction): re-price, hold, reserve, SMS."""
+        priced = self._priced(row, quote["account_id"], quote["amount"], quote["method"])
+        if priced["fee"] != quote["fee"]:
+            raise Conflict("the fee changed since the quote: ask for a new quote")
+        active = self.conn.execute(
+            "SELECT id FROM reservations WHERE phone = ? AND status = 'active'",
+            (row["phone"],),
+        ).fetchone()
+        if active is not None:
+            raise Conflict(f"reservation {active['id']} is still active: cancel it first")
+        reservation, code = self.desk.reserve(
+            request_id=row["id"],
+            person_id=row["person_id"],
+            phone=row["phone"],
+            account_id=quote["account_id"],
+            amount=quote["amount"],
+            fee=quote["fee"],
+            currency=quote["currency"],
+            method=quote["method"],
+            hold_minutes=quote["hold_minutes"],
+        )
+        self.conn.execute(
+            "UPDATE cardless_requests SET status = 'reserved', reservation_id = ? WHERE id = ?",
+            (reservation["id"], row["id"]),
+        )
+        text = sms.reservation_text(
+            quote["amount"],
+            quote["fee"],
+            quote["currency"],
+            utc_iso(reservation["expires_at"])[:16],
+            code,
+        )
+        self._sms(row["phone"], text, "reservation")
+        return reservation, code
 
     # -- 4. the reservation -------------------------------------------------------------
 

@@ -146,7 +146,8 @@ class PhoneGuard:
         now = self.clock.now().isoformat()
         self.conn.execute(
             "INSERT INTO cardless_phone_guard (phone, failures, last_failure) VALUES (?, 1, ?)"
-            " ON CONFLICT (phone) DO UPDATE SET failures = failures + 1, last_failure = ?",
+            " ON CONFLICT (phone) DO UPDATE SET failures = cardless_phone_guard.failures + 1,"
+            " last_failure = ?",
             (digits, now, now),
         )
         (failures,) = self.conn.execute(

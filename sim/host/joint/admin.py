@@ -10,7 +10,7 @@ from pathlib import Path
 
 from atm_common.clock import SystemClock
 from atm_common.errors import ConfigError, UsageError
-from sim.host import db
+from sim.host import db, storage
 from sim.host.joint.book import JointBook
 from sim.host.joint.schema import ensure_schema
 from sim.host.ledger import transaction
@@ -19,9 +19,11 @@ from sim.host.settings import HostSettings
 __all__ = ["unlock"]
 
 
-def unlock(db_path: Path, account: str) -> str:
-    """Unlock ``account`` and tell its co-owners; what was done, in words."""
-    if not db_path.is_file():
+def unlock(db_path: Path | str, account: str) -> str:
+    """Unlock ``account`` and tell its co-owners; what was done, in words.
+
+    ``db_path``: the host's SQLite file, or its PostgreSQL URL (``atm host --db``)."""
+    if not storage.is_postgres(db_path) and not Path(db_path).is_file():
         raise ConfigError(str(db_path), "", "no host database there")  # exit 3
     conn = db.connect(db_path)
     try:

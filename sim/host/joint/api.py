@@ -8,15 +8,16 @@ in ``Authorization: Bearer ...``; it is never logged.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi import FastAPI, Header
 from pydantic import BaseModel, Field
 
 from sim.host.api import errors
+from sim.host.joint.cardless import JointCardless
 from sim.host.joint.phone import JointPhone
 
-__all__ = ["add_joint_routes"]
+__all__ = ["add_joint_cardless_routes", "add_joint_routes"]
 
 
 class ApprovalOut(BaseModel):
@@ -49,6 +50,24 @@ class BindIn(BaseModel):
     candidate: str = Field(description="The person to bind (their bank id)")
     identity: str = Field(min_length=1, max_length=64, description="Their identity document")
     code: str = Field(pattern=r"^[0-9]{4,12}$", description="The candidate's own code")
+
+
+class JointReservationIn(BaseModel):
+    quote_id: str
+    password: str = Field(pattern=r"^[0-9]{4,12}$", description="The account's password")
+    code: str = Field(pattern=r"^[0-9]{4,12}$", description="Your own verification code")
+
+
+class JointReservationOut(BaseModel):
+    request_id: str
+    status: str = Field(
+        description="awaiting_approval, reserved (frozen: see reservation), rejected,"
+        " expired or cancelled (nothing held)"
+    )
+    approval: ApprovalOut
+    reservation: dict[str, Any] | None = Field(
+        description="The reservation once approved (its code only by SMS)"
+    )
 
 
 class JointMessageOut(BaseModel):
@@ -118,3 +137,22 @@ def add_joint_routes(app: FastAPI, phone: JointPhone) -> None:
     async def messages(authorization: str | None = auth) -> list[JointMessageOut]:
         """What the bank sent this co-owner: approval requests, outcomes, locks, bills."""
         return [JointMessageOut(**m) for m in phone.messages(_token(authorization))]
+
+
+def add_joint_cardless_routes(app: FastAPI, joint: JointCardless) -> None:
+    """A cardless reservation on a joint account (docs/joint-accounts.md)."""
+    path = "/cardless/requests/{request_id}/joint-reservation"
+
+    @app.post(path, status_code=202, responses=errors(403, 404, 409, 423), tags=["joint"])
+    async def confirm(request_id: str, body: JointReservationIn) -> JointReservationOut:
+        """Accept a quote on a joint account with its password and your own code: the
+        other co-owners are asked; nothing is held until one approves (403 wrong,
+        counted; 423 locked)."""
+        return JointReservationOut(
+            **joint.confirm(request_id, body.quote_id, body.password, body.code)
+        )
+
+    @app.get(path, responses=errors(404), tags=["joint"])
+    async def status(request_id: str) -> JointReservationOut:
+        """Awaiting approval, reserved (with the reservation), or ended with nothing held."""
+        return JointReservationOut(**joint.status(request_id))

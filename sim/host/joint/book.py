@@ -40,6 +40,9 @@ class JointBook:
         self.joint = settings.joint
         self.core = CoreBanking(conn, settings.joint)
         self.ledger = Ledger(conn, clock)
+        # what an approval of another kind carries out, in the decision's transaction
+        # (``cardless``: the reservation is frozen, sim/host/joint/cardless.py)
+        self.on_approved: dict[str, Callable[[sqlite3.Row], None]] = {}
 
     # -- the account and its co-owners ------------------------------------------------
 
@@ -234,6 +237,8 @@ class JointBook:
         self._end(row, "approved" if approve else "rejected", person)
         if approve and row["kind"] == "transfer":
             self._transfer(row)
+        elif approve and row["kind"] in self.on_approved:
+            self.on_approved[row["kind"]](self.approval(approval_id))
         return self.approval(approval_id)
 
     def use(self, row: sqlite3.Row) -> None:

@@ -175,6 +175,18 @@ class JointDesk:
             return
         self.book.bill(granted, account, granted["kind"], amount, f"ATM {request.get('41', '')}")
 
+    def cardless_collected(self, reservation: sqlite3.Row, terminal: str) -> None:
+        """Cash of a cardless reservation came out: on a joint account, its bill."""
+        if self.book.account(reservation["account_id"]) is None:
+            return
+        approval = self.conn.execute(
+            "SELECT a.* FROM joint_approvals a JOIN cardless_quotes q ON q.id = a.target"
+            " WHERE a.kind = 'cardless' AND a.status = 'used' AND q.request_id = ?",
+            (reservation["request_id"],),
+        ).fetchone()
+        amount = reservation["amount"]
+        self.book.bill(approval, reservation["account_id"], "cardless", amount, f"ATM {terminal}")
+
     def cancel_by_reversal(self, request: Message) -> bool:
         """Is this the reversal of a request answered ``09``? Then its approval ends."""
         original = request.get("90", "")

@@ -39,6 +39,7 @@ def describe(kind: str, amount: int, target: str | None, currency: str) -> str:
         "balance": "a balance inquiry",
         "transfer": f"a transfer of {money} to {target}",
         "bind": f"binding {target} as a new co-owner",
+        "cardless": f"a cardless withdrawal of {money} to reserve",
     }.get(kind, kind)
 
 

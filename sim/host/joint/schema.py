@@ -31,7 +31,8 @@ SCHEMA = (
         id TEXT PRIMARY KEY,                -- 80 random bits, hex: the reference
         account_id TEXT NOT NULL REFERENCES joint_accounts(account_id),
         requester TEXT NOT NULL REFERENCES persons(id),
-        kind TEXT NOT NULL CHECK (kind IN ('withdrawal', 'balance', 'transfer', 'bind')),
+        kind TEXT NOT NULL CHECK (kind IN ('withdrawal', 'balance', 'transfer', 'bind',
+            'cardless')),                   -- cardless: target is the quote id
         amount INTEGER NOT NULL,
         terminal_id TEXT,                   -- the ATM it is bound to (none on the phone)
         target TEXT,                        -- transfer: credit account; bind: candidate

@@ -136,13 +136,12 @@ def enqueue(
         text = json.dumps(dict(payload), sort_keys=True, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise OutboxError(f"payload is not JSON: {exc}") from None
-    cursor = conn.execute(
-        "INSERT INTO outbox (kind, destination, payload, created) VALUES (?,?,?,?)",
+    (entry_id,) = conn.execute(
+        "INSERT INTO outbox (kind, destination, payload, created) VALUES (?,?,?,?) RETURNING id",
         (kind, destination, text, (clock or SystemClock()).now().isoformat()),
-    )
-    assert cursor.lastrowid is not None
-    log.info("outbox: queued %s #%d for %s", kind, cursor.lastrowid, destination)
-    return cursor.lastrowid
+    ).fetchone()
+    log.info("outbox: queued %s #%d for %s", kind, entry_id, destination)
+    return int(entry_id)
 
 
 def entries(conn: sqlite3.Connection, status: str | None = None) -> list[OutboxEntry]:

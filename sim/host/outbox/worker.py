@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.clock import Clock
+from sim.host import storage
 from sim.host.outbox.store import (
     Backoff,
     OutboxError,
@@ -74,10 +75,7 @@ class OutboxWorker:
         if isinstance(db, sqlite3.Connection):
             self._conn = db
         else:
-            self._conn = sqlite3.connect(str(db), isolation_level=None, check_same_thread=False)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=FULL")
-            self._conn.execute("PRAGMA busy_timeout=5000")
+            self._conn = storage.connect_raw(db)
         ensure_schema(self._conn)
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()

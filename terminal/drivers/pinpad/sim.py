@@ -286,6 +286,15 @@ class SimPinPad(PinPad):
         screen = self.screen_keys
         if screen is not None and (screen.peek() is not None or self._live()):
             return self._screen_entry(max_digits, timeout, function_keys)
+        if (
+            max_digits == 0
+            and not function_keys
+            and not (self.__script and self.__script[0] is CANCEL)
+        ):
+            # an entry that takes nothing but CANCEL (a waiting screen): whatever else the
+            # customer is scripted to do is for a later entry, so it stays in the script
+            self._timed_out(timeout)
+            return KeyEntry(EntryOutcome.TIMEOUT)
         entry = self._next()
         if entry is CANCEL:
             return KeyEntry(EntryOutcome.CANCELLED)
