@@ -395,7 +395,8 @@ def _print_enterprise(report: dict[str, Any]) -> None:
     mark = "ok " if c["ok"] else "BAD"
     print(
         f"[{mark}] table change {c['change']}: made by {c['maker']}, approved by {c['checker']};"
-        f" the same session's operations {c['operations_before']} -> {c['operations_after']}"
+        f" the same session's operations {', '.join(c['operations_before'])}"
+        f" -> {', '.join(c['operations_after'])}"
     )
 
 
