@@ -105,7 +105,14 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
 
         ensure_schema(server.authoriser.conn)  # every table exists before a worker starts
         server.authoriser.conn.close()
-        return run_workers(sys.argv[1:], args.workers, args.host, args.port)
+        return run_workers(
+            sys.argv[1:],
+            args.workers,
+            args.host,
+            args.port,
+            on_ready=lambda host, port: print(f"listening on {host}:{port}", flush=True),
+            echo=lambda line: print(line, end="", flush=True),
+        )
     first = worker is None or worker[0] == 0
 
     def ready(host: str, port: int) -> None:

@@ -22,13 +22,11 @@ import contextlib
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
-from atm_common.errors import AtmError
 from sim.services import read_listening, service_argv
 
 _OWN = ("--workers", "--port", "--worker")
@@ -63,14 +61,24 @@ def _reserve(host: str, port: int) -> tuple[socket.socket | None, int]:
     return sock, int(sock.getsockname()[1])
 
 
-def _forward(stream: object) -> None:
-    """Copy a worker's later stdout lines (``api on ...``) to this process's stdout."""
+def _forward(stream: object, echo: Callable[[str], None]) -> None:
+    """Hand a worker's later stdout lines (``api on ...``) to ``echo``."""
     for line in stream:  # type: ignore[attr-defined]
-        print(line, end="", flush=True)
+        echo(line)
 
 
-def run_workers(argv: Sequence[str], count: int, host: str, port: int) -> int:
-    """Start ``count`` workers of ``atm host`` (``argv``); returns when they have ended."""
+def run_workers(
+    argv: Sequence[str],
+    count: int,
+    host: str,
+    port: int,
+    on_ready: Callable[[str, int], None],
+    echo: Callable[[str], None],
+) -> int:
+    """Start ``count`` workers of ``atm host`` (``argv``); returns when they have ended.
+
+    ``on_ready(host, port)`` once every worker listens; ``echo`` gets the workers' later
+    output lines. The CLI prints both: this module only runs processes."""
     reserved, port = _reserve(host, port)
     processes: list[subprocess.Popen[str]] = []
     stopping = threading.Event()
@@ -87,17 +95,14 @@ def run_workers(argv: Sequence[str], count: int, host: str, port: int) -> int:
             read_listening(process, f"host worker {index}")
         if reserved is not None:
             reserved.close()
-        print(f"listening on {host}:{port}", flush=True)
+        on_ready(host, port)
         for process in processes:
-            threading.Thread(target=_forward, args=(process.stdout,), daemon=True).start()
+            threading.Thread(target=_forward, args=(process.stdout, echo), daemon=True).start()
         while not stopping.is_set() and all(p.poll() is None for p in processes):
             time.sleep(0.2)
         failed = [p.returncode for p in processes if p.poll() is not None and p.returncode]
         return 1 if failed and not stopping.is_set() else 0
-    except AtmError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    finally:
+    finally:  # a worker that did not start raises: the CLI prints it as one line
         for process in processes:
             if process.poll() is None:
                 process.terminate()
