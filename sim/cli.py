@@ -488,6 +488,13 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
     tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
 
 
+def cmd_host_status(args: argparse.Namespace) -> int:
+    from sim.host.supervision.fleet import host_status
+
+    print(host_status(Path(args.db), as_json=args.json))
+    return 0
+
+
 def cmd_joint_unlock(args: argparse.Namespace) -> int:
     from sim.host.joint.admin import unlock
 
@@ -521,6 +528,7 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     **PAYAPP_EXAMPLES,
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
+    "host status": "atm host status --db var/host.db --json",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
     "sim card": """\
 atm sim card insert --pan 4761739001010010
@@ -599,6 +607,13 @@ def register(sub: Any) -> None:
         "--binding-seconds", type=float, help="how long a binding address lives (default 300)"
     )
     host.set_defaults(func=cmd_host)
+    hsub = host.add_subparsers(dest="host_command", metavar="{status}")
+    hstatus = hsub.add_parser(
+        "status", help="every terminal: mode, devices' attention, cash, last heard (read-only)"
+    )
+    hstatus.add_argument("--db", default="var/host.db", help="the host's SQLite database file")
+    hstatus.add_argument("--json", action="store_true", help="print JSON")
+    hstatus.set_defaults(func=cmd_host_status)
     register_payapp(sub)
 
     alarm = sub.add_parser(

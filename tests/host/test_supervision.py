@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 from host_link.supervision import CassetteCount, DeviceEntry, encode_exchange, encode_status, pairs
 from sim.host.routing import rank_atms
 from sim.host.supervision.fleet import list_terminals, not_serving
@@ -103,3 +107,24 @@ def test_status_list_reaches_the_fleet_view_and_routing(host: Host, terminal: Te
 
 def test_bad_status_is_a_format_error(host: Host, terminal: Terminal) -> None:
     assert _net(host, terminal, "161", "M=x;C=1;D=printer:ok:urgent:me")["39"] == "30"
+
+
+def test_atm_host_status_lists_every_terminal(host: Host, terminal: Terminal) -> None:
+    jam = DeviceEntry("dispenser", "fault", "now", "engineer")
+    _net(host, terminal, "161", encode_status("in_service", 900_000, [jam]))
+    run = subprocess.run(
+        [sys.executable, "-m", "atm", "host", "status", "--db", str(host.path), "--json"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    terminals = {t["terminal_id"]: t for t in json.loads(run.stdout)["terminals"]}
+    seeded = host.conn.execute("SELECT COUNT(*) FROM terminals").fetchone()[0]
+    assert len(terminals) == seeded >= 2
+    assert terminals["ATM00001"]["attention"] == "now"
+    assert terminals["ATM00001"]["devices"][0]["actor"] == "engineer"
+    assert terminals["ATM00001"]["last_seen"] is not None
+    text = subprocess.run(
+        [sys.executable, "-m", "atm", "host", "status", "--db", str(host.path)],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
+    assert "ATM00001" in text and "dispenser: fault, now (engineer)" in text

@@ -8,8 +8,14 @@ path of cash (dispenser, card reader, PIN pad) is not sent customers.
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from pathlib import Path
 from typing import Any
+
+from atm_common.errors import ConfigError
+from atm_common.money import format_minor
+from sim.host.db import connect_readonly
 
 LEVELS = {"none": 0, "soon": 1, "now": 2}
 CASH_PATH = ("dispenser", "card_reader", "pinpad")  # without these no one gets cash
@@ -79,3 +85,21 @@ def format_fleet(rows: list[dict[str, Any]], money: Any = None) -> str:
             if d["attention"] != "none":
                 lines.append(f"    {d['kind']}: {d['state']}, {d['attention']} ({d['actor']})")
     return "\n".join(lines)
+
+
+def host_status(path: Path, *, as_json: bool = False) -> str:
+    """``atm host status``: the fleet view of a host database (read-only; the host may run)."""
+    if not path.exists():
+        raise ConfigError(str(path), "db", "no host database here (atm host status --db FILE)")
+    conn = connect_readonly(path)
+    try:
+        rows = list_terminals(conn)
+    except sqlite3.DatabaseError as exc:
+        raise ConfigError(
+            str(path), "db", f"not a host database with supervision data ({exc})"
+        ) from None
+    finally:
+        conn.close()
+    if as_json:
+        return json.dumps({"terminals": rows}, indent=2)
+    return format_fleet(rows, format_minor)
