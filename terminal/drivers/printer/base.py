@@ -113,6 +113,7 @@ class Printer(Device):
     def _do_status(self) -> DeviceStatus:
         sensors = self._do_sensors()
         if sensors.problem is not None:
+            self._last_error = sensors.problem
             return DeviceStatus.FAULT
         return DeviceStatus.DEGRADED if sensors.paper is Paper.LOW else DeviceStatus.OK
 
