@@ -107,6 +107,7 @@ class Terminal:
         self._ratelog = RateLimitedLog(log, burst=3, window=60.0)
         self._journalled = float("-inf")  # when the last out_of_service row was written
         self._offline: set[str] = set()  # devices OFFLINE at the last check
+        self.supervisor: str | None = None  # the role in supervisor mode: no customers
 
     @property
     def state(self) -> State:
@@ -198,7 +199,7 @@ class Terminal:
             return False
         if self.security_mode is None:
             return True  # devices are fine; in service once signed on to the host
-        if self.machine.state is State.OUT_OF_SERVICE:
+        if self.machine.state is State.OUT_OF_SERVICE and self.supervisor is None:
             self.machine.fire("go_in_service")
             self.journal.record("in_service", devices={k: v.value for k, v in status.items()})
             self.display.show(Screen.WELCOME)
@@ -294,6 +295,8 @@ class Terminal:
         return await self._ready()
 
     async def _ready(self) -> bool:
+        if self.supervisor is not None:
+            return False  # supervisor mode (terminal/supervisor/console.py): no customers
         if not self._open_devices():
             return False
         if not self._recovered and not self._recover():

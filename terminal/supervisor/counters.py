@@ -67,6 +67,19 @@ class CashCounters:
             (dispensed, rejected, retracted, position),
         )
 
+    def sync(self, present: dict[int, int]) -> None:
+        """What the dispenser reports in each cassette now: the notes gone since the load
+        (less those counted as rejected) are the dispensed ones. Run before balancing,
+        so counters and device agree without a write on every dispense."""
+        with self._conn:
+            self._conn.execute("BEGIN")
+            for pos, count in present.items():
+                self._conn.execute(
+                    "UPDATE cassettes SET dispensed = MAX(loaded - rejected - ?, 0)"
+                    " WHERE position = ?",
+                    (count, pos),
+                )
+
     def load(self, counts: dict[int, int]) -> None:
         """A new load: these counts in, every other counter back to zero (one commit)."""
         with self._conn:
