@@ -43,7 +43,7 @@ from terminal.journal import Journal
 from terminal.link_security import with_ksn
 from terminal.location import current_location
 from terminal.saf import SafQueue
-from terminal.supervisor.printing import print_lines, printer_problem
+from terminal.session.printing import print_lines, printer_problem
 from terminal.ui import Display, Screen
 
 log = logging.getLogger(__name__)

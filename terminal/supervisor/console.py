@@ -17,10 +17,10 @@ from host_link.codec import Message
 from host_link.codes import Mti, NetworkCode
 from terminal.app import Terminal
 from terminal.fsm.customer import State
+from terminal.session.printing import print_lines
 from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorError
 from terminal.supervisor.exchange import Balancing, StorageExchange
-from terminal.supervisor.printing import print_lines
 from terminal.supervisor.receipts import balancing_report, journal_printout
 from terminal.supervisor.roles import SupervisorMode
 from terminal.supervisor.status_message import status_request

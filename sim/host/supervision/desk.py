@@ -4,7 +4,7 @@ Why the host balances and not the terminal: the bank's books say how much cash a
 should hold (its ``GL-CASH-<id>`` account: loads less dispensed, reversals put back).
 At the end of an exchange the terminal sends what the supervisor counted; the host
 compares it with that balance to the cent, books the cash taken out to the vault, posts
-any difference to ``GL-CASH-DIFF`` (a shortage or an overage, never absorbed), books the
+any difference to ``GL-DIFF-CASH`` (a shortage or an overage, never absorbed), books the
 new load, and answers the figures so the terminal prints them on the balancing report.
 Everything one message does commits together.
 """

@@ -16,7 +16,7 @@ import sqlite3
 from sim.host.ledger import transaction
 
 VAULT_ACCOUNT = "GL-VAULT"  # the branch vault the cassettes are filled from and emptied to
-DIFFERENCE_ACCOUNT = "GL-CASH-DIFF"  # cash shortages and overages found at balancing
+DIFFERENCE_ACCOUNT = "GL-DIFF-CASH"  # cash shortages and overages found at balancing
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS terminal_modes (
