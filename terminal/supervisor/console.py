@@ -17,6 +17,7 @@ from host_link.codec import Message
 from host_link.codes import Mti, NetworkCode
 from terminal.app import Terminal
 from terminal.fsm.customer import State
+from terminal.link_security import with_ksn
 from terminal.session.printing import print_lines
 from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorError
@@ -37,7 +38,8 @@ class SupervisorConsole:
 
     async def send(self, code: str, data: str = "") -> Message:
         request = {"t": Mti.NETWORK_REQUEST, "70": code} | ({"63": data} if data else {})
-        return await self.terminal.host.request(self.terminal.host.stamp(request))
+        t = self.terminal
+        return await t.host.request(with_ksn(t.host.stamp(request), t.devices.pinpad))
 
     async def enter(self, key: str) -> str:
         t = self.terminal
@@ -124,7 +126,7 @@ class SupervisorConsole:
         else:
             mode = "in_session"
         request = status_request(mode, cash, devices)
-        return await t.host.request(t.host.stamp(request))
+        return await t.host.request(with_ksn(t.host.stamp(request), t.devices.pinpad))
 
     def _print(self, lines: list[str], title: str) -> None:
         printer = self.terminal.devices.printer
