@@ -381,6 +381,8 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         emulated = stack.enter_context(emulators_on_ptys(Path(args.seed), args.terminal))
         emulated.dispenser.hand_operated = True  # a person takes the cash: atm sim cash take
+        emulated.printer.out_dir = Path(args.printer_out)  # each receipt as .txt and .png
+        print(f"printer output: {args.printer_out}", flush=True)
         for name, path in emulated.paths.items():
             print(f"{name}: {path}", flush=True)
         pcsc = None
@@ -738,6 +740,11 @@ def register(sub: Any) -> None:
         help="the host's ISO 8583 port the written config points at",
     )
     devices.add_argument("--config-out", help="write a terminal config using these devices")
+    devices.add_argument(
+        "--printer-out",
+        default="var/printer",
+        help="where the printer emulator saves each receipt (.txt and .png). default: %(default)s",
+    )
     link = devices.add_mutually_exclusive_group()
     link.add_argument(
         "--tls-dir",

@@ -39,8 +39,12 @@ _GS_ARGS = {b"!": 1, b"b": 1, b"B": 1, b"L": 2, b"W": 2, b"H": 1, b"f": 1, b"h":
 
 
 class EscPosEmulator:
-    def __init__(self, paper_lines: int = 2000, low_at: int = 200) -> None:
+    def __init__(
+        self, paper_lines: int = 2000, low_at: int = 200, out_dir: Path | None = None
+    ) -> None:
+        """``out_dir``: save every receipt there as .txt and .png when it is cut."""
         self.roll = PaperRoll(paper_lines, low_at)
+        self.out_dir = out_dir
         self._buffer = bytearray()
         self._text = bytearray()
         self._garble = 0
@@ -126,6 +130,9 @@ class EscPosEmulator:
             self._text.clear()
         self.roll.cut()
         self.cuts += 1
+        if self.out_dir is not None and self.receipts:
+            paths = self.save(self.out_dir)
+            log.info("printer: receipt saved as %s and %s", *paths)
         return need, b""
 
     def _status_byte(self, n: int) -> int:

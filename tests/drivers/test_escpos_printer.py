@@ -45,3 +45,11 @@ def test_garbled_status_is_a_protocol_error() -> None:
         with pytest.raises(RemoteProtocolError, match="DLE EOT"):
             printer.sensors()
         assert printer.can_print()  # the next question is answered
+
+
+def test_the_emulator_saves_each_receipt_when_it_is_cut(tmp_path: Path) -> None:
+    emulator = EscPosEmulator(out_dir=tmp_path / "printer")
+    emulator.receive(encode_receipt("ONE", ["a"]) + encode_receipt("TWO", ["b"]))
+    saved = sorted(p.name for p in (tmp_path / "printer").iterdir())
+    assert saved == ["receipt-0001.png", "receipt-0001.txt", "receipt-0002.png", "receipt-0002.txt"]
+    assert (tmp_path / "printer" / "receipt-0002.txt").read_text() == "TWO\nb\n"

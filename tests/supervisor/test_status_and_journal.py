@@ -34,7 +34,7 @@ def test_attention_levels_and_who_acts() -> None:
 def test_printer_paper_out_in_diag_and_the_status_message() -> None:
     emulator = EscPosEmulator(paper_lines=0)
     config = TerminalConfig(terminal_id="ATM00001")
-    section = DeviceConfig("escpos", {"port": register("diag-printer", emulator)})
+    section = DeviceConfig("escpos", {"url": register("diag-printer", emulator)})
     report = check_device(config, "printer", section, ManualClock()).as_dict()
     assert (report["state"], report["attention"], report["actor"]) == ("fault", "now", "operator")
     emulator.load_paper(2000)  # the operator changes the roll: the attention clears itself

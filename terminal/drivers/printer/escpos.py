@@ -51,14 +51,14 @@ def encode_receipt(title: str, lines: list[str]) -> bytes:
 class EscPosPrinter(Printer):
     def __init__(
         self,
-        port: str,
+        url: str,
         clock: Any = None,
         baudrate: int = 19200,
         parity: str = "N",
         status_timeout: float = 1.0,
     ) -> None:
         super().__init__()
-        self.url = port
+        self.url = url  # a pyserial URL: /dev/ttyUSB0, a pty, sim://NAME
         self.baudrate = baudrate
         self.parity = parity
         self.status_timeout = status_timeout
