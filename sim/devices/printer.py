@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-
-from PIL import Image, ImageDraw, ImageFont
+from typing import TYPE_CHECKING
 
 from atm_common.files import private_dir, write_private
 from terminal.drivers.printer.escpos import (
@@ -28,6 +27,9 @@ from terminal.drivers.printer.escpos import (
     PAPER_END,
 )
 from terminal.drivers.printer.roll import PaperRoll
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +167,8 @@ class EscPosEmulator:
 
 def render_png(lines: list[str], width_chars: int = 42) -> Image.Image:
     """The receipt as a strip of thermal paper: black monospace text on white."""
+    from PIL import Image, ImageDraw, ImageFont  # on first use: a kiosk run needs none
+
     font = ImageFont.load_default()
     left, top, right, bottom = font.getbbox("M")
     char_w, line_h = max(1, int(right - left)), max(1, int(bottom - top)) + 6

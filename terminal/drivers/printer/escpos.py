@@ -16,7 +16,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import serial
-from escpos.printer import Dummy
 
 from atm_common.errors import RemoteProtocolError
 from terminal.drivers.base import InfoValue
@@ -36,6 +35,8 @@ NEAR_END, PAPER_END = 0x0C, 0x60
 
 def encode_receipt(title: str, lines: list[str]) -> bytes:
     """The ESC/POS bytes for a receipt: init, bold centred title, body, feed and cut."""
+    from escpos.printer import Dummy  # on first use: it pulls in qrcode, barcode, yaml
+
     out = Dummy()
     out.hw("INIT")
     if title:
