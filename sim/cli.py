@@ -432,6 +432,8 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         emulated = stack.enter_context(emulators_on_ptys(Path(args.seed), args.terminal))
         emulated.dispenser.hand_operated = True  # a person takes the cash: atm sim cash take
+        emulated.printer.out_dir = Path(args.printer_out)  # each receipt as .txt and .png
+        print(f"printer output: {args.printer_out}", flush=True)
         for name, path in emulated.paths.items():
             print(f"{name}: {path}", flush=True)
         pcsc = None
@@ -541,6 +543,13 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
     tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
 
 
+def cmd_host_status(args: argparse.Namespace) -> int:
+    from sim.host.supervision.fleet import host_status
+
+    print(host_status(Path(args.db), as_json=args.json))
+    return 0
+
+
 def cmd_joint_unlock(args: argparse.Namespace) -> int:
     from sim.host.joint.admin import unlock
 
@@ -575,6 +584,7 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     **PAYAPP_EXAMPLES,
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
+    "host status": "atm host status --db var/host.db --json",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
     "sim card": """\
 atm sim card insert --pan 4761739001010010
@@ -683,6 +693,13 @@ def register(sub: Any) -> None:
         "--binding-seconds", type=float, help="how long a binding address lives (default 300)"
     )
     host.set_defaults(func=cmd_host)
+    hsub = host.add_subparsers(dest="host_command", metavar="{status}")
+    hstatus = hsub.add_parser(
+        "status", help="every terminal: mode, devices' attention, cash, last heard (read-only)"
+    )
+    hstatus.add_argument("--db", default="var/host.db", help="the host's SQLite database file")
+    hstatus.add_argument("--json", action="store_true", help="print JSON")
+    hstatus.set_defaults(func=cmd_host_status)
     register_payapp(sub)
 
     alarm = sub.add_parser(
@@ -813,6 +830,11 @@ def register(sub: Any) -> None:
         help="the host's ISO 8583 port the written config points at",
     )
     devices.add_argument("--config-out", help="write a terminal config using these devices")
+    devices.add_argument(
+        "--printer-out",
+        default="var/printer",
+        help="where the printer emulator saves each receipt (.txt and .png). default: %(default)s",
+    )
     link = devices.add_mutually_exclusive_group()
     link.add_argument(
         "--tls-dir",
