@@ -115,6 +115,10 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
         scheme = "https" if pki is not None else "http"
         print(f"api on {scheme}://{host}:{port}", flush=True)
 
+    from sim.service_auth import load_token
+
+    token = load_token(args.operator_token_file) if args.operator_token_file else None
+
     asyncio.run(
         serve(
             server,
@@ -133,6 +137,7 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
             payapp_key_file=Path(args.payapp_key_file) if args.payapp_key_file else None,
             binding_seconds=args.binding_seconds,
             background=first,
+            operator_token=token,
         )
     )
     return 0
@@ -546,7 +551,7 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
 def cmd_host_status(args: argparse.Namespace) -> int:
     from sim.host.supervision.fleet import host_status
 
-    print(host_status(Path(args.db), as_json=args.json))
+    print(host_status(_database(args.db), as_json=args.json))
     return 0
 
 
@@ -562,6 +567,7 @@ EXAMPLES = {
 atm pki init var/pki && atm host --demo --tls-dir var/pki     # the demo bank over TLS
 atm host --demo --plain --port 0 --api-port 8584 --sms-inbox  # a lab, phone API too
 atm host --tls-dir var/pki --seed bank.toml --db var/bank.db
+atm host --tls-dir var/pki --api-port 8584 --operator-token-file var/operator.token
 atm host --tls-dir var/pki --workers 2 --db 'postgresql://atm@/atm?host=/run/atm-pg&port=5433'""",
     "alarm-center": """\
 atm alarm-center --tls-dir var/pki --host-key-file var/host.key
@@ -584,7 +590,9 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     **PAYAPP_EXAMPLES,
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
-    "host status": "atm host status --db var/host.db --json",
+    "host status": """\
+atm host status --db var/host.db --json
+atm host status --db 'postgresql://atm@/atm?host=/run/atm-pg&port=5433'""",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
     "sim card": """\
 atm sim card insert --pan 4761739001010010
@@ -594,7 +602,8 @@ atm sim card remove""",
     "sim cash": "atm sim cash take",
     "sim devices": """\
 atm sim devices --config-out kiosk.toml --tls-dir var/pki
-atm sim devices --config-out kiosk.toml --plain --seconds 600""",
+atm sim devices --config-out kiosk.toml --plain --seconds 600
+atm sim devices --config-out kiosk.toml --plain --printer-out var/printer""",
 }
 
 
@@ -687,6 +696,10 @@ def register(sub: Any) -> None:
     )
     host.add_argument("--api-host", default="127.0.0.1", help="the phone API's address")
     host.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    host.add_argument(
+        "--operator-token-file",
+        help="0600 file: the bank operator's bearer token for GET /terminals (needs --api-port)",
+    )
     host.add_argument("--payapp", help="payment app server URL: account binding (needs --api-port)")
     host.add_argument("--payapp-key-file", help="0600 file: the key shared with the payment app")
     host.add_argument(
@@ -697,7 +710,9 @@ def register(sub: Any) -> None:
     hstatus = hsub.add_parser(
         "status", help="every terminal: mode, devices' attention, cash, last heard (read-only)"
     )
-    hstatus.add_argument("--db", default="var/host.db", help="the host's SQLite database file")
+    hstatus.add_argument(
+        "--db", default="var/host.db", help="the host's SQLite file or postgresql:// URL"
+    )
     hstatus.add_argument("--json", action="store_true", help="print JSON")
     hstatus.set_defaults(func=cmd_host_status)
     register_payapp(sub)

@@ -15,6 +15,7 @@ from typing import Any
 
 from atm_common.errors import ConfigError
 from atm_common.money import format_minor
+from sim.host import storage
 from sim.host.db import connect_readonly
 
 LEVELS = {"none": 0, "soon": 1, "now": 2}
@@ -87,16 +88,23 @@ def format_fleet(rows: list[dict[str, Any]], money: Any = None) -> str:
     return "\n".join(lines)
 
 
-def host_status(path: Path, *, as_json: bool = False) -> str:
-    """``atm host status``: the fleet view of a host database (read-only; the host may run)."""
-    if not path.exists():
-        raise ConfigError(str(path), "db", "no host database here (atm host status --db FILE)")
-    conn = connect_readonly(path)
+def host_status(path: Path | str, *, as_json: bool = False) -> str:
+    """``atm host status``: the fleet view of a host database (read-only; the host may
+    run): an SQLite file or a PostgreSQL URL, as ``atm host --db`` takes it."""
+    shown = storage.redact(path)
+    if not storage.is_postgres(path) and not Path(path).exists():
+        raise ConfigError(shown, "db", "no host database here (atm host status --db FILE)")
+    try:
+        conn = connect_readonly(path)
+    except sqlite3.Error as exc:
+        raise ConfigError(
+            shown, "db", f"cannot open the host database ({' '.join(str(exc).split())})"
+        ) from None
     try:
         rows = list_terminals(conn)
     except sqlite3.DatabaseError as exc:
         raise ConfigError(
-            str(path), "db", f"not a host database with supervision data ({exc})"
+            shown, "db", f"not a host database with supervision data ({exc})"
         ) from None
     finally:
         conn.close()
