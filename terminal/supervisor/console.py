@@ -23,6 +23,7 @@ from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorError
 from terminal.supervisor.exchange import Balancing, StorageExchange
 from terminal.supervisor.receipts import balancing_report, journal_printout
+from terminal.supervisor.reporter import current_status
 from terminal.supervisor.roles import SupervisorMode
 from terminal.supervisor.status_message import status_request
 from terminal.ui import Screen
@@ -115,16 +116,7 @@ class SupervisorConsole:
     async def send_status(self, cash: int = 0) -> Message:
         """The device status list and cash position to the host (0800/161)."""
         t = self.terminal
-        devices = [
-            {"kind": k, "state": s.value, "error": t.devices.all()[k].last_error()}
-            for k, s in t.devices.status().items()
-        ]
-        if t.supervisor:
-            mode = "supervisor"
-        elif t.state in IDLE_STATES:
-            mode = "in_service" if t.state is State.IDLE else "out_of_service"
-        else:
-            mode = "in_session"
+        mode, devices = current_status(t)
         request = status_request(mode, cash, devices)
         return await t.host.request(with_ksn(t.host.stamp(request), t.devices.pinpad))
 
