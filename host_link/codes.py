@@ -51,6 +51,12 @@ class NetworkCode(enum.StrEnum):
     SIGN_OFF = "002"
     KEY_EXCHANGE = "101"
     ECHO = "301"
+    # Supervision (host_link/supervision.py, docs/supervisor.md): field 63 carries the data.
+    DEVICE_STATUS = "161"  # the terminal's mode, device status list and cash position
+    SUPERVISOR_ENTER = "171"  # out of customer service: a supervisor is at the machine
+    SUPERVISOR_EXIT = "172"  # back to customer service
+    EXCHANGE_START = "181"  # replenishment begins: the host answers its cash figure
+    EXCHANGE_END = "182"  # counts found and loaded: the host balances and books them
 
 
 def is_key_exchange(message: Mapping[str, str]) -> bool:

@@ -122,6 +122,10 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
         scheme = "https" if pki is not None else "http"
         print(f"api on {scheme}://{host}:{port}", flush=True)
 
+    from sim.service_auth import load_token
+
+    token = load_token(args.operator_token_file) if args.operator_token_file else None
+
     asyncio.run(
         serve(
             server,
@@ -140,6 +144,7 @@ def _serve_host(args: argparse.Namespace, pki: Pki | None) -> int:
             payapp_key_file=Path(args.payapp_key_file) if args.payapp_key_file else None,
             binding_seconds=args.binding_seconds,
             background=first,
+            operator_token=token,
         )
     )
     return 0
@@ -440,6 +445,8 @@ def cmd_sim_devices(args: argparse.Namespace) -> int:
     with contextlib.ExitStack() as stack:
         emulated = stack.enter_context(emulators_on_ptys(Path(args.seed), args.terminal))
         emulated.dispenser.hand_operated = True  # a person takes the cash: atm sim cash take
+        emulated.printer.out_dir = Path(args.printer_out)  # each receipt as .txt and .png
+        print(f"printer output: {args.printer_out}", flush=True)
         for name, path in emulated.paths.items():
             print(f"{name}: {path}", flush=True)
         pcsc = None
@@ -549,6 +556,13 @@ def add_service_tls_arguments(parser: argparse.ArgumentParser, certificate: str)
     tls.add_argument("--plain", action="store_true", help="serve plain HTTP (tests, a lab)")
 
 
+def cmd_host_status(args: argparse.Namespace) -> int:
+    from sim.host.supervision.fleet import host_status
+
+    print(host_status(_database(args.db), as_json=args.json))
+    return 0
+
+
 def cmd_joint_unlock(args: argparse.Namespace) -> int:
     from sim.host.joint.admin import unlock
 
@@ -561,6 +575,7 @@ EXAMPLES = {
 atm pki init var/pki && atm host --demo --tls-dir var/pki     # the demo bank over TLS
 atm host --demo --plain --port 0 --api-port 8584 --sms-inbox  # a lab, phone API too
 atm host --tls-dir var/pki --seed bank.toml --db var/bank.db
+atm host --tls-dir var/pki --api-port 8584 --operator-token-file var/operator.token
 atm host --tls-dir var/pki --workers 2 --db 'postgresql://atm@/atm?host=/run/atm-pg&port=5433'""",
     "alarm-center": """\
 atm alarm-center --tls-dir var/pki --host-key-file var/host.key
@@ -583,6 +598,9 @@ atm soak --transactions 2000 --faults host_killed,mac_error --json""",
     **PAYAPP_EXAMPLES,
     **BANK_EXAMPLES,
     "joint-unlock": "atm joint-unlock --db var/host.db 1000000009",
+    "host status": """\
+atm host status --db var/host.db --json
+atm host status --db 'postgresql://atm@/atm?host=/run/atm-pg&port=5433'""",
     "sim": "atm sim devices --config-out kiosk.toml --plain",
     "sim card": """\
 atm sim card insert --pan 4761739001010010
@@ -592,7 +610,8 @@ atm sim card remove""",
     "sim cash": "atm sim cash take",
     "sim devices": """\
 atm sim devices --config-out kiosk.toml --tls-dir var/pki
-atm sim devices --config-out kiosk.toml --plain --seconds 600""",
+atm sim devices --config-out kiosk.toml --plain --seconds 600
+atm sim devices --config-out kiosk.toml --plain --printer-out var/printer""",
 }
 
 
@@ -685,12 +704,25 @@ def register(sub: Any) -> None:
     )
     host.add_argument("--api-host", default="127.0.0.1", help="the phone API's address")
     host.add_argument("--sms-inbox", action="store_true", help="demo: serve the SMS inbox")
+    host.add_argument(
+        "--operator-token-file",
+        help="0600 file: the bank operator's bearer token for GET /terminals (needs --api-port)",
+    )
     host.add_argument("--payapp", help="payment app server URL: account binding (needs --api-port)")
     host.add_argument("--payapp-key-file", help="0600 file: the key shared with the payment app")
     host.add_argument(
         "--binding-seconds", type=float, help="how long a binding address lives (default 300)"
     )
     host.set_defaults(func=cmd_host)
+    hsub = host.add_subparsers(dest="host_command", metavar="{status}")
+    hstatus = hsub.add_parser(
+        "status", help="every terminal: mode, devices' attention, cash, last heard (read-only)"
+    )
+    hstatus.add_argument(
+        "--db", default="var/host.db", help="the host's SQLite file or postgresql:// URL"
+    )
+    hstatus.add_argument("--json", action="store_true", help="print JSON")
+    hstatus.set_defaults(func=cmd_host_status)
     register_payapp(sub)
 
     alarm = sub.add_parser(
@@ -821,6 +853,11 @@ def register(sub: Any) -> None:
         help="the host's ISO 8583 port the written config points at",
     )
     devices.add_argument("--config-out", help="write a terminal config using these devices")
+    devices.add_argument(
+        "--printer-out",
+        default="var/printer",
+        help="where the printer emulator saves each receipt (.txt and .png). default: %(default)s",
+    )
     link = devices.add_mutually_exclusive_group()
     link.add_argument(
         "--tls-dir",

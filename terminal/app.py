@@ -108,6 +108,7 @@ class Terminal:
         self._ratelog = RateLimitedLog(log, burst=3, window=60.0)
         self._journalled = float("-inf")  # when the last out_of_service row was written
         self._offline: set[str] = set()  # devices OFFLINE at the last check
+        self.supervisor: str | None = None  # the role in supervisor mode: no customers
 
     @property
     def state(self) -> State:
@@ -199,7 +200,7 @@ class Terminal:
             return False
         if self.security_mode is None:
             return True  # devices are fine; in service once signed on to the host
-        if self.machine.state is State.OUT_OF_SERVICE:
+        if self.machine.state is State.OUT_OF_SERVICE and self.supervisor is None:
             self.machine.fire("go_in_service")
             self.journal.record("in_service", devices={k: v.value for k, v in status.items()})
             self.display.show(Screen.WELCOME)
@@ -299,6 +300,8 @@ class Terminal:
         return not isinstance(self.display, WatchedDisplay) or self.display.responsive()
 
     async def _ready(self) -> bool:
+        if self.supervisor is not None:
+            return False  # supervisor mode (terminal/supervisor/console.py): no customers
         if not self._screen_answers():
             if self.machine.state is State.IDLE:
                 self._out_of_service("the customer screen does not answer")
@@ -409,7 +412,7 @@ class Terminal:
 
     def _cardless_chosen(self) -> bool:
         """The idle screen's cardless key is waiting (not consumed unless it is that key)."""
-        if self.machine.state is not State.IDLE:
+        if self.machine.state is not State.IDLE or self.supervisor is not None:
             return False
         try:
             if self.devices.pinpad.key_pending() != CARDLESS_KEY:

@@ -72,6 +72,19 @@ class KioskConfig:
     heartbeat: float = 2.0
 
 
+SUPERVISOR_ROLES = ("replenisher", "technician")  # terminal/supervisor/roles.py FUNCTIONS
+
+
+@dataclasses.dataclass(frozen=True)
+class SupervisorConfig:
+    """``[supervisor]``: ``status_interval`` s between status messages to the host (sent
+    on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the SHA-256
+    hex digest of that role's supervisor key (never the key itself)."""
+
+    status_interval: float = 60.0
+    keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
 @dataclasses.dataclass(frozen=True)
 class TerminalConfig:
     terminal_id: str
@@ -87,6 +100,7 @@ class TerminalConfig:
     devices: Mapping[str, DeviceConfig] = dataclasses.field(default_factory=dict)
     source: str = "<defaults>"
     kiosk: KioskConfig | None = None  # no [kiosk] section: the text console only
+    supervisor: SupervisorConfig = SupervisorConfig()
 
 
 def _typed(source: str, key: str, value: Any, kind: type) -> Any:
@@ -116,7 +130,7 @@ def _section(source: str, data: Mapping[str, Any], name: str, cls: type) -> Any:
 def parse_config(
     data: Mapping[str, Any], source: str, base_dir: Path | None = None
 ) -> TerminalConfig:
-    known = {"terminal", "host", "timeouts", "devices", "kiosk"}
+    known = {"terminal", "host", "timeouts", "devices", "kiosk", "supervisor"}
     for key in data:
         if key not in known:
             raise ConfigError(source, key, f"unknown section (known: {', '.join(sorted(known))})")
@@ -180,7 +194,34 @@ def parse_config(
         devices=devices,
         source=source,
         kiosk=_section(source, data, "kiosk", KioskConfig) if "kiosk" in data else None,
+        supervisor=_supervisor(source, data),
     )
+
+
+def _supervisor(source: str, data: Mapping[str, Any]) -> SupervisorConfig:
+    """``[supervisor]``: the scalars as any section, plus the role -> key digest table."""
+    table = data.get("supervisor", {})
+    if not isinstance(table, dict):
+        raise ConfigError(source, "supervisor", "must be a table")
+    keys = table.get("keys", {})
+    if not isinstance(keys, dict):
+        raise ConfigError(source, "supervisor.keys", "must be a table (role = key digest)")
+    for role, digest in keys.items():
+        if role not in SUPERVISOR_ROLES:
+            known = ", ".join(SUPERVISOR_ROLES)
+            raise ConfigError(source, f"supervisor.keys.{role}", f"unknown role (known: {known})")
+        digest = _typed(source, f"supervisor.keys.{role}", digest, str)
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(
+                source,
+                f"supervisor.keys.{role}",
+                "must be the key's SHA-256 as 64 lower-case hex digits, never the key",
+            )
+    rest = {k: v for k, v in table.items() if k != "keys"}
+    scalars: SupervisorConfig = _section(
+        source, {"supervisor": rest}, "supervisor", SupervisorConfig
+    )
+    return dataclasses.replace(scalars, keys=dict(keys))
 
 
 TRANSPORT_CHOICE = (

@@ -16,6 +16,7 @@ from terminal.drivers.card_reader.base import CardReader
 from terminal.drivers.dispenser.base import Dispenser
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.pinpad.base import PinPad
+from terminal.drivers.printer.base import Printer
 
 log = logging.getLogger(__name__)
 D = TypeVar("D", bound=Device)
@@ -28,6 +29,7 @@ class Devices:
     dispenser: Dispenser
     camera: Camera | None = None
     gps: Gps | None = None
+    printer: Printer | None = None  # receipts, reports (docs/supervisor.md)
 
     def all(self) -> dict[str, Device]:
         found = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -73,4 +75,5 @@ def build_devices(config: TerminalConfig, clock: Clock) -> Devices:
         dispenser=_build(config, "dispenser", Dispenser, clock),
         camera=_build(config, "camera", Camera, clock) if "camera" in config.devices else None,
         gps=_build(config, "gps", Gps, clock) if "gps" in config.devices else None,
+        printer=_build(config, "printer", Printer, clock) if "printer" in config.devices else None,
     )

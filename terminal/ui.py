@@ -74,7 +74,10 @@ class Screen(enum.Enum):
     CARD_RETAINED = "Your card has been retained. Please contact your bank."
     RECEIPT = "{receipt}"
     OUT_OF_SERVICE = "Sorry, this machine is out of service."
-    SUPERVISOR = "Maintenance in progress. This machine will be back in service shortly."
+    # receipt printer and supervisor mode (docs/supervisor.md)
+    NO_RECEIPT = "This machine cannot print a receipt now ({reason}). Continuing without one."
+    SUPERVISOR = "Supervisor mode ({role}). This machine is not serving customers."
+    SUPERVISOR_REPORT = "{report}"
     # cardless withdrawal
     CARDLESS_PHONE = "Cardless withdrawal: enter your mobile number and press ENTER."
     CARDLESS_METHOD = "F1 Reservation code   F2 Face   F3 Code and face"

@@ -14,6 +14,7 @@ from sim.scenarios.cardless_demo import CARDLESS_DEMO, CardlessScenario
 from sim.scenarios.enterprise_demo import ENTERPRISE_ATM, company_table
 from sim.scenarios.joint_demo import CO_OWNERS, JOINT_DEMO, LOCKED_ACCOUNT
 from sim.scenarios.scripts import DEMO, Scenario
+from sim.scenarios.supervisor_demo import SESSIONS as SUPERVISOR_SESSIONS
 from tests.host.helpers import DEMO_SEED
 
 pytestmark = pytest.mark.e2e
@@ -52,7 +53,13 @@ def test_demo_json_reports_every_expected_outcome_and_reconciles(
     assert report["ledger_problems"] == []
     by_name = {s["name"]: s for s in report["sessions"]}
     bind = "joint: adding a co-owner, authorised by all three"
-    assert set(by_name) == {s.name for s in EVERY} | {bind}
+    assert set(by_name) == {s.name for s in EVERY} | {bind} | set(SUPERVISOR_SESSIONS)
+    # supervisor_demo.py: a balancing difference reported, paper out, a jam then cleared
+    assert report["supervisor"]["ok"] and report["device_status"]["ok"]
+    exchange = report["supervisor"]["exchange"]
+    assert exchange["difference"] == exchange["found"] - exchange["host_expected"] != 0
+    assert Path(report["supervisor"]["report"]["png"]).stat().st_size > 0
+    assert "DIFFERENCE" in Path(report["supervisor"]["report"]["text"]).read_text()
     assert report["ok"] is True and by_name[bind]["outcome"] == "bound"
     for scenario in EVERY:
         session = by_name[scenario.name]

@@ -20,6 +20,7 @@ from sim.devices.epp import EppEmulator
 from sim.devices.gps import GpsEmulator
 from sim.devices.key_injection import pinpad_options
 from sim.devices.lcdm import LcdmEmulator
+from sim.devices.printer import EscPosEmulator
 from sim.devices.pty import PtyBridge
 from sim.pki import Pki
 
@@ -33,6 +34,7 @@ class EmulatedDevices:
     gps: GpsEmulator
     bridges: dict[str, PtyBridge]
     cassettes: Sequence[tuple[int, int]]
+    printer: EscPosEmulator = dataclasses.field(default_factory=EscPosEmulator)
 
     @property
     def paths(self) -> dict[str, str]:
@@ -51,6 +53,7 @@ class EmulatedDevices:
             },
             "pinpad": {"backend": "epp", "url": self.bridges["pinpad"].path},
             "gps": {"backend": "nmea", "url": self.bridges["gps"].path},
+            "printer": {"backend": "escpos", "url": self.bridges["printer"].path},
         }
 
 
@@ -63,7 +66,7 @@ def emulators_on_ptys(
     cassettes: Sequence[tuple[int, int]] = DEFAULT_CASSETTES,
     position: tuple[float, float] = (52.5200, 13.4050),
 ) -> Iterator[EmulatedDevices]:
-    """Run dispenser, EPP and GPS emulators on ptys until the block exits."""
+    """Run dispenser, EPP, GPS and receipt printer emulators on ptys until the block exits."""
     clock = clock or SystemClock()
     keys = {k: v for k, v in pinpad_options(seed, terminal_id).items() if v is not None}
     devices = EmulatedDevices(
@@ -74,7 +77,7 @@ def emulators_on_ptys(
         cassettes=cassettes,
     )
     with contextlib.ExitStack() as stack:
-        for name in ("dispenser", "pinpad", "gps"):
+        for name in ("dispenser", "pinpad", "gps", "printer"):
             bridge = stack.enter_context(PtyBridge(getattr(devices, name), name))
             devices.bridges[name] = bridge
         yield devices

@@ -35,6 +35,7 @@ from sim.host.outbox import AlarmDeliverer, CarrierLocator, Deliverer, OutboxWor
 from sim.host.public_keys import refuse_public_keys
 from sim.host.seed import load_seed, read_keys
 from sim.host.server import MAX_CONNECTIONS, HostServer
+from sim.host.supervision.api import install_fleet
 from sim.pki import Pki
 from sim.service_auth import load_host_key
 
@@ -124,6 +125,7 @@ async def serve(
     payapp_key_file: Path | None = None,
     binding_seconds: float | None = None,
     background: bool = True,
+    operator_token: str | None = None,
 ) -> None:
     """Listen until SIGINT/SIGTERM (or ``stop`` is set), then close cleanly.
 
@@ -147,6 +149,8 @@ async def serve(
 
     ``payapp`` (a URL) with ``payapp_key_file``: binding accounts to that payment app
     (:mod:`sim.host.binding`); its callbacks come to the phone API (``api_port``).
+    ``operator_token``: the bank operator's bearer token for ``GET /terminals`` on the
+    phone API (:mod:`sim.host.supervision.api`); without it that route answers 403.
     ``background`` False (the second and later processes of ``--workers``): no outbox
     delivery and no reservation sweep here; the first process does them for all, so an
     SMS is never sent twice. What this one queues is delivered at that one's next poll.
@@ -234,6 +238,7 @@ async def serve(
             add_joint_routes(app, joint_phone)  # the co-owners' bank app (sim/host/joint/api.py)
             add_joint_cardless_routes(app, JointCardless(bank, joint_phone))
             install_binding(app, server.authoriser.binding, binding_key)
+            install_fleet(app, server.authoriser.conn, operator_token)
             scheme = "https" if api_tls is not None else "http"
             server.authoriser.binding.callback_url = (
                 f"{scheme}://{api_address[0]}:{api_address[1]}/payapp/callbacks"

@@ -41,6 +41,8 @@ from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
 from sim.host.settings import HostKeys, HostSettings
+from sim.host.supervision.desk import CODES as SUPERVISION_CODES
+from sim.host.supervision.desk import SupervisionDesk
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +84,7 @@ class Authoriser:
         self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
         self.cardless.on_withdrawn = self.joint.cardless_collected
         self.binding = BindingDesk(conn, clock, keys.pan_key)  # payment-app binding
+        self.supervision = SupervisionDesk(conn, clock, self.ledger, settings.currency)
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)
@@ -371,6 +374,8 @@ class Authoriser:
         code = request.get("70", "")
         if code == NetworkCode.KEY_EXCHANGE:
             return self._key_exchange(request)
+        if code in SUPERVISION_CODES:  # status, supervisor mode, cash exchange
+            return self._respond(request, *self.supervision.handle(request))
         known = {c.value for c in NetworkCode}
         return self._respond(request, "00" if code in known else "12", extra={"70": code})
 

@@ -33,6 +33,8 @@ import math
 import sqlite3
 from typing import Any
 
+from sim.host.supervision.fleet import not_serving
+
 EARTH_RADIUS_KM = 6371.0088
 
 
@@ -120,8 +122,9 @@ def rank_atms(
     ).fetchall()
     atms: list[dict[str, Any]] = []
     excluded: list[dict[str, str]] = []
+    unavailable = not_serving(conn)  # supervisor mode, a cash device needing attention now
     for row in rows:
-        reason = _excluded(row, now, amount, model)
+        reason = unavailable.get(row["id"]) or _excluded(row, now, amount, model)
         if reason:
             excluded.append({"terminal_id": row["id"], "reason": reason})
             continue

@@ -48,6 +48,8 @@ from sim.scenarios.joint_demo import (
     notifications,
 )
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
+from sim.scenarios.supervisor_demo import attach_printer, rebase_cash
+from sim.scenarios.supervisor_demo import play as play_supervisor
 from sim.service_auth import load_token, new_host_key_file, new_token_file
 from sim.services import ServiceProcess, log_args, service_process
 from terminal.app import Terminal
@@ -422,6 +424,7 @@ async def run_demo(
             customer = sim_customer(terminal)
         if card_reader == "pcsc":
             use_pcsc(stack, terminal, customer)
+        printer = stack.enter_context(attach_printer(terminal, workdir))  # supervisor_demo
         if not terminal.start():
             raise AtmError(f"terminal did not go in service: {terminal.out_of_service_reason}")
         cards = seed_cards(DEMO_SEED)
@@ -447,9 +450,14 @@ async def run_demo(
             )
             alice = cards["ALICE ARDEN"]
             binding = await play_binding(world, terminal, customer, alice, workdir, BINDING_SECONDS)
+            supervision, more = await play_supervisor(
+                terminal, customer, cards, host.db_path, workdir, printer, run_sessions
+            )
+            sessions += more
         finally:
             await terminal.close()
         closing = ledger_snapshot(host.db_path)
+        rebase_cash(opening, terminal_id, supervision["supervisor"]["exchange"])
         holds = holds_snapshot(host.db_path)
         # the desk reads over mutual TLS too, with the center's own certificate
         desk = client_context(pki.service("alarm-center"))
@@ -469,6 +477,7 @@ async def run_demo(
         bindings_ok = bool(binding.get("bindings_as_expected", True))
         everything = reconciled and not problems and alarms_ok and joint_ok
         everything = everything and enterprise_ok and bindings_ok
+        everything = everything and all(v["ok"] for v in supervision.values())
         return {
             "ok": everything and all(s["ok"] for s in sessions),
             "terminal_id": terminal_id,
@@ -488,6 +497,7 @@ async def run_demo(
             "notifications": notices,
             "joint_as_expected": joint_ok,
             **binding,  # payment-app bindings (sim/scenarios/binding_play.py)
+            **supervision,  # "supervisor", "device_status" (sim/scenarios/supervisor_demo.py)
         }
 
 

@@ -27,6 +27,9 @@ atm run --config kiosk.toml                    # the unattended kiosk (atm sim d
     "journal tail": """\
 atm journal tail                     # the journal of the default config's terminal
 atm journal tail --config kiosk.toml -n 50 --json""",
+    "journal search": """\
+atm journal search --card 4761739001010010 --since 2026-12-07T09:00
+atm journal search --event 'supervisor_*' --json""",
     "fsm": """\
 atm fsm --diagram docs/states.md     # Mermaid in a Markdown fence
 atm fsm --diagram states.svg         # also needs graphviz""",
@@ -40,6 +43,20 @@ def cmd_journal(args: argparse.Namespace) -> int:
     if args.lines < 1:
         raise UsageError(f"--lines {args.lines}: give a number of entries, 1 or more")
     for entry in read_tail(journal_path(args), args.lines):
+        print(json.dumps(dataclasses_asdict(entry)) if args.json else entry.line())
+    return 0
+
+
+def cmd_journal_search(args: argparse.Namespace) -> int:
+    from terminal.supervisor.journal_search import search
+
+    if args.limit < 1:
+        raise UsageError(f"--limit {args.limit}: give a number of entries, 1 or more")
+    found = search(
+        journal_path(args), session=args.session, card=args.card, since=args.since,
+        until=args.until, event=args.event, limit=args.limit,
+    )  # fmt: skip
+    for entry in found:
         print(json.dumps(dataclasses_asdict(entry)) if args.json else entry.line())
     return 0
 
@@ -103,6 +120,19 @@ def register(sub: Any) -> None:
     tail.add_argument("-n", "--lines", type=int, default=20, help="how many entries")
     tail.add_argument("--json", action="store_true", help="one JSON object per entry")
     tail.set_defaults(func=cmd_journal)
+    search = jsub.add_parser(
+        "search", help="entries by session, card (masked), time range and event kind"
+    )
+    search.add_argument("--config", default=DEFAULT_CONFIG, help="the terminal's TOML config")
+    search.add_argument("--journal", help="read this journal file instead of the config's")
+    search.add_argument("--session", help="one session id")
+    search.add_argument("--card", help="a PAN (masked before the search) or a masked PAN")
+    search.add_argument("--since", help="ISO time, inclusive (2026-12-07T09:00)")
+    search.add_argument("--until", help="ISO time, inclusive")
+    search.add_argument("--event", help="an event kind; a trailing * matches a prefix")
+    search.add_argument("-n", "--limit", type=int, default=200, help="at most this many")
+    search.add_argument("--json", action="store_true", help="one JSON object per entry")
+    search.set_defaults(func=cmd_journal_search)
 
     add_diag_parser(sub)
 

@@ -185,10 +185,18 @@ async def run_kiosk(config: TerminalConfig) -> int:
 
 
 async def serve_until(terminal: Terminal, stop: asyncio.Event) -> int:
+    """The kiosk loop, with the status reporter beside it (0800/161 to the host on every
+    device or mode change and every ``[supervisor] status_interval`` s)."""
+    from terminal.supervisor.reporter import StatusReporter
+
     terminal.start()
+    reporter = StatusReporter(terminal, terminal.config.supervisor.status_interval)
+    reporting = asyncio.create_task(reporter.run(stop))
     try:
         await terminal.run(stop)
     finally:
+        stop.set()
+        await reporting
         await terminal.close()
     return 0
 

@@ -39,6 +39,7 @@ from atm_common.errors import AtmError, ConfigError, RemoteProtocolError
 from terminal.config import DEVICE_KINDS, DeviceConfig, TerminalConfig
 from terminal.drivers.base import Device, DeviceStatus, InfoValue, backend_class
 from terminal.errors import DeviceFault, DeviceTimeout, DeviceUnavailable
+from terminal.supervisor.attention import attention_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,11 +69,14 @@ class DeviceReport:
         return self.state == OK
 
     def as_dict(self) -> dict[str, Any]:
+        attention, actor = attention_for(self.kind, self.state, self.error)
         return {
             "kind": self.kind,
             "backend": self.backend,
             "state": self.state,
             "ok": self.ok,
+            "attention": attention,  # the device status list (docs/supervisor.md)
+            "actor": actor,
             "info": dict(self.info),
             "counters": dict(self.counters),
             "error": self.error,
@@ -196,6 +200,8 @@ def format_report(report: dict[str, Any]) -> str:
     blocks: list[tuple[str, list[tuple[str, str]]]] = []
     for device in report["devices"]:
         rows = [("backend", device["backend"]), ("state", device["state"])]
+        if device.get("attention", "none") != "none":
+            rows.append(("attention", f"{device['attention']} ({device['actor']})"))
         if device["error"]:
             rows.append(("error", device["error"]))
         rows += [(key, _text(value)) for key, value in device["info"].items()]

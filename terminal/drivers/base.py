@@ -169,6 +169,10 @@ BACKENDS: dict[str, dict[str, str]] = {
         "sim": "terminal.drivers.gps.sim:SimGps",
         "nmea": "terminal.drivers.gps.nmea:NmeaGps",
     },
+    "printer": {
+        "sim": "terminal.drivers.printer.sim:SimPrinter",
+        "escpos": "terminal.drivers.printer.escpos:EscPosPrinter",
+    },
 }
 
 

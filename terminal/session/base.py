@@ -43,6 +43,7 @@ from terminal.journal import Journal
 from terminal.link_security import with_ksn
 from terminal.location import current_location
 from terminal.saf import SafQueue
+from terminal.session.printing import print_lines, printer_problem
 from terminal.ui import Amount, Display, Screen
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,7 @@ class CustomerSession(abc.ABC):
         self._pin_ksn = ""
         self._evidence: tuple[EvidenceRequest, list[Any]] | None = None
         self.result = SessionResult(session_id, "in_progress", [])
+        self.receipt_problem: str | None = None  # why no receipt can be printed, if so
         self._start = len(machine.path)
 
     # --- what each kind of session says for itself -------------------------------------
@@ -179,6 +181,10 @@ class CustomerSession(abc.ABC):
     async def run(self) -> SessionResult:
         """Run from :attr:`START` until the terminal is idle again."""
         self.fire(self.START)
+        self.receipt_problem = printer_problem(self.devices.printer)
+        if self.receipt_problem:  # told before the transaction: it goes on without one
+            self.display.show(Screen.NO_RECEIPT, reason=self.receipt_problem)
+            self.log("no_receipt_offered", reason=self.receipt_problem)
         try:
             await self.transact()
         except SessionEnd as end:
@@ -311,4 +317,7 @@ class CustomerSession(abc.ABC):
         receipt = " | ".join(lines)
         self.display.show(Screen.RECEIPT, receipt=receipt)
         self.log("receipt", text=receipt)
+        if self.devices.printer is not None and not self.receipt_problem:
+            failed = print_lines(self.devices.printer, lines, title=self.config.location.strip())
+            self.log("receipt_printed" if failed is None else "receipt_not_printed", error=failed)
         self.fire("session_ended")

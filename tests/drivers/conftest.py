@@ -40,11 +40,12 @@ RIGS: dict[str, dict[str, RigBuilder]] = {
     "dispenser": {"sim": _sim("dispenser", cassettes=((1000, 100), (2000, 100), (5000, 50)))},
     "gps": {"sim": _sim("gps")},
     "camera": {"sim": _sim("camera", width=64, height=48)},
+    "printer": {"sim": _sim("printer")},
 }
 
 # Wire-protocol backends add their rigs from their own modules (rigs_<backend>.py),
 # each exporting EXTRA_RIGS = {kind: {backend: builder}}.
-for _module in ("rigs_lcdm", "rigs_epp", "rigs_nmea", "rigs_pcsc", "rigs_opencv"):
+for _module in ("rigs_lcdm", "rigs_epp", "rigs_nmea", "rigs_pcsc", "rigs_opencv", "rigs_escpos"):
     try:
         _extra = importlib.import_module(f"{__package__}.{_module}")
     except ModuleNotFoundError as _exc:
@@ -107,6 +108,11 @@ def gps_factory(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[
 @pytest.fixture(params=sorted(RIGS["camera"]))
 def camera_factory(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[RigFactory]:
     yield from _factory("camera", request, clock)
+
+
+@pytest.fixture(params=sorted(RIGS["printer"]))
+def printer_factory(request: pytest.FixtureRequest, clock: ManualClock) -> Iterator[RigFactory]:
+    yield from _factory("printer", request, clock)
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from terminal.drivers.card_reader.base import CardReader
 from terminal.drivers.dispenser.base import Dispenser
 from terminal.drivers.gps.base import Gps
 from terminal.drivers.pinpad.base import PinPad
+from terminal.drivers.printer.base import Printer
 from terminal.errors import DeviceUnavailable
 
 from .conftest import RIGS
@@ -26,6 +27,7 @@ ABCS: dict[str, type[object]] = {
     "dispenser": Dispenser,
     "gps": Gps,
     "camera": Camera,
+    "printer": Printer,
 }
 
 # One harmless public call per kind, to prove a closed device refuses work.
@@ -35,6 +37,7 @@ USE: dict[str, Callable[[Any], object]] = {
     "dispenser": lambda d: d.cassettes(),
     "gps": lambda d: d.fix(),
     "camera": lambda d: d.capture(),
+    "printer": lambda d: d.sensors(),
 }
 
 ALL = [(kind, backend) for kind in sorted(RIGS) for backend in sorted(RIGS[kind])]

@@ -30,6 +30,20 @@ RECEIPT = " | ".join(
         "Available balance 4,900.00",
     ]
 )
+SUPERVISOR_REPORT = " | ".join(
+    [
+        "TERMINAL                        ATM00001",
+        "DATE                    2026-12-07 10:30",
+        "BY                           replenisher",
+        "POS DENOM  LOAD DISP REJ RETR LEFT",
+        "  1  2000  2000  140   2    0 1858",
+        "  2  5000  1000   61   0    1  938",
+        "HOST EXPECTED                $84,060.00",
+        "FOUND                        $84,040.00",
+        "DIFFERENCE                      -$20.00",
+        "STATUS                         SHORTAGE",
+    ]
+)
 SAMPLES: dict[Screen, dict[str, Any]] = {
     Screen.MENU: {"limit": Amount(90_000, "840")},
     Screen.ENTER_AMOUNT: {"limit": Amount(90_000, "840")},
@@ -46,6 +60,9 @@ SAMPLES: dict[Screen, dict[str, Any]] = {
         "qr": qr_image("https://payapp.example/bind/3b9d0c6e2f1a4c57"),
     },
     Screen.BINDING_FAILED: {"reason": "expired"},
+    Screen.NO_RECEIPT: {"reason": "paper out"},
+    Screen.SUPERVISOR: {"role": "replenisher"},
+    Screen.SUPERVISOR_REPORT: {"report": SUPERVISOR_REPORT},
 }
 PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6, Screen.ENTER_PERSONAL_CODE: 4}
 TYPED = {Screen.ENTER_AMOUNT: "100", Screen.CARDLESS_PHONE: "4915100000006"}

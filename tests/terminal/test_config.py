@@ -45,8 +45,8 @@ def test_defaults_fill_devices() -> None:
             "positive",
         ),
         (
-            {"terminal": {"id": "ATM00001"}, "devices": {"printer": {"backend": "sim"}}},
-            "devices.printer",
+            {"terminal": {"id": "ATM00001"}, "devices": {"scanner": {"backend": "sim"}}},
+            "devices.scanner",
             "unknown device",
         ),
         (

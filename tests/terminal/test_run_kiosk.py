@@ -64,6 +64,21 @@ def test_a_missing_dispenser_port_backs_off_and_comes_back(tmp_path: Path) -> No
         started = time.monotonic()
         kiosk.expect(r"\[screen\] Welcome\. Please insert your card\.", timeout=40)
         assert time.monotonic() - started < 35  # the backoff is capped
+        # in service: the kiosk loop's status reporter tells the host (0800/161)
+        terminal_id = next(
+            line.split('"')[1] for line in text.splitlines() if line.startswith("id = ")
+        )
+        fleet: list[tuple[str, str]] = []
+        for _ in range(100):
+            with sqlite3.connect(f"file:{tmp_path / 'host.db'}?mode=ro", uri=True) as conn:
+                fleet = conn.execute(
+                    "SELECT mode, reported_cash FROM terminal_modes WHERE terminal_id = ?",
+                    (terminal_id,),
+                ).fetchall()
+            if fleet:
+                break
+            time.sleep(0.1)
+        assert fleet and fleet[0][0] == "in_service" and fleet[0][1] > 0, fleet
         kiosk.proc.terminate()
         assert kiosk.wait(timeout=20) == 0
         assert "Traceback" not in kiosk.screen

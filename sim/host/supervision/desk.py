@@ -1,0 +1,171 @@
+"""The host's handling of the supervision 0800s (field 70 161, 171, 172, 181, 182).
+
+Why the host balances and not the terminal: the bank's books say how much cash a machine
+should hold (its ``GL-CASH-<id>`` account: loads less dispensed, reversals put back).
+At the end of an exchange the terminal sends what the supervisor counted; the host
+compares it with that balance to the cent, books the cash taken out to the vault, posts
+any difference to ``GL-DIFF-CASH`` (a shortage or an overage, never absorbed), books the
+new load, and answers the figures so the terminal prints them on the balancing report.
+Everything one message does commits together.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+from collections.abc import Mapping
+
+from atm_common.clock import Clock
+from atm_common.errors import AtmError
+from host_link.codes import NetworkCode
+from host_link.supervision import (
+    SupervisionFormatError,
+    decode_exchange,
+    decode_status,
+    encode_pairs,
+)
+from sim.host.ledger import Ledger, transaction
+from sim.host.supervision.schema import DIFFERENCE_ACCOUNT, VAULT_ACCOUNT, ensure_schema
+
+log = logging.getLogger(__name__)
+
+CODES = frozenset(
+    {
+        NetworkCode.DEVICE_STATUS,
+        NetworkCode.SUPERVISOR_ENTER,
+        NetworkCode.SUPERVISOR_EXIT,
+        NetworkCode.EXCHANGE_START,
+        NetworkCode.EXCHANGE_END,
+    }
+)
+
+
+class SupervisionDesk:
+    def __init__(self, conn: sqlite3.Connection, clock: Clock, ledger: Ledger, currency: str):
+        self.conn, self.clock, self.ledger = conn, clock, ledger
+        ensure_schema(conn, currency)
+
+    def handle(self, request: Mapping[str, str]) -> tuple[str, dict[str, str]]:
+        """(response code, extra fields) for one supervision 0800."""
+        code = request.get("70", "")
+        terminal = request.get("41", "")
+        extra = {"70": code}
+        try:
+            with transaction(self.conn):
+                row = self.conn.execute(
+                    "SELECT cash_account FROM terminals WHERE id = ?", (terminal,)
+                ).fetchone()
+                if row is None:
+                    return "03", extra  # not a terminal of this bank
+                extra.update(self._dispatch(code, terminal, row[0], request.get("63", "")))
+        except SupervisionFormatError as exc:
+            log.warning("supervision 0800/%s from %s: %s", code, terminal, exc)
+            return "30", extra
+        except (AtmError, sqlite3.Error) as exc:
+            log.error("supervision 0800/%s from %s failed: %s", code, terminal, exc)
+            return "96", extra
+        return "00", extra
+
+    def _dispatch(self, code: str, terminal: str, cash: str, data: str) -> dict[str, str]:
+        now = self.clock.now().isoformat()
+        if code == NetworkCode.DEVICE_STATUS:
+            mode, reported, devices = decode_status(data)
+            self._mode(terminal, mode, now, reported=reported)
+            self.conn.execute("DELETE FROM terminal_devices WHERE terminal_id = ?", (terminal,))
+            for d in devices:
+                self.conn.execute(
+                    "INSERT INTO terminal_devices VALUES (?,?,?,?,?,?)"
+                    " ON CONFLICT (terminal_id, kind) DO UPDATE SET state = excluded.state,"
+                    " attention = excluded.attention, actor = excluded.actor,"
+                    " updated_at = excluded.updated_at",
+                    (terminal, d.kind, d.state, d.attention, d.actor, now),
+                )
+            return {}
+        if code in (NetworkCode.SUPERVISOR_ENTER, NetworkCode.SUPERVISOR_EXIT):
+            entering = code == NetworkCode.SUPERVISOR_ENTER
+            role = data if entering and data.isalpha() and len(data) <= 16 else ""
+            self._mode(terminal, "supervisor" if entering else "in_service", now, role=role)
+            self._event(terminal, now, "supervisor_enter" if entering else "supervisor_exit", role)
+            return {}
+        balance = self.ledger.balance(cash).ledger
+        if code == NetworkCode.EXCHANGE_START:
+            self._mode(terminal, "exchange", now)
+            self._event(terminal, now, "exchange_start", f"host cash {balance}")
+            return {"63": encode_pairs({"H": balance})}
+        return self._exchange_end(terminal, cash, balance, data, now)
+
+    def _exchange_end(
+        self, terminal: str, cash: str, expected: int, data: str, now: str
+    ) -> dict[str, str]:
+        found_counts, loaded_counts = decode_exchange(data)
+        for c in found_counts:
+            if min(c.loaded, c.dispensed, c.rejected, c.retracted, c.remaining) < 0:
+                raise SupervisionFormatError(f"cassette {c.position}: a count is negative")
+            if c.denomination <= 0:
+                raise SupervisionFormatError(f"cassette {c.position}: bad denomination")
+        if any(count < 0 or denom <= 0 for _, denom, count in loaded_counts):
+            raise SupervisionFormatError("a loaded count is negative or its denomination bad")
+        found = sum(c.found_amount for c in found_counts)
+        loaded = sum(denom * count for _, denom, count in loaded_counts)
+        difference = found - expected
+        if found:
+            self.ledger.transfer(VAULT_ACCOUNT, cash, found, kind="unload", terminal_id=terminal)
+        if difference < 0:
+            self.ledger.transfer(
+                DIFFERENCE_ACCOUNT, cash, -difference, kind="cash_shortage", terminal_id=terminal
+            )
+        elif difference > 0:
+            self.ledger.transfer(
+                cash, DIFFERENCE_ACCOUNT, difference, kind="cash_overage", terminal_id=terminal
+            )
+        if loaded:
+            self.ledger.transfer(cash, VAULT_ACCOUNT, loaded, kind="load", terminal_id=terminal)
+        counts = json.dumps(
+            {
+                "found": [c.__dict__ for c in found_counts],
+                "loaded": [
+                    {"position": p, "denomination": d, "count": n} for p, d, n in loaded_counts
+                ],
+            },
+            sort_keys=True,
+        )
+        exchange_id = f"X{secrets.token_hex(6)}"
+        self.conn.execute(
+            "INSERT INTO cash_exchanges VALUES (?,?,?,?,?,?,?,?)",
+            (exchange_id, terminal, now, expected, found, difference, loaded, counts),
+        )
+        self.conn.execute("UPDATE terminals SET cash_on_hand = ? WHERE id = ?", (loaded, terminal))
+        self._mode(terminal, "supervisor", now, reported=loaded)
+        detail = f"{exchange_id}: expected {expected} found {found} difference {difference}"
+        self._event(terminal, now, "exchange_end", f"{detail} loaded {loaded}")
+        if difference:
+            log.warning("cash difference at %s: %s", terminal, detail)
+        figures: dict[str, int | str] = {
+            "X": exchange_id,
+            "H": expected,
+            "F": found,
+            "D": difference,
+            "L": loaded,
+        }
+        return {"63": encode_pairs(figures)}
+
+    def _mode(
+        self, terminal: str, mode: str, now: str, *, reported: int | None = None, role: str = ""
+    ) -> None:
+        self.conn.execute(
+            "INSERT INTO terminal_modes (terminal_id, mode, reported_cash, supervisor, updated_at)"
+            " VALUES (?,?,?,?,?) ON CONFLICT (terminal_id) DO UPDATE SET mode = excluded.mode,"
+            " reported_cash = COALESCE(excluded.reported_cash, terminal_modes.reported_cash),"
+            " supervisor = CASE WHEN excluded.supervisor = '' AND excluded.mode <> 'in_service'"
+            " THEN terminal_modes.supervisor ELSE excluded.supervisor END,"
+            " updated_at = excluded.updated_at",
+            (terminal, mode, reported, role, now),
+        )
+
+    def _event(self, terminal: str, now: str, kind: str, detail: str) -> None:
+        self.conn.execute(
+            "INSERT INTO supervision_events VALUES (?,?,?,?,?)",
+            (f"E{secrets.token_hex(8)}", terminal, now, kind, detail),
+        )

@@ -1,0 +1,1 @@
+"""Supervisor mode: roles, cash exchange and balancing, device status list, reports."""
