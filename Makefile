@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2 postgresql chromium fonts-wqy-microhei
+APT_PACKAGES := libpcsclite-dev pcscd vsmartcard-vpcd tshark graphviz socat iproute2 postgresql chromium fonts-wqy-microhei fonts-dejavu-core
 STAMP_APT := $(VENV)/.apt-done
 STAMP_PY := $(VENV)/.deps-done
 # pip's own progress bars when a person watches a terminal; quiet in CI and logs

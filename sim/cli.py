@@ -366,6 +366,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             )
         if "bindings_agree" in report:
             print(f"bank and payment app agree: {str(report['bindings_agree']).lower()}")
+        _print_supervision(report)
         print(
             f"\nterminal {report['terminal_id']} ({report['security']});"
             f" cash handed out {format_minor(report['cash_handed_out'])};"
@@ -375,7 +376,38 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ok = report["reconciled"] and report["outcomes_as_expected"] and report["alarms_as_expected"]
     ok = ok and report.get("joint_as_expected", True)
     ok = ok and report.get("bindings_as_expected", True)
+    ok = ok and all(report[k]["ok"] for k in ("supervisor", "device_status") if k in report)
     return 0 if ok and enterprise_ok(report) else 1
+
+
+def _print_supervision(report: dict[str, Any]) -> None:
+    """The supervisor section in words: the device status list at the host after each
+    step, the paper running out, the replenishment's balancing (sim/scenarios/
+    supervisor_demo.py)."""
+    if "device_status" not in report:
+        return
+    print()
+    status = report["device_status"]
+    for step in status["timeline"]:
+        needs = [f"{kind} {a} ({who})" for kind, (a, who) in step["devices"].items() if a != "none"]
+        print(f"      host sees after {step['step']}: {', '.join(needs) or 'nothing to do'}")
+    print(f"[{'ok ' if status['ok'] else 'BAD'}] device status list raised and cleared by itself")
+    sup = report["supervisor"]
+    paper = sup["paper"]
+    print(
+        f"[{'ok ' if all(paper.values()) else 'BAD'}] paper ran out during a receipt:"
+        f" {str(paper['receipt_cut_short']).lower()}; next customer told before the"
+        f" transaction: {str(paper['customer_told_before']).lower()}"
+    )
+    ex = sup["exchange"]
+    print(
+        f"[{'ok ' if sup['ok'] else 'BAD'}] replenishment: host expected"
+        f" {format_minor(ex['host_expected'])}, found {format_minor(ex['found'])},"
+        f" difference {format_minor(ex['difference'])}"
+        f" (expected {format_minor(sup['difference_expected'])}), new load"
+        f" {format_minor(ex['loaded'])}; report {sup['report']['text']} and .png;"
+        f" {sup['receipts_printed']} receipts printed"
+    )
 
 
 def enterprise_ok(report: dict[str, Any]) -> bool:

@@ -41,6 +41,7 @@ from terminal.link_security import PinPadAuthenticator, sign_on, with_ksn
 from terminal.recovery import recover
 from terminal.saf import SafQueue
 from terminal.session import CardlessSession, CardSession, CustomerSession, SessionResult
+from terminal.session.base import CassetteBooks
 from terminal.ui import Display, RecordingDisplay, Screen, WatchedDisplay
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,9 @@ class Terminal:
         self._journalled = float("-inf")  # when the last out_of_service row was written
         self._offline: set[str] = set()  # devices OFFLINE at the last check
         self.supervisor: str | None = None  # the role in supervisor mode: no customers
+        # cassette counters since the last exchange (set by whoever keeps them: `atm run`,
+        # the demo); sessions record retracted notes in them, balancing reads them
+        self.cash_counters: CassetteBooks | None = None
 
     @property
     def state(self) -> State:
@@ -333,6 +337,7 @@ class Terminal:
             self.machine,
             self.saf,
             cash_available=self.cash_available,
+            cash_counters=self.cash_counters,
         )
         try:
             result = await session.run()

@@ -24,7 +24,10 @@ from sim.devices.printer import EscPosEmulator
 from sim.devices.pty import PtyBridge
 from sim.pki import Pki
 
-DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 200), (5000, 100))
+# (denomination, notes) per cassette: 10,000.00, the seed's opening cash for a terminal, so
+# the host's books and the machine agree at the start of the day (a balancing finds only
+# what really went missing)
+DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 250), (5000, 100))
 
 
 @dataclasses.dataclass

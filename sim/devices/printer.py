@@ -14,6 +14,7 @@ Scripting handle (same as :class:`~terminal.drivers.printer.sim.SimPrinter`):
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 
 ESC, GS, DLE, LF = 0x1B, 0x1D, 0x10, 0x0A
 # Argument bytes after ESC x / GS x for the commands python-escpos sends for text.
+# Debian's fonts-dejavu-core (Makefile APT_PACKAGES); Pillow finds it by name in the
+# system font folders
+MONOSPACE_FONT = "DejaVuSansMono.ttf"
 _ESC_ARGS = {b"@": 0, b"!": 1, b"E": 1, b"-": 1, b"a": 1, b"t": 1, b"M": 1, b"G": 1,
              b"{": 1, b"d": 1, b"J": 1, b"2": 0, b"3": 1, b"V": 1, b"r": 1}  # fmt: skip
 _GS_ARGS = {b"!": 1, b"b": 1, b"B": 1, b"L": 2, b"W": 2, b"H": 1, b"f": 1, b"h": 1, b"w": 1}
@@ -159,9 +163,9 @@ class EscPosEmulator:
         folder = private_dir(directory)
         stem = name or f"receipt-{index % len(self.receipts) + 1:04d}"
         text_path = write_private(folder / f"{stem}.txt", "\n".join(lines) + "\n")
-        png_path = folder / f"{stem}.png"
-        render_png(lines).save(png_path, format="PNG")
-        png_path.chmod(0o600)
+        png = io.BytesIO()
+        render_png(lines).save(png, format="PNG")
+        png_path = write_private(folder / f"{stem}.png", png.getvalue())
         return text_path, png_path
 
 
@@ -169,7 +173,10 @@ def render_png(lines: list[str], width_chars: int = 42) -> Image.Image:
     """The receipt as a strip of thermal paper: black monospace text on white."""
     from PIL import Image, ImageDraw, ImageFont  # on first use: a kiosk run needs none
 
-    font = ImageFont.load_default()
+    try:  # a receipt printer's font is monospace: the report's columns line up
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont = ImageFont.truetype(MONOSPACE_FONT, 15)
+    except OSError:  # not installed (fonts-dejavu-core): Pillow's own font, proportional
+        font = ImageFont.load_default()
     left, top, right, bottom = font.getbbox("M")
     char_w, line_h = max(1, int(right - left)), max(1, int(bottom - top)) + 6
     image = Image.new("L", (char_w * width_chars + 24, line_h * (len(lines) + 2) + 24), 255)

@@ -27,7 +27,7 @@ from atm_common.files import private_dir
 from atm_common.progress import Progress
 from atm_common.tls import TlsFiles, client_context
 from sim.devices.key_injection import pinpad_options, terminal_for
-from sim.devices.launcher import emulators_on_ptys
+from sim.devices.launcher import DEFAULT_CASSETTES, emulators_on_ptys
 from sim.host import db
 from sim.host.authoriser import EVIDENCE_SNAPSHOTS
 from sim.host.ledger import Ledger, balance_of
@@ -48,7 +48,7 @@ from sim.scenarios.joint_demo import (
     notifications,
 )
 from sim.scenarios.scripts import DEMO, DURESS_CARDS, Customer, Scenario, apply
-from sim.scenarios.supervisor_demo import attach_printer, rebase_cash
+from sim.scenarios.supervisor_demo import attach_printer, keep_counters, rebase_cash
 from sim.scenarios.supervisor_demo import play as play_supervisor
 from sim.service_auth import load_token, new_host_key_file, new_token_file
 from sim.services import ServiceProcess, log_args, service_process
@@ -291,7 +291,7 @@ def demo_terminal(
     devices = Devices(
         card_reader=SimCardReader(clock),
         pinpad=SimPinPad(clock, **pinpad_options(seed, terminal_id)),
-        dispenser=SimDispenser(clock, cassettes=((2000, 200), (5000, 100))),
+        dispenser=SimDispenser(clock, cassettes=DEFAULT_CASSETTES),
         camera=SimCamera(clock, width=320, height=240),
     )
     config = _config(workdir, port, terminal_id, Timeouts(), tls)
@@ -427,6 +427,7 @@ async def run_demo(
         printer = stack.enter_context(attach_printer(terminal, workdir))  # supervisor_demo
         if not terminal.start():
             raise AtmError(f"terminal did not go in service: {terminal.out_of_service_reason}")
+        counters = stack.enter_context(keep_counters(terminal, workdir))  # devices open
         cards = seed_cards(DEMO_SEED)
         extra: dict[str, Any] = {}
         try:
@@ -451,7 +452,7 @@ async def run_demo(
             alice = cards["ALICE ARDEN"]
             binding = await play_binding(world, terminal, customer, alice, workdir, BINDING_SECONDS)
             supervision, more = await play_supervisor(
-                terminal, customer, cards, host.db_path, workdir, printer, run_sessions
+                terminal, customer, cards, host.db_path, workdir, printer, counters, run_sessions
             )
             sessions += more
         finally:

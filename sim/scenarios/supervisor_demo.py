@@ -25,6 +25,7 @@ from sim.host.supervision.fleet import list_terminals
 from sim.scenarios.scripts import BALANCE, WITHDRAW, Customer, Scenario
 from terminal.app import Terminal
 from terminal.drivers.card_reader.base import CardData
+from terminal.drivers.dispenser.notes import NotePath
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.drivers.printer.escpos import EscPosPrinter
 from terminal.supervisor.console import SupervisorConsole
@@ -63,6 +64,22 @@ def attach_printer(terminal: Terminal, workdir: Path) -> Iterator[EscPosEmulator
             printer.close()
 
 
+@contextlib.contextmanager
+def keep_counters(terminal: Terminal, workdir: Path) -> Iterator[CashCounters]:
+    """The terminal's cassette counters for the whole run, loaded with what the cassettes
+    hold at the start of the day (the sessions book retracted notes in them)."""
+    counters = CashCounters(workdir / "cash-counters.db")
+    cassettes = terminal.devices.dispenser.cassettes()
+    counters.configure([(c.index, c.denomination, 2_000) for c in cassettes])
+    counters.load({c.index: c.count for c in cassettes})
+    terminal.cash_counters = counters
+    try:
+        yield counters
+    finally:
+        terminal.cash_counters = None
+        counters.close()
+
+
 def _fleet(db_path: Path, terminal_id: str) -> dict[str, Any]:
     conn = connect_readonly(db_path)
     try:
@@ -78,15 +95,12 @@ async def play(
     db_path: Path,
     workdir: Path,
     emulator: EscPosEmulator,
+    counters: CashCounters,
     run_sessions: Any,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Both sections, and the sessions played (for the demo's reconciliation)."""
     tid = terminal.config.terminal_id
     keys = {role: key_digest(key) for role, key in DEMO_KEYS.items()}
-    counters = CashCounters(workdir / "cash-counters.db")
-    cassettes = terminal.devices.dispenser.cassettes()
-    counters.configure([(c.index, c.denomination, 2_000) for c in cassettes])
-    counters.load({c.index: c.count for c in cassettes})  # the section's own books
     console = SupervisorConsole(terminal, SupervisorMode(keys), counters)
     timeline: list[dict[str, Any]] = []
 
@@ -121,15 +135,16 @@ async def play(
     far.reset()  # the engineer clears the note path
     await console.leave()
     await snapshot("jam cleared by the engineer")
-    # replenishment: the replenisher counts, one note short of what the device says
+    # replenishment: the replenisher counts each cassette and, of its notes, the reject
+    # and retract bins (the retracted cash of the customer who walked away is there, and
+    # the host expects it back: the session was reversed); one note is short
     replenisher = await console.enter(DEMO_KEYS["replenisher"])
-    counted = {c.index: c for c in terminal.devices.dispenser.cassettes()}
-    found = {p: (c.denomination, c.count, 0, 0) for p, c in counted.items()}
+    found = replenisher_count(far.notes)
     first = min(found)
-    denom, count, _, _ = found[first]
-    found[first] = (denom, count - 1, 0, 0)
-    load = {p: (c.denomination, c.count) for p, c in counted.items()}
-    load[first] = (denom, count - 1)  # what is really there goes back in
+    denom, remaining, rejected, retracted = found[first]
+    found[first] = (denom, remaining - 1, rejected, retracted)
+    # the bins go to the vault; what is really in the cassettes goes back in
+    load = {p: (d, left) for p, (d, left, _, _) in found.items()}
     balancing, lines = await console.replenish(found, load)
     journal_lines = console.print_journal(12)
     await console.leave()
@@ -137,7 +152,6 @@ async def play(
     report_txt, report_png = emulator.save(workdir / "printer", index=-2, name="balancing-report")
     journal_txt, _ = emulator.save(workdir / "printer", index=-1, name="journal-printout")
     receipt_txt, receipt_png = emulator.save(workdir / "printer", index=0, name="first-receipt")
-    counters.close()
     exchange = {
         "host_expected": balancing.host_expected,
         "counters": balancing.counters,
@@ -149,6 +163,8 @@ async def play(
     supervisor = {
         "roles": [role, replenisher],
         "exchange": exchange,
+        # to the cent: the one note short, nothing else (host books and machine agree)
+        "difference_expected": -denom,
         "difference_reported": balancing.difference != 0 and any("DIFFERENCE" in x for x in lines),
         "report": {"text": str(report_txt), "png": str(report_png)},
         "journal_printout": {"text": str(journal_txt), "lines": len(journal_lines)},
@@ -156,7 +172,11 @@ async def play(
         "receipts_printed": len(emulator.receipts),
         "paper": paper,
     }
-    supervisor["ok"] = bool(supervisor["difference_reported"]) and all(paper.values())
+    supervisor["ok"] = (
+        bool(supervisor["difference_reported"])
+        and balancing.difference == -denom
+        and all(paper.values())
+    )
     by_step = {t["step"]: t for t in timeline}
     device_status = {
         "timeline": timeline,
@@ -167,6 +187,16 @@ async def play(
         and by_step["paper changed"]["devices"].get("printer") == ["none", "none"],
     }
     return {"supervisor": supervisor, "device_status": device_status}, sessions
+
+
+def replenisher_count(notes: NotePath) -> dict[int, tuple[int, int, int, int]]:
+    """What a replenisher counts by hand, per cassette: (denomination, notes remaining,
+    its notes in the reject bin, its notes in the retract bin), from the device's far side
+    (the sim or the emulator behind a pty), not from what the terminal believes."""
+    return {
+        i: (slot.denomination, slot.count, notes.rejected[i], notes.retracted[i])
+        for i, slot in sorted(notes.slots.items())
+    }
 
 
 def rebase_cash(opening: dict[str, int], terminal_id: str, exchange: dict[str, Any]) -> None:

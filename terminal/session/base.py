@@ -18,7 +18,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import logging
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, Protocol
 
 from atm_common.errors import AtmError
 from host_link.amounts import AmountType, decode_amounts
@@ -98,6 +98,15 @@ def original_fields(request: Message) -> dict[str, str]:
     return {k: request[k] for k in ORIGINAL_FIELDS if k in request}
 
 
+class CassetteBooks(Protocol):
+    """The cassette counters a session books notes in (terminal/supervisor/counters.py's
+    CashCounters): retracted notes go to the retract bin, and balancing counts them there."""
+
+    def record(
+        self, position: int, *, dispensed: int = 0, rejected: int = 0, retracted: int = 0
+    ) -> None: ...
+
+
 class CustomerSession(abc.ABC):
     """One customer, from the trigger that begins the session until the terminal is idle.
 
@@ -121,10 +130,13 @@ class CustomerSession(abc.ABC):
         saf: SafQueue,
         *,
         cash_available: bool = True,
+        cash_counters: CassetteBooks | None = None,
     ) -> None:
         self.id = session_id
         self.saf = saf
         self.cash_available = cash_available
+        # the cassette counters balancing reads (terminal/supervisor/counters.py), if kept
+        self.cash_counters = cash_counters
         self.config, self.devices, self.host = config, devices, host
         self.journal, self.display, self.fsm = journal, display, machine
         self._pin_block = b""

@@ -14,6 +14,7 @@ leads (back to the card reader, or with no card to the receipt).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import NoReturn
 
 from atm_common.errors import LocalProtocolError
@@ -105,7 +106,7 @@ class CashPath:
         session.fire("notes_stacked")
         if not session.card_before_cash():
             # The card was left and retained: the cash is never presented.
-            notes = self.clear_dispenser()
+            notes = self.clear_dispenser(result.notes)
             session.log("cash_retracted", durable=True, notes=notes, amount=result.amount)
             await self.reverse(self.approved_request, dispensed=0)
             session.fire("card_captured")
@@ -131,7 +132,7 @@ class CashPath:
             session.fire("done")
             raise SessionEnd("dispensed" if result.complete else "partial_dispense")
         session.fire("cash_not_taken")
-        notes = self.clear_dispenser()
+        notes = self.clear_dispenser(result.notes)
         session.log("cash_retracted", durable=True, notes=notes, amount=result.amount)
         await self.reverse(self.approved_request, dispensed=0)
         session.fire("retracted")
@@ -144,15 +145,22 @@ class CashPath:
         self.session.fire("dispense_failed")
         raise SessionEnd("dispense_failed")
 
-    def clear_dispenser(self) -> int:
-        """Retract whatever is left in the stacker or at the exit; how many notes."""
+    def clear_dispenser(self, stacked: Mapping[int, int] | None = None) -> int:
+        """Retract whatever is left in the stacker or at the exit; how many notes.
+        ``stacked``: the notes per cassette this dispense stacked, booked as retracted in
+        the cassette counters when they go to the retract bin (balancing counts them there)."""
         dispenser = self.session.devices.dispenser
         try:
-            return dispenser.retract() if dispenser.notes_pending() else 0
+            moved = dispenser.retract() if dispenser.notes_pending() else 0
         except (DeviceError, LocalProtocolError) as exc:
             self.session.log("retract_failed", durable=True, error=str(exc))
             log.critical("notes may be left at the dispenser exit: %s", exc)
             return 0
+        counters = self.session.cash_counters
+        if moved and stacked and counters is not None:
+            for position, notes in stacked.items():
+                counters.record(position, retracted=notes)
+        return moved
 
     async def reverse(self, request: Message, dispensed: int) -> None:
         """Queue the reversal durably, then try to deliver the queue now."""

@@ -42,10 +42,10 @@ def balancing_report(
         return format_minor(value, currency)
 
     lines = [_row("TERMINAL", terminal), _row("DATE", when), _row("BY", role), ""]
-    lines.append("POS DENOM  LOAD DISP REJ RETR LEFT")
+    lines.append("POS    NOTE  LOAD DISP REJ RETR LEFT")  # note: its value; then note counts
     for c in before:
         lines.append(
-            f"{c.position:>3} {c.denomination:>5} {c.loaded:>5} {c.dispensed:>4}"
+            f"{c.position:>3} {money(c.denomination):>7} {c.loaded:>5} {c.dispensed:>4}"
             f" {c.rejected:>3} {c.retracted:>4} {c.remaining:>4}"
         )
     lines += [
