@@ -390,7 +390,7 @@ def _print_supervision(report: dict[str, Any]) -> None:
     status = report["device_status"]
     for step in status["timeline"]:
         needs = [f"{kind} {a} ({who})" for kind, (a, who) in step["devices"].items() if a != "none"]
-        print(f"      host sees after {step['step']}: {', '.join(needs) or 'nothing to do'}")
+        print(f"      at the host, {step['step']}: {', '.join(needs) or 'nothing to do'}")
     print(f"[{'ok ' if status['ok'] else 'BAD'}] device status list raised and cleared by itself")
     sup = report["supervisor"]
     paper = sup["paper"]

@@ -148,7 +148,7 @@ async def play(
     balancing, lines = await console.replenish(found, load)
     journal_lines = console.print_journal(12)
     await console.leave()
-    await snapshot("after replenishment")
+    await snapshot("replenishment")
     report_txt, report_png = emulator.save(workdir / "printer", index=-2, name="balancing-report")
     journal_txt, _ = emulator.save(workdir / "printer", index=-1, name="journal-printout")
     receipt_txt, receipt_png = emulator.save(workdir / "printer", index=0, name="first-receipt")

@@ -128,3 +128,4 @@ def test_atm_host_status_lists_every_terminal(host: Host, terminal: Terminal) ->
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
     assert "ATM00001" in text and "dispenser: fault, now (engineer)" in text
+    assert "ATM00002" in text and "no device status reported yet" in text

@@ -72,19 +72,31 @@ def not_serving(conn: sqlite3.Connection) -> dict[str, str]:
     return reasons
 
 
+def _when(iso: str | None) -> str:
+    """A host timestamp (ISO 8601, UTC) to the second, for people."""
+    return f"{iso[:19].replace('T', ' ')} UTC" if iso else "never"
+
+
 def format_fleet(rows: list[dict[str, Any]], money: Any = None) -> str:
-    """The human view: one line per terminal, then its devices needing attention."""
+    """The human view: one line per terminal, then every device it reported with its
+    attention level, the ones that need someone first with their state and who acts."""
     lines = [f"{'TERMINAL':<10}{'MODE':<14}{'ATTN':<6}{'CASH':>14}  LAST SEEN"]
     for t in rows:
         cash = t["cash_on_hand"]
         shown = "-" if cash is None else (money(cash) if money else str(cash))
         lines.append(
             f"{t['terminal_id']:<10}{t['mode']:<14}{t['attention']:<6}{shown:>14}"
-            f"  {t['last_seen'] or 'never'}"
+            f"  {_when(t['last_seen'])}"
         )
-        for d in t["devices"]:
+        devices = sorted(t["devices"], key=lambda d: d["attention"] == "none")
+        for d in devices:
             if d["attention"] != "none":
                 lines.append(f"    {d['kind']}: {d['state']}, {d['attention']} ({d['actor']})")
+        fine = [d["kind"] for d in devices if d["attention"] == "none"]
+        if fine:
+            lines.append(f"    no attention: {', '.join(fine)}")
+        elif not devices:
+            lines.append("    no device status reported yet")
     return "\n".join(lines)
 
 
