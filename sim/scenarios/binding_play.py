@@ -52,8 +52,7 @@ def _new_png(directory: Path, seen: set[Path], timeout: float = 20.0) -> Path:
     while time.monotonic() < deadline:
         found = set(directory.glob("bind-*.png")) - seen if directory.is_dir() else set()
         if found:
-            time.sleep(0.1)  # written whole before the screen shows it; a moment of slack
-            return found.pop()
+            return found.pop()  # written whole (renamed into place) before it shows
         time.sleep(0.05)
     raise AssertionError("the terminal showed no binding QR code")
 

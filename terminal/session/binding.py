@@ -14,12 +14,14 @@ any card transaction.
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
+import os
 from pathlib import Path
 
 import segno
 
-from atm_common.files import private_dir
+from atm_common.files import private_dir, write_private
 from host_link.binding import parse_status
 from terminal import transactions
 from terminal.drivers.card_reader.base import CardData
@@ -43,7 +45,11 @@ def ascii_qr(text: str) -> str:
 def render_png(text: str, directory: Path, name: str) -> Path:
     """The QR code as a PNG a screen shows (and the demo's payment app scans)."""
     path = private_dir(directory) / f"{name}.png"
-    segno.make_qr(text, error="m").save(str(path), kind="png", scale=6, border=4)
+    png = io.BytesIO()
+    segno.make_qr(text, error="m").save(png, kind="png", scale=6, border=4)
+    # whole or not at all: whoever watches the folder never reads half an image
+    part = write_private(path.with_name(path.name + ".part"), png.getvalue())
+    os.replace(part, path)
     return path
 
 
