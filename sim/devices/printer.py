@@ -27,7 +27,7 @@ from terminal.drivers.printer.escpos import (
     NEAR_END,
     PAPER_END,
 )
-from terminal.drivers.printer.roll import PaperRoll
+from terminal.drivers.printer.roll import PaperRoll, RollHandle
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -44,7 +44,7 @@ _ESC_ARGS = {b"@": 0, b"!": 1, b"E": 1, b"-": 1, b"a": 1, b"t": 1, b"M": 1, b"G"
 _GS_ARGS = {b"!": 1, b"b": 1, b"B": 1, b"L": 2, b"W": 2, b"H": 1, b"f": 1, b"h": 1, b"w": 1}
 
 
-class EscPosEmulator:
+class EscPosEmulator(RollHandle):
     def __init__(
         self, paper_lines: int = 2000, low_at: int = 200, out_dir: Path | None = None
     ) -> None:
@@ -56,26 +56,6 @@ class EscPosEmulator:
         self._garble = 0
         self.unknown_commands = 0
         self.cuts = 0
-
-    # -- the scripting handle --
-    @property
-    def receipts(self) -> list[list[str]]:
-        return self.roll.receipts
-
-    def load_paper(self, lines: int = 2000) -> None:
-        self.roll.load(lines)
-
-    def set_paper_low(self, on: bool = True) -> None:
-        self.roll.forced_low = on
-
-    def open_cover(self, on: bool = True) -> None:
-        self.roll.cover_open = on
-
-    def inject_jam(self) -> None:
-        self.roll.jammed = True
-
-    def clear_jam(self) -> None:
-        self.roll.jammed = False
 
     def garble_next(self, n: int = 1) -> None:
         self._garble += n

@@ -59,3 +59,29 @@ class PaperRoll:
 
     def cut(self) -> None:
         self._current = None
+
+
+class RollHandle:
+    """The scripting handle both simulated printers give tests and the demo: the roll's
+    receipts, and paper, cover and jam as an operator or a fault would set them."""
+
+    roll: PaperRoll
+
+    @property
+    def receipts(self) -> list[list[str]]:
+        return self.roll.receipts
+
+    def load_paper(self, lines: int = 2000) -> None:
+        self.roll.load(lines)
+
+    def set_paper_low(self, on: bool = True) -> None:
+        self.roll.forced_low = on
+
+    def open_cover(self, on: bool = True) -> None:
+        self.roll.cover_open = on
+
+    def inject_jam(self) -> None:
+        self.roll.jammed = True
+
+    def clear_jam(self) -> None:
+        self.roll.jammed = False

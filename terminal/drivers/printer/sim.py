@@ -13,10 +13,10 @@ from collections.abc import Mapping
 from atm_common.clock import Clock
 from terminal.drivers.base import InfoValue
 from terminal.drivers.printer.base import Paper, Printer, PrinterSensors
-from terminal.drivers.printer.roll import PaperRoll
+from terminal.drivers.printer.roll import PaperRoll, RollHandle
 
 
-class SimPrinter(Printer):
+class SimPrinter(RollHandle, Printer):
     blocking = False
 
     def __init__(
@@ -24,26 +24,6 @@ class SimPrinter(Printer):
     ) -> None:
         super().__init__()
         self.roll = PaperRoll(paper_lines, low_at)
-
-    # -- the scripting handle (same as the emulator's) --
-    @property
-    def receipts(self) -> list[list[str]]:
-        return self.roll.receipts
-
-    def load_paper(self, lines: int = 2000) -> None:
-        self.roll.load(lines)
-
-    def set_paper_low(self, on: bool = True) -> None:
-        self.roll.forced_low = on
-
-    def open_cover(self, on: bool = True) -> None:
-        self.roll.cover_open = on
-
-    def inject_jam(self) -> None:
-        self.roll.jammed = True
-
-    def clear_jam(self) -> None:
-        self.roll.jammed = False
 
     # -- Printer hooks --
     def _do_sensors(self) -> PrinterSensors:
