@@ -236,3 +236,24 @@ def test_the_loop_serves_no_customer_in_supervisor_mode_and_the_next_one_after(
         assert ended.data["outcome"] == "balance_shown"
 
     with_rig(body)
+
+
+def test_cancel_during_the_counts_books_nothing(
+    with_rig: Callable[..., Any], tmp_path: Path
+) -> None:
+    async def body(rig: Rig) -> None:
+        desk, _ = _desk(rig, tmp_path)
+        cash = f"GL-CASH-{rig.terminal.config.terminal_id}"
+        before = rig.balance(cash)
+        rig.pinpad.script(F8, Keys(REPLENISHER), Keys("1"), Keys("200"), CANCEL, Keys("0"))
+        assert await desk(rig.terminal)
+        abandoned = next(
+            e for e in rig.terminal.journal.tail(20) if e.event == "exchange_abandoned"
+        )
+        assert abandoned.data == {"cassette": 1}
+        assert "exchange_end" not in _events(rig) and rig.balance(cash) == before
+        menu = _shown(rig, Screen.SUPERVISOR_MENU)[-1]
+        assert menu["problem"] == "Exchange cancelled: nothing was booked."
+        assert _mode(rig) == "in_service" and rig.terminal.state is State.IDLE
+
+    with_rig(body)
