@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import logging
 import ssl
+from collections.abc import Awaitable, Callable
 
 from atm_common.backoff import Backoff
 from atm_common.clock import Clock, SystemClock
@@ -48,6 +49,10 @@ log = logging.getLogger(__name__)
 
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
 CARDLESS_KEY = "F4"  # the idle screen's "cardless withdrawal" (touch or the key beside it)
+# Work the kiosk loop hands its turn to between customers, before it looks for one:
+# supervisor mode at the kiosk (terminal/supervisor/desk.py, which imports this module, so
+# the loop takes it as a callable). True when it used the turn: no customer this turn.
+Between = Callable[["Terminal"], Awaitable[bool]]
 
 
 def link_context(config: TerminalConfig) -> ssl.SSLContext | None:
@@ -398,10 +403,15 @@ class Terminal:
             await asyncio.wait_for(stop.wait(), delay)
         return delay
 
-    async def run(self, stop: asyncio.Event, poll: float = 0.5) -> None:
+    async def run(
+        self, stop: asyncio.Event, poll: float = 0.5, between: Between | None = None
+    ) -> None:
         """The kiosk loop: serve customers until ``stop`` is set; out of service, retry
-        the devices and the host after a backoff pause, and serve again once they answer."""
+        the devices and the host after a backoff pause, and serve again once they answer.
+        ``between`` (supervisor mode) gets the first word on every turn."""
         while not stop.is_set():
+            if between is not None and await between(self):
+                continue
             if self._cardless_chosen():
                 result = await self.serve_cardless()
             else:

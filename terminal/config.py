@@ -79,9 +79,14 @@ SUPERVISOR_ROLES = ("replenisher", "technician")  # terminal/supervisor/roles.py
 class SupervisorConfig:
     """``[supervisor]``: ``status_interval`` s between status messages to the host (sent
     on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the SHA-256
-    hex digest of that role's supervisor key (never the key itself)."""
+    hex digest of that role's supervisor key (never the key itself). At the kiosk (F8):
+    ``lockout`` s of no key entry after 3 wrong keys, ``idle_timeout`` s without a key
+    before supervisor mode is left by itself, ``cassette_capacity`` notes per cassette."""
 
     status_interval: float = 60.0
+    lockout: float = 300.0
+    idle_timeout: float = 300.0
+    cassette_capacity: int = 2000
     keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 

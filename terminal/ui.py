@@ -78,6 +78,12 @@ class Screen(enum.Enum):
     NO_RECEIPT = "This machine cannot print a receipt now ({reason}). Continuing without one."
     SUPERVISOR = "Supervisor mode ({role}). This machine is not serving customers."
     SUPERVISOR_REPORT = "{report}"
+    # supervisor mode at the kiosk: the F8 key entry and the menu (terminal/supervisor/desk.py)
+    SUPERVISOR_KEY = "Supervisor key: type it on the PIN pad and press ENTER. {problem}"
+    SUPERVISOR_LOCKED = "Supervisor key entry is locked for {seconds} s after wrong keys."
+    SUPERVISOR_MENU = "Supervisor mode ({role}): {options}. {problem}"
+    SUPERVISOR_COUNT = "Cassette {cassette} ({denomination}): {what}, then ENTER. {problem}"
+    SUPERVISOR_STATUS = "{status}"
     # cardless withdrawal
     CARDLESS_PHONE = "Cardless withdrawal: enter your mobile number and press ENTER."
     CARDLESS_METHOD = "F1 Reservation code   F2 Face   F3 Code and face"

@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 _OK = 0
 # What a person can press (atm sim pinpad press): digits, ENTER, CANCEL, F1-F8.
 PRESSABLE = (*"0123456789", "ENTER", "CANCEL", *FUNCTION_KEYS)
+SUPERVISOR_SWITCH = "F8"  # terminal/supervisor/keyentry.py: reported even between entries
 _KEY_HEX_LENGTHS = (32, 48)
 _HEX_DIGITS = frozenset("0123456789ABCDEFabcdef")
 
@@ -202,7 +203,8 @@ class EppEmulator:
 
     def press(self, *keys: str) -> None:
         """A person presses ``keys`` in order (``0``-``9``, ``ENTER``, ``CANCEL``,
-        ``F1``-``F8``): into the entry under way, the rest into the next ones started.
+        ``F1``-``F8``): into the entry under way, the rest into the next ones started;
+        F8 (the supervisor switch) first in line is reported even with no entry under way.
 
         The pad reports them as it would real presses (a PIN digit as ``*``); a key the
         entry does not take (a function key during PIN entry) is ignored, as on a real pad.
@@ -259,6 +261,13 @@ class EppEmulator:
 
     def poll(self, wait: float) -> bytes:
         entry = self.__entry
+        idle = entry is None or not entry.active
+        if idle and self.__typed and self.__typed[0] == SUPERVISOR_SWITCH:
+            # the supervisor switch is reported with no entry under way (the terminal
+            # looks for it between customers); every other key waits for an entry
+            self.__typed.popleft()
+            self._clock.advance(self.key_interval)
+            return bytes([proto.KEY_CODES[SUPERVISOR_SWITCH]])
         while entry is not None and entry.active:
             if not entry.actions and self.__typed:
                 entry.actions.append(self.__typed.popleft())  # one at a time: the rest wait

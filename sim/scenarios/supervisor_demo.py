@@ -33,7 +33,7 @@ from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.roles import SupervisorMode, key_digest
 
 # the demo's supervisor keys (a real machine has its own, as digests in its config)
-DEMO_KEYS = {"replenisher": "demo-replenisher-key", "technician": "demo-technician-key"}
+DEMO_KEYS = {"replenisher": "246810", "technician": "135790"}  # typed on the PIN pad
 BALANCE_ONLY = Scenario(
     "balance, the printer runs out of paper",
     "BOB BRANDT",

@@ -186,17 +186,21 @@ async def run_kiosk(config: TerminalConfig) -> int:
 
 async def serve_until(terminal: Terminal, stop: asyncio.Event) -> int:
     """The kiosk loop, with the status reporter beside it (0800/161 to the host on every
-    device or mode change and every ``[supervisor] status_interval`` s)."""
+    device or mode change and every ``[supervisor] status_interval`` s) and supervisor
+    mode in it (F8 and the supervisor key at the idle screen, then the menu)."""
+    from terminal.supervisor.desk import SupervisorDesk
     from terminal.supervisor.reporter import StatusReporter
 
     terminal.start()
     reporter = StatusReporter(terminal, terminal.config.supervisor.status_interval)
     reporting = asyncio.create_task(reporter.run(stop))
+    desk = SupervisorDesk.for_kiosk(terminal)  # F8 + key, and the supervisor's menu
     try:
-        await terminal.run(stop)
+        await terminal.run(stop, between=desk)
     finally:
         stop.set()
         await reporting
+        desk.close()
         await terminal.close()
     return 0
 

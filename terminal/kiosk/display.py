@@ -29,7 +29,14 @@ log = logging.getLogger(__name__)
 
 Snapshot = dict[str, Any]
 PIN_SCREENS = (Screen.ENTER_PIN, Screen.ENTER_CODE, Screen.ENTER_PERSONAL_CODE)
-CLEAR_ENTRY_SCREENS = (Screen.ENTER_AMOUNT, Screen.CARDLESS_PHONE)
+CLEAR_ENTRY_SCREENS = (
+    Screen.ENTER_AMOUNT,
+    Screen.CARDLESS_PHONE,
+    Screen.SUPERVISOR_MENU,
+    Screen.SUPERVISOR_COUNT,
+)
+# Clear entry shown as '*': the supervisor key is typed in clear mode, never shown.
+MASKED_SCREENS = (Screen.SUPERVISOR_KEY,)
 
 
 class KioskDisplay:
@@ -81,8 +88,8 @@ class KioskDisplay:
     def pad_key(self, key: str) -> None:
         """A press the PIN pad reports: counts ``*`` on a PIN screen, echoes clear digits."""
         with self._lock:
-            if self.screen in PIN_SCREENS:
-                if key == "*":
+            if self.screen in PIN_SCREENS or self.screen in MASKED_SCREENS:
+                if key == "*" or (self.screen in MASKED_SCREENS and key.isdigit()):
                     self.pin_length += 1
                 elif key == CLEAR:
                     self.pin_length = 0

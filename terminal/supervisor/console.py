@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from atm_common.errors import AtmError
 from host_link.codec import Message
 from host_link.codes import Mti, NetworkCode
+from host_link.supervision import CassetteCount
 from terminal.app import Terminal
 from terminal.fsm.customer import State
 from terminal.link_security import with_ksn
@@ -70,17 +71,29 @@ class SupervisorConsole:
         """A whole exchange: ``found`` position -> (denomination, remaining, rejected,
         retracted) counted; ``load`` position -> (denomination, count) put in. Returns the
         balancing and the report's lines (printed when there is a printer)."""
+        exchange, shown = await self.start_exchange()
+        for pos, (denom, remaining, rejected, retracted) in sorted(found.items()):
+            exchange.set_found(pos, denom, remaining, rejected, retracted)
+        for pos, (denom, count) in sorted(load.items()):
+            exchange.set_load(pos, denom, count)
+        return await self.end_exchange(exchange, shown)
+
+    async def start_exchange(self) -> tuple[StorageExchange, list[CassetteCount]]:
+        """StartExchange, for a caller that sets the counts one by one (the kiosk's menu,
+        terminal/supervisor/desk.py); the counters as they were, for the report."""
         self.mode.require("exchange")
         t = self.terminal
         self.counters.sync({c.index: c.count for c in t.devices.dispenser.cassettes()})
         exchange = StorageExchange(self.counters, self.send)
         before = await exchange.start()
         t.journal.record("exchange_start", host_cash=before.host_expected, counters=before.counters)
-        shown = self.counters.cassettes()
-        for pos, (denom, remaining, rejected, retracted) in sorted(found.items()):
-            exchange.set_found(pos, denom, remaining, rejected, retracted)
-        for pos, (denom, count) in sorted(load.items()):
-            exchange.set_load(pos, denom, count)
+        return exchange, self.counters.cassettes()
+
+    async def end_exchange(
+        self, exchange: StorageExchange, shown: list[CassetteCount]
+    ) -> tuple[Balancing, list[str]]:
+        """EndExchange: balanced by the host, journaled, the report shown and printed."""
+        t = self.terminal
         result = await exchange.end()
         t.journal.record(
             "exchange_end",

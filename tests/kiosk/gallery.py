@@ -63,9 +63,35 @@ SAMPLES: dict[Screen, dict[str, Any]] = {
     Screen.NO_RECEIPT: {"reason": "paper out"},
     Screen.SUPERVISOR: {"role": "replenisher"},
     Screen.SUPERVISOR_REPORT: {"report": SUPERVISOR_REPORT},
+    Screen.SUPERVISOR_KEY: {"problem": ""},
+    Screen.SUPERVISOR_LOCKED: {"seconds": "300"},
+    Screen.SUPERVISOR_MENU: {
+        "role": "replenisher",
+        "options": "1 Replenish   2 Balancing report   3 Print journal   6 Paper loaded   0 Leave",
+        "problem": "",
+    },
+    Screen.SUPERVISOR_COUNT: {
+        "cassette": "1",
+        "denomination": "$20.00",
+        "what": "notes remaining",
+        "problem": "",
+    },
+    Screen.SUPERVISOR_STATUS: {
+        "status": "card_reader: ok | pinpad: ok | dispenser: ok"
+        " | printer: fault, attention now (operator), paper out | host told"
+    },
 }
-PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6, Screen.ENTER_PERSONAL_CODE: 4}
-TYPED = {Screen.ENTER_AMOUNT: "100", Screen.CARDLESS_PHONE: "4915100000006"}
+PIN_PRESSES = {
+    Screen.ENTER_PIN: 4,
+    Screen.ENTER_CODE: 6,
+    Screen.ENTER_PERSONAL_CODE: 4,
+    Screen.SUPERVISOR_KEY: 6,
+}
+TYPED = {
+    Screen.ENTER_AMOUNT: "100",
+    Screen.CARDLESS_PHONE: "4915100000006",
+    Screen.SUPERVISOR_COUNT: "1858",
+}
 
 
 def sample(screen: Screen) -> dict[str, Any]:

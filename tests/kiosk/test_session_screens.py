@@ -73,3 +73,23 @@ def test_the_personal_code_is_counted_never_shown() -> None:
         display.pad_key("*")
     snapshot = display.snapshot()
     assert snapshot["pin_length"] == 3 and snapshot["keys"] == ["CANCEL"]
+
+
+def test_the_supervisor_key_is_counted_never_shown_and_f8_is_never_on_the_page() -> None:
+    display = KioskDisplay(heartbeat=3600)
+    display.show(Screen.WELCOME)
+    assert not display.press("F8")  # the supervisor switch is on the PIN pad only
+    display.show(Screen.SUPERVISOR_KEY, problem="")
+    for digit in "97531864":  # clear entry: the pad reports the digits themselves
+        display.pad_key(digit)
+    snapshot = display.snapshot()
+    assert snapshot["pin_length"] == 8 and snapshot["keys"] == ["CANCEL"]
+    assert "97531864" not in str(snapshot) and "9753" not in snapshot["html"]
+    assert not display.press("1")  # no digits from the page either
+    # the menu offers the role's digits (and ENTER/CLEAR/CANCEL), translated
+    options = "1 Replenish   3 Print journal   0 Leave"
+    menu = render(Screen.SUPERVISOR_MENU, {"role": "replenisher", "options": options}, "zh_Hans")
+    assert menu.keys == ("1", "3", "0", "CLEAR", "ENTER", "CANCEL")
+    assert "加钞清机" in menu.html and "加钞员" in menu.html
+    count = render(Screen.SUPERVISOR_COUNT, {"what": "notes rejected"}, "zh_Hans")
+    assert "废钞箱张数" in count.text and "ENTER" in count.keys

@@ -92,3 +92,13 @@ def test_the_supervisor_section() -> None:
     with pytest.raises(ConfigError, match=r"supervisor.colour: unknown key"):
         _parse('[supervisor]\ncolour = "red"')
     assert set(SUPERVISOR_ROLES) == set(FUNCTIONS)  # the config knows the roles there are
+    # at the kiosk: lockout, idle timeout, cassette capacity
+    kiosk = _parse("").supervisor
+    assert (kiosk.lockout, kiosk.idle_timeout, kiosk.cassette_capacity) == (300.0, 300.0, 2000)
+    kiosk = _parse("[supervisor]\nlockout = 60\nidle_timeout = 90\ncassette_capacity = 2500")
+    assert kiosk.supervisor.lockout == 60.0 and kiosk.supervisor.idle_timeout == 90.0
+    assert kiosk.supervisor.cassette_capacity == 2500
+    with pytest.raises(ConfigError, match=r"supervisor.cassette_capacity: must be int"):
+        _parse('[supervisor]\ncassette_capacity = "lots"')
+    with pytest.raises(ConfigError, match=r"supervisor.lockout: must be positive"):
+        _parse("[supervisor]\nlockout = 0")
