@@ -88,6 +88,8 @@ class SupervisorDesk:
         )
 
     def close(self) -> None:
+        if self.terminal.cash_counters is self.console.counters:
+            self.terminal.cash_counters = None
         self.console.counters.close()
 
     @property
@@ -95,6 +97,8 @@ class SupervisorDesk:
         return self.console.terminal
 
     async def __call__(self, terminal: Terminal) -> bool:
+        if terminal.cash_counters is None:
+            self._keep_counters()
         if terminal.supervisor is None:
             if not self.switch.pressed():
                 return False
@@ -155,6 +159,16 @@ class SupervisorDesk:
         }
 
     # -- the functions: each returns the line shown under the menu ---------------------------
+
+    def _keep_counters(self) -> None:
+        """From the first turn the dispenser answers: the counters follow its cassettes and
+        the sessions book retracted notes in them (Terminal.cash_counters), so the first
+        balancing already knows what sits in the retract bin."""
+        try:
+            self._configure_counters()
+        except AtmError:
+            return  # not open yet, or failing: the loop's next turn tries again
+        self.terminal.cash_counters = self.console.counters
 
     def _configure_counters(self) -> None:
         """The counters follow the dispenser's cassettes; a cassette new to them starts

@@ -257,3 +257,21 @@ def test_cancel_during_the_counts_books_nothing(
         assert _mode(rig) == "in_service" and rig.terminal.state is State.IDLE
 
     with_rig(body)
+
+
+def test_the_desk_keeps_the_counters_the_sessions_book_in(
+    with_rig: Callable[..., Any], tmp_path: Path
+) -> None:
+    async def body(rig: Rig) -> None:
+        desk, _ = _desk(rig, tmp_path)
+        terminal = rig.terminal
+        assert terminal.cash_counters is None
+        assert await desk(terminal) is False  # no F8: the loop goes on to its customers
+        counters = desk.console.counters
+        assert terminal.cash_counters is counters
+        loaded = {c.position: c.loaded for c in counters.cassettes()}
+        assert loaded == {c.index: c.count for c in terminal.devices.dispenser.cassettes()}
+        desk.close()
+        assert terminal.cash_counters is None
+
+    with_rig(body)
