@@ -79,10 +79,13 @@ SUPERVISOR_ROLES = ("replenisher", "technician")  # terminal/supervisor/roles.py
 class SupervisorConfig:
     """``[supervisor]``: ``status_interval`` s between status messages to the host (sent
     on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the SHA-256
-    hex digest of that role's supervisor key (never the key itself)."""
+    hex digest of that role's supervisor key (never the key itself); ``card_prefixes``:
+    the PAN prefixes (the staff BIN) of supervisor cards, which open supervisor mode with
+    their PIN instead of a customer session (none: no card entry)."""
 
     status_interval: float = 60.0
     keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    card_prefixes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,11 +220,20 @@ def _supervisor(source: str, data: Mapping[str, Any]) -> SupervisorConfig:
                 f"supervisor.keys.{role}",
                 "must be the key's SHA-256 as 64 lower-case hex digits, never the key",
             )
-    rest = {k: v for k, v in table.items() if k != "keys"}
+    prefixes = table.get("card_prefixes", [])
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, str) and p.isascii() and p.isdigit() and 1 <= len(p) <= 11 for p in prefixes
+    ):
+        raise ConfigError(
+            source,
+            "supervisor.card_prefixes",
+            f'must be a list of PAN prefixes of 1-11 digits (e.g. ["600999"]), got {prefixes!r}',
+        )
+    rest = {k: v for k, v in table.items() if k not in ("keys", "card_prefixes")}
     scalars: SupervisorConfig = _section(
         source, {"supervisor": rest}, "supervisor", SupervisorConfig
     )
-    return dataclasses.replace(scalars, keys=dict(keys))
+    return dataclasses.replace(scalars, keys=dict(keys), card_prefixes=tuple(prefixes))
 
 
 TRANSPORT_CHOICE = (

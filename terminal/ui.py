@@ -77,6 +77,7 @@ class Screen(enum.Enum):
     # receipt printer and supervisor mode (docs/supervisor.md)
     NO_RECEIPT = "This machine cannot print a receipt now ({reason}). Continuing without one."
     SUPERVISOR = "Supervisor mode ({role}). This machine is not serving customers."
+    SUPERVISOR_REFUSED = "Supervisor entry refused: {reason}. Please take your card."
     SUPERVISOR_REPORT = "{report}"
     # cardless withdrawal
     CARDLESS_PHONE = "Cardless withdrawal: enter your mobile number and press ENTER."

@@ -62,6 +62,7 @@ SAMPLES: dict[Screen, dict[str, Any]] = {
     Screen.BINDING_FAILED: {"reason": "expired"},
     Screen.NO_RECEIPT: {"reason": "paper out"},
     Screen.SUPERVISOR: {"role": "replenisher"},
+    Screen.SUPERVISOR_REFUSED: {"reason": "wrong PIN"},
     Screen.SUPERVISOR_REPORT: {"report": SUPERVISOR_REPORT},
 }
 PIN_PRESSES = {Screen.ENTER_PIN: 4, Screen.ENTER_CODE: 6, Screen.ENTER_PERSONAL_CODE: 4}
