@@ -48,6 +48,7 @@ from terminal.ui import Display, RecordingDisplay, Screen, WatchedDisplay
 log = logging.getLogger(__name__)
 
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
+NO_SUPERVISOR_CONSOLE = "not available at this machine"  # a supervisor card, no console
 CARDLESS_KEY = "F4"  # the idle screen's "cardless withdrawal" (touch or the key beside it)
 
 
@@ -310,6 +311,7 @@ class Terminal:
         try:
             if entry is None:
                 self.journal.record("supervisor_refused", pan=card.pan, reason="no console")
+                self.display.show(Screen.SUPERVISOR_REFUSED, reason=NO_SUPERVISOR_CONSOLE)
             else:
                 await entry(card)
         except Exception as exc:  # a supervisor card must not stop the kiosk either

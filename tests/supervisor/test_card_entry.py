@@ -20,12 +20,14 @@ from sim.host.supervision.fleet import list_terminals
 from sim.scenarios.demo import DEMO_SEED
 from sim.scenarios.scripts import BALANCE as F2
 from sim.scenarios.scripts import Scenario
+from terminal.app import NO_SUPERVISOR_CONSOLE
 from terminal.config import parse_config
 from terminal.drivers.card_reader.base import CardData
 from terminal.drivers.pinpad.base import PinEntry
 from terminal.drivers.pinpad.sim import Keys, Pin
 from terminal.fsm.customer import State
-from terminal.supervisor.console import SupervisorConsole
+from terminal.kiosk.i18n import gettext_for
+from terminal.supervisor.console import REFUSALS, SupervisorConsole
 from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorError
 from terminal.supervisor.roles import SupervisorMode
@@ -170,6 +172,7 @@ def test_without_a_console_the_card_is_handed_back(
         assert t.supervisor is None and t.state is State.IDLE
         assert not rig.reader.wait_for_card(0.0) and _requests(rig) == requests
         assert "supervisor_refused" in [e.event for e in t.journal.tail(5)]
+        assert _screens(rig)[-2:] == [Screen.SUPERVISOR_REFUSED, Screen.WELCOME]
 
     with_rig(body)
 
@@ -187,3 +190,8 @@ def test_card_prefixes_in_the_config() -> None:
     for bad in ('"600999"', '["60a999"]', '["123456789012"]', '[""]', "[600999]"):
         with pytest.raises(ConfigError, match=r"supervisor.card_prefixes: must be a list"):
             parse(f"[supervisor]\ncard_prefixes = {bad}")
+
+
+def test_every_refusal_reason_is_translated() -> None:
+    for reason in [*REFUSALS.values(), NO_SUPERVISOR_CONSOLE, "no PIN"]:
+        assert gettext_for("zh_Hans").gettext(reason) != reason, reason
