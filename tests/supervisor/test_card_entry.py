@@ -115,7 +115,7 @@ def test_a_supervisor_card_enters_in_the_hosts_role(
         assert card.pan.encode() not in raw
         assert STAFF["technician"]["pin"] not in " ".join(e.line() for e in entries)
         await console.leave()
-        assert t.state is State.IDLE and t.supervisor is None
+        assert (t.state, t.supervisor) == (State.IDLE, None)  # serving customers again
         assert (await rig.play(BALANCE)).outcome == "balance_shown"  # customers again
 
     with_rig(body)
