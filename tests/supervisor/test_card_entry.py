@@ -78,6 +78,10 @@ def _fleet(rig: Rig) -> dict[str, Any]:
     return next(t for t in rows if t["terminal_id"] == rig.terminal.config.terminal_id)
 
 
+def _state(rig: Rig) -> tuple[State, str | None]:
+    return rig.terminal.state, rig.terminal.supervisor
+
+
 def _screens(rig: Rig) -> list[Screen]:
     display = rig.terminal.display
     assert isinstance(display, RecordingDisplay)
@@ -115,7 +119,7 @@ def test_a_supervisor_card_enters_in_the_hosts_role(
         assert card.pan.encode() not in raw
         assert STAFF["technician"]["pin"] not in " ".join(e.line() for e in entries)
         await console.leave()
-        assert (t.state, t.supervisor) == (State.IDLE, None)  # serving customers again
+        assert _state(rig) == (State.IDLE, None)  # serving customers again
         assert (await rig.play(BALANCE)).outcome == "balance_shown"  # customers again
 
     with_rig(body)
