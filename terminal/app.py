@@ -35,6 +35,7 @@ from terminal.config import TRANSPORT_CHOICE, TerminalConfig
 from terminal.counters import DurableStan
 from terminal.devices import Devices, build_devices
 from terminal.drivers.base import DeviceStatus
+from terminal.drivers.card_reader.base import CardData
 from terminal.errors import DeviceError
 from terminal.fsm.customer import CustomerMachine, State
 from terminal.journal import Journal
@@ -48,6 +49,7 @@ from terminal.ui import Display, RecordingDisplay, Screen, WatchedDisplay
 log = logging.getLogger(__name__)
 
 ESSENTIAL = ("card_reader", "pinpad", "dispenser")
+NO_SUPERVISOR_CONSOLE = "not available at this machine"  # a supervisor card, no console
 CARDLESS_KEY = "F4"  # the idle screen's "cardless withdrawal" (touch or the key beside it)
 # Work the kiosk loop hands its turn to between customers, before it looks for one:
 # supervisor mode at the kiosk (terminal/supervisor/desk.py, which imports this module, so
@@ -118,6 +120,9 @@ class Terminal:
         # cassette counters since the last exchange (set by whoever keeps them: `atm run`,
         # the demo); sessions record retracted notes in them, balancing reads them
         self.cash_counters: CassetteBooks | None = None
+        # a card under [supervisor] card_prefixes at the idle terminal goes here, never to a
+        # customer session (set by terminal/supervisor/console.py, which imports this module)
+        self.supervisor_card: Callable[[CardData], Awaitable[None]] | None = None
 
     @property
     def state(self) -> State:
@@ -289,7 +294,41 @@ class Terminal:
         except DeviceError as exc:
             self._out_of_service(f"devices: {exc}")
             return None
-        return await self._run(CardSession)
+        card = self._read_ahead()
+        if card is not None and card.pan.startswith(self.config.supervisor.card_prefixes):
+            await self._divert_supervisor_card(card)
+            return None
+        return await self._run(CardSession, card=card)
+
+    def _read_ahead(self) -> CardData | None:
+        """With ``[supervisor] card_prefixes``: the card, read before any session starts
+        (by the reader call the session makes; the session then uses it), so a supervisor
+        card starts none. None without prefixes, or when the card cannot be read: the
+        session reads it again and tells the customer, as for any card."""
+        if not self.config.supervisor.card_prefixes:
+            return None
+        try:
+            return self.devices.card_reader.read_card()
+        except DeviceError:
+            return None
+
+    async def _divert_supervisor_card(self, card: CardData) -> None:
+        """A supervisor card at the idle terminal: the supervisor console takes it (PIN,
+        0800/171, card back); without one it is refused and handed back."""
+        entry = self.supervisor_card
+        try:
+            if entry is None:
+                self.journal.record("supervisor_refused", pan=card.pan, reason="no console")
+                self.display.show(Screen.SUPERVISOR_REFUSED, reason=NO_SUPERVISOR_CONSOLE)
+            else:
+                await entry(card)
+        except Exception as exc:  # a supervisor card must not stop the kiosk either
+            detail = str(exc) if isinstance(exc, AtmError) else f"{type(exc).__name__}: {exc}"
+            self.journal.record("supervisor_refused", pan=card.pan, reason=detail)
+        if self.supervisor is None:
+            self._hand_back_card(None)  # only if it is still in the reader
+            if self.machine.state is State.IDLE:
+                self.display.show(Screen.WELCOME)
 
     async def serve_cardless(self) -> SessionResult | None:
         """A customer chose "cardless withdrawal" on the idle screen."""
@@ -330,7 +369,10 @@ class Terminal:
             self.retry.reset()
         return ready
 
-    async def _run(self, kind: type[CustomerSession]) -> SessionResult | None:
+    async def _run(
+        self, kind: type[CustomerSession], card: CardData | None = None
+    ) -> SessionResult | None:
+        """``card``: already read (:meth:`_read_ahead`), so the session does not read again."""
         session_id = f"{self.config.terminal_id}-{next(self._sessions):06d}"
         session = kind(
             session_id,
@@ -344,6 +386,8 @@ class Terminal:
             cash_available=self.cash_available,
             cash_counters=self.cash_counters,
         )
+        if card is not None and isinstance(session, CardSession):
+            session.card = card
         try:
             result = await session.run()
         except DeviceError as exc:
@@ -372,7 +416,7 @@ class Terminal:
             self._hand_back_card(session_id)
         self._recovered = False
 
-    def _hand_back_card(self, session_id: str) -> None:
+    def _hand_back_card(self, session_id: str | None) -> None:
         """The customer is still there: eject the card; retain it if not taken or stuck."""
         reader = self.devices.card_reader
         try:

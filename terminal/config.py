@@ -79,7 +79,9 @@ SUPERVISOR_ROLES = ("replenisher", "technician")  # terminal/supervisor/roles.py
 class SupervisorConfig:
     """``[supervisor]``: ``status_interval`` s between status messages to the host (sent
     on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the SHA-256
-    hex digest of that role's supervisor key (never the key itself). At the kiosk (F8):
+    hex digest of that role's supervisor key (never the key itself); ``card_prefixes``:
+    the PAN prefixes (the staff BIN) of supervisor cards, which open supervisor mode with
+    their PIN instead of a customer session (none: no card entry). At the kiosk (F8):
     ``lockout`` s of no key entry after 3 wrong keys, ``idle_timeout`` s without a key
     before supervisor mode is left by itself, ``cassette_capacity`` notes per cassette."""
 
@@ -88,6 +90,7 @@ class SupervisorConfig:
     idle_timeout: float = 300.0
     cassette_capacity: int = 2000
     keys: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    card_prefixes: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,11 +225,20 @@ def _supervisor(source: str, data: Mapping[str, Any]) -> SupervisorConfig:
                 f"supervisor.keys.{role}",
                 "must be the key's SHA-256 as 64 lower-case hex digits, never the key",
             )
-    rest = {k: v for k, v in table.items() if k != "keys"}
+    prefixes = table.get("card_prefixes", [])
+    if not isinstance(prefixes, list) or not all(
+        isinstance(p, str) and p.isascii() and p.isdigit() and 1 <= len(p) <= 11 for p in prefixes
+    ):
+        raise ConfigError(
+            source,
+            "supervisor.card_prefixes",
+            f'must be a list of PAN prefixes of 1-11 digits (e.g. ["600999"]), got {prefixes!r}',
+        )
+    rest = {k: v for k, v in table.items() if k not in ("keys", "card_prefixes")}
     scalars: SupervisorConfig = _section(
         source, {"supervisor": rest}, "supervisor", SupervisorConfig
     )
-    return dataclasses.replace(scalars, keys=dict(keys))
+    return dataclasses.replace(scalars, keys=dict(keys), card_prefixes=tuple(prefixes))
 
 
 TRANSPORT_CHOICE = (

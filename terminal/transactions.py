@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from host_link.binding import encode_request as encode_binding_request
 from host_link.codec import Message
-from host_link.codes import Mti, ProcessingCode
+from host_link.codes import Mti, NetworkCode, ProcessingCode
 from terminal.config import TerminalConfig
 from terminal.drivers.card_reader.base import CardData
 
@@ -55,6 +55,16 @@ def withdrawal(
         "3": ProcessingCode.WITHDRAWAL,
         "4": f"{amount:012d}",
     } | _card_fields(config, card, pin_block, ksn)
+
+
+def supervisor_card_entry(
+    config: TerminalConfig, card: CardData, pin_block: bytes, ksn: str = ""
+) -> Message:
+    """0800/171 with a supervisor card and its PIN block: the host checks both, as for a
+    customer, and answers the card's role (sim/host/supervision/cards.py)."""
+    return {"t": Mti.NETWORK_REQUEST, "70": NetworkCode.SUPERVISOR_ENTER} | _card_fields(
+        config, card, pin_block, ksn
+    )
 
 
 def original_data(request: Mapping[str, str], acquirer_id: str) -> str:

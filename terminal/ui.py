@@ -77,6 +77,7 @@ class Screen(enum.Enum):
     # receipt printer and supervisor mode (docs/supervisor.md)
     NO_RECEIPT = "This machine cannot print a receipt now ({reason}). Continuing without one."
     SUPERVISOR = "Supervisor mode ({role}). This machine is not serving customers."
+    SUPERVISOR_REFUSED = "Supervisor entry refused: {reason}. Please take your card."
     SUPERVISOR_REPORT = "{report}"
     # supervisor mode at the kiosk: the F8 key entry and the menu (terminal/supervisor/desk.py)
     SUPERVISOR_KEY = "Supervisor key: type it on the PIN pad and press ENTER. {problem}"

@@ -80,9 +80,10 @@ class CardProfile:
 
 
 def load_seed_card(path: str | Path, pan: str) -> CardProfile:
-    """The ``[[cards]]`` entry with this PAN from a seed file (``aid`` key optional)."""
+    """The ``[[cards]]`` (or ``[[supervisor_cards]]``) entry with this PAN from a seed
+    file (``aid`` key optional)."""
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    for card in data.get("cards", []):
+    for card in [*data.get("cards", []), *data.get("supervisor_cards", [])]:
         if str(card.get("pan")) == pan:
             return CardProfile(
                 pan=pan,

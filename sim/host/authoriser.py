@@ -41,6 +41,7 @@ from sim.host.keys import KeyStore
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import CardSession, Decline, RuleBook
 from sim.host.settings import HostKeys, HostSettings
+from sim.host.supervision.cards import SupervisorCards
 from sim.host.supervision.desk import CODES as SUPERVISION_CODES
 from sim.host.supervision.desk import SupervisionDesk
 
@@ -84,7 +85,9 @@ class Authoriser:
         self.joint = JointDesk(conn, keys, self.key_store, settings, clock)
         self.cardless.on_withdrawn = self.joint.cardless_collected
         self.binding = BindingDesk(conn, clock, keys.pan_key)  # payment-app binding
-        self.supervision = SupervisionDesk(conn, clock, self.ledger, settings.currency)
+        self.supervision = SupervisionDesk(
+            conn, clock, self.ledger, settings.currency, SupervisorCards(self.rules)
+        )
         self.peer_ip = ""  # set by the server for the request being handled
         (count,) = conn.execute("SELECT COUNT(*) FROM requests").fetchone()
         self._sequence = itertools.count(count + 1)

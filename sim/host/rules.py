@@ -30,6 +30,15 @@ log = logging.getLogger(__name__)
 # The decline for a card the host cannot match: unknown PAN, or field 14 not its expiry.
 CARD_NOT_RECOGNISED = "14"
 
+# The tables of cards that carry a PIN: customers' and supervisors' (each has pan_ref,
+# pan_masked, expiry, pin_offset, pin_tries, status); the statements are fixed text.
+_CARD_TABLES = ("cards", "supervisor_cards")
+_SELECT_CARD = {t: f"SELECT * FROM {t} WHERE pan_ref = ?" for t in _CARD_TABLES}
+_CLEAR_TRIES = {t: f"UPDATE {t} SET pin_tries = 0 WHERE pan_ref = ?" for t in _CARD_TABLES}
+_COUNT_TRY = {
+    t: f"UPDATE {t} SET pin_tries = ?, status = ? WHERE pan_ref = ?" for t in _CARD_TABLES
+}
+
 
 class Decline(Exception):
     """A business decline carrying its ISO 8583 response code (never escapes the host)."""
@@ -89,6 +98,19 @@ class RuleBook:
         self.store = store
 
     def verify_card_and_pin(self, request: Message) -> CardSession:
+        pan, card = self.known_card(request)
+        if card["status"] == "retained":
+            raise Decline("75", f"card {card['pan_masked']} is to be retained")
+        if card["status"] != "active":
+            raise Decline("57", f"card {card['pan_masked']} is {card['status']}")
+        duress = self._check_pin(request, pan, card)
+        self.check_expiry(card)
+        return self._session(card, duress=duress)
+
+    def known_card(self, request: Message, table: str = "cards") -> tuple[str, sqlite3.Row]:
+        """The PAN and the card's row in ``table`` (``cards``, or ``supervisor_cards``:
+        sim/host/supervision/cards.py), checked in the order that is no oracle: format,
+        terminal, then card known *and* field 14 its expiry, both failures one code."""
         _require(request, "2", "14", "41", "49")
         if not (request.get("52") or request.get("110")):
             raise Decline("30", "no PIN block (field 52 or 110)")
@@ -96,22 +118,20 @@ class RuleBook:
         if terminal not in self.store.terminals:
             raise Decline("58", f"unknown terminal {terminal}")
         pan_ref = self.keys.pan_ref(pan)
-        card = self.conn.execute("SELECT * FROM cards WHERE pan_ref = ?", (pan_ref,)).fetchone()
+        card = self.conn.execute(_SELECT_CARD[table], (pan_ref,)).fetchone()
         # One code for both: telling them apart would confirm a guessed PAN is a card.
         if card is None:
             raise Decline(CARD_NOT_RECOGNISED, f"unknown card {mask_pan(pan)}")
         if request["14"] != card["expiry"]:
             raise Decline(CARD_NOT_RECOGNISED, f"expiry mismatch on {card['pan_masked']}")
-        if card["status"] == "retained":
-            raise Decline("75", f"card {card['pan_masked']} is to be retained")
-        if card["status"] != "active":
-            raise Decline("57", f"card {card['pan_masked']} is {card['status']}")
-        duress = self._check_pin(request, pan, card)
+        return pan, card
+
+    def check_expiry(self, card: sqlite3.Row) -> None:
+        """54 for a card past its expiry month (asked only once the PIN is right)."""
         today = self.clock.now().date()
         year, month = 2000 + int(card["expiry"][:2]), int(card["expiry"][2:])
         if (year, month) < (today.year, today.month):
             raise Decline("54", f"card {card['pan_masked']} expired")
-        return self._session(card, duress=duress)
 
     def _check_pin(self, request: Message, pan: str, card: sqlite3.Row) -> bool:
         """True for the duress PIN, False for the normal one; a wrong PIN declines."""
@@ -126,17 +146,22 @@ class RuleBook:
             good = good or duress
         except KeyUnavailable as exc:
             raise Decline("63", f"no PIN key: {exc}") from None
+        self.count_pin_try(card, good)
+        return duress
+
+    def count_pin_try(
+        self, card: sqlite3.Row, good: bool, *, table: str = "cards", locked: str = "retained"
+    ) -> None:
+        """A right PIN clears the card's wrong tries; a wrong one counts (55), and the
+        last allowed one puts the card in status ``locked`` (75)."""
         if good:
             if card["pin_tries"]:
-                self.conn.execute(
-                    "UPDATE cards SET pin_tries = 0 WHERE pan_ref = ?", (card["pan_ref"],)
-                )
-            return duress
+                self.conn.execute(_CLEAR_TRIES[table], (card["pan_ref"],))
+            return
         tries = card["pin_tries"] + 1
         exceeded = tries >= self.settings.pin_tries
         self.conn.execute(
-            "UPDATE cards SET pin_tries = ?, status = ? WHERE pan_ref = ?",
-            (tries, "retained" if exceeded else "active", card["pan_ref"]),
+            _COUNT_TRY[table], (tries, locked if exceeded else "active", card["pan_ref"])
         )
         if exceeded:
             raise Decline("75", f"PIN tries exceeded on {card['pan_masked']}")

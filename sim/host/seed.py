@@ -27,6 +27,7 @@ from sim.host.joint.setup import joint_settings, load_joint
 from sim.host.keys import AES_DUKPT, SECURITY_MODES, TDES, TerminalKeys
 from sim.host.ledger import Ledger, transaction
 from sim.host.settings import CardlessSettings, FeeRule, HostKeys, HostSettings
+from sim.host.supervision.cards import load_supervisor_cards
 from sim.host.supervision.schema import ensure_schema as ensure_supervision
 
 log = logging.getLogger(__name__)
@@ -146,6 +147,7 @@ def load_seed(
         load_joint(conn, root.source, root.table, keys, ledger.clock.now().isoformat())
         ensure_schema(conn)
         ensure_supervision(conn, settings.currency)
+        load_supervisor_cards(conn, root.source, root.table.get("supervisor_cards"), keys)
         load_enterprise(conn, str(path), root.get("enterprise", dict, None), settings.currency)
         for person, (template, source) in faces.items():
             enrol_face(conn, person, template, source, ledger.clock.now().isoformat())

@@ -5,15 +5,16 @@ A receipt printer (the ESC/POS emulator behind a real pty) is attached to the de
 terminal from the start, so every session prints its receipt. Then, in order: the paper
 runs out in the middle of a receipt (mid-day) and the next customer is told before the
 transaction; an operator changes the roll; a dispenser jam needs an engineer (technician
-role), who clears it; a replenisher balances the machine against the host, and the
-report (with the difference the count found) comes out of the printer as text and PNG.
-After each step the terminal sends its device status list and the host's fleet view is
-read, to show the attention raised and cleared by itself.
+role, entering with a supervisor card and its PIN), who clears it; a replenisher balances
+the machine against the host, and the report (with the difference the count found) comes
+out of the printer as text and PNG. After each step the terminal sends its device status
+list and the host's fleet view is read, to show the attention raised and cleared by itself.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,10 @@ from terminal.supervisor.roles import SupervisorMode, key_digest
 
 # the demo's supervisor keys (a real machine has its own, as digests in its config)
 DEMO_KEYS = {"replenisher": "246810", "technician": "135790"}  # typed on the PIN pad
+# the demo seed's technician card (sim/data/demo-seed.toml [[supervisor_cards]])
+STAFF_BIN = "600999"
+TECHNICIAN_CARD = CardData(pan="6009990000000026", expiry="3012", track2="6009990000000026=3012201")
+TECHNICIAN_PIN = "8520"
 BALANCE_ONLY = Scenario(
     "balance, the printer runs out of paper",
     "BOB BRANDT",
@@ -130,7 +135,13 @@ async def play(
     far.inject_jam(after_notes=0)
     sessions += await run_sessions(terminal, customer, [JAMMED], cards)
     await snapshot("dispenser jam")
-    role = await console.enter(DEMO_KEYS["technician"])
+    # the engineer comes with the technician's supervisor card: its PIN, the host's role
+    section = dataclasses.replace(terminal.config.supervisor, card_prefixes=(STAFF_BIN,))
+    terminal.config = dataclasses.replace(terminal.config, supervisor=section)
+    customer.pinpad.script(Pin(TECHNICIAN_PIN))
+    customer.reader.insert(TECHNICIAN_CARD)
+    await terminal.serve_one()
+    role = terminal.supervisor or ""
     console.mode.require("clear_fault")
     far.reset()  # the engineer clears the note path
     await console.leave()
@@ -162,6 +173,7 @@ async def play(
     }
     supervisor = {
         "roles": [role, replenisher],
+        "technician_by_card": role == "technician",
         "exchange": exchange,
         # to the cent: the one note short, nothing else (host books and machine agree)
         "difference_expected": -denom,
@@ -176,6 +188,7 @@ async def play(
         bool(supervisor["difference_reported"])
         and balancing.difference == -denom
         and all(paper.values())
+        and bool(supervisor["technician_by_card"])
     )
     by_step = {t["step"]: t for t in timeline}
     device_status = {

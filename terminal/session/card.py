@@ -78,8 +78,10 @@ class CardSession(CustomerSession):
         await self.cash.dispense(amount)
 
     def _read_card(self) -> None:
+        """Read the card, unless the terminal already did (to tell a supervisor card)."""
         try:
-            self.card = self.devices.card_reader.read_card()
+            if self.card is None:
+                self.card = self.devices.card_reader.read_card()
         except CardUnreadable as exc:
             self.log("card_unreadable", reason=str(exc))
             self.display.show(Screen.DECLINED, reason="This card cannot be read.")

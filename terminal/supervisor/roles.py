@@ -2,7 +2,8 @@
 
 Why roles: the person refilling cash must not reload keys, and the engineer clearing a
 jam must not touch the cash books. A role is granted by a supervisor key (config: the
-SHA-256 of each role's key, never the key itself) and checked for every function.
+SHA-256 of each role's key, never the key itself), or by the host for a supervisor card
+and its PIN (:meth:`SupervisorMode.grant`), and checked for every function.
 Entering is refused while a customer session is open: supervisor mode only ever starts
 between customers. The host is told on entry and exit (0800/171, 0800/172) by the caller.
 """
@@ -44,12 +45,24 @@ class SupervisorMode:
     def active(self) -> bool:
         return self.role is not None
 
-    def enter(self, key: str, *, in_session: bool) -> str:
-        """Check the key, return its role. Refused in a customer session or on a bad key."""
+    def check_entry(self, *, in_session: bool) -> None:
+        """May supervisor mode be entered now? Never in a customer session, nor twice."""
         if in_session:
             raise SupervisorError("supervisor mode is entered between customers only")
         if self.role is not None:
             raise SupervisorError(f"supervisor mode is already active ({self.role})")
+
+    def grant(self, role: str, *, in_session: bool) -> str:
+        """Enter ``role``, as the host answered for a supervisor card and its PIN."""
+        self.check_entry(in_session=in_session)
+        if role not in FUNCTIONS:
+            raise SupervisorError(f"the host gave an unknown supervisor role {role!r}")
+        self.role = role
+        return role
+
+    def enter(self, key: str, *, in_session: bool) -> str:
+        """Check the key, return its role. Refused in a customer session or on a bad key."""
+        self.check_entry(in_session=in_session)
         digest = key_digest(key)
         for role, expected in self.keys.items():
             if hmac.compare_digest(digest, expected):

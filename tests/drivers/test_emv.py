@@ -263,6 +263,14 @@ def test_seed_cards_load_with_their_default_aid() -> None:
         load_seed_card(seed, "4000000000000002")
 
 
+def test_a_supervisor_card_of_the_seed_reads_like_any_card() -> None:
+    """The demo's technician card (``[[supervisor_cards]]``) as a virtual EMV card."""
+    seed = Path(__file__).resolve().parents[2] / "sim" / "data" / "demo-seed.toml"
+    profile = load_seed_card(seed, "6009990000000026")
+    card = EmvReader(card_transmit(EmvCard(profile))).read().card
+    assert (card.pan, card.expiry) == ("6009990000000026", "3012")
+
+
 @given(st.lists(st.binary(min_size=0, max_size=300), max_size=8), st.data())
 def test_vpcd_link_round_trip_whatever_the_split(
     messages: list[bytes], data: st.DataObject

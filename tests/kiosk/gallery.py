@@ -62,6 +62,7 @@ SAMPLES: dict[Screen, dict[str, Any]] = {
     Screen.BINDING_FAILED: {"reason": "expired"},
     Screen.NO_RECEIPT: {"reason": "paper out"},
     Screen.SUPERVISOR: {"role": "replenisher"},
+    Screen.SUPERVISOR_REFUSED: {"reason": "wrong PIN"},
     Screen.SUPERVISOR_REPORT: {"report": SUPERVISOR_REPORT},
     Screen.SUPERVISOR_KEY: {"problem": ""},
     Screen.SUPERVISOR_LOCKED: {"seconds": "300"},

@@ -29,8 +29,9 @@ HEX_TOKEN = re.compile(rb"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{32}|[0-9A-Fa-f]{16})(?!
 
 def _secrets() -> tuple[list[bytes], list[bytes], list[bytes]]:
     seed = tomllib.loads(DEMO_SEED.read_text())
-    pans = [c["pan"].encode() for c in seed["cards"]]
-    pins = {c["pin"] for c in seed["cards"]}
+    cards = seed["cards"] + seed.get("supervisor_cards", [])  # staff cards: the demo's too
+    pans = [c["pan"].encode() for c in cards]
+    pins = {c["pin"] for c in cards}
     for scenario in DEMO:
         pins |= {e._digits for e in scenario.entries if isinstance(e, Pin)}
     keys = [seed["host"][k] for k in ("pvk", "pan_key", "lmk", "bdk_aes")]

@@ -7,6 +7,10 @@ compares it with that balance to the cent, books the cash taken out to the vault
 any difference to ``GL-DIFF-CASH`` (a shortage or an overage, never absorbed), books the
 new load, and answers the figures so the terminal prints them on the balancing report.
 Everything one message does commits together.
+
+An 0800/171 with a card (field 2) and a PIN block is a supervisor card entry
+(:mod:`sim.host.supervision.cards`): the host checks card and PIN and answers the role in
+field 63; a refusal commits too (the wrong try counted, the attempt recorded).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from collections.abc import Mapping
 
 from atm_common.clock import Clock
 from atm_common.errors import AtmError
+from atm_common.masking import mask_pan
 from host_link.codes import NetworkCode
 from host_link.supervision import (
     SupervisionFormatError,
@@ -27,6 +32,8 @@ from host_link.supervision import (
     encode_pairs,
 )
 from sim.host.ledger import Ledger, transaction
+from sim.host.rules import Decline
+from sim.host.supervision.cards import SupervisorCards
 from sim.host.supervision.schema import DIFFERENCE_ACCOUNT, VAULT_ACCOUNT, ensure_schema
 
 log = logging.getLogger(__name__)
@@ -43,8 +50,16 @@ CODES = frozenset(
 
 
 class SupervisionDesk:
-    def __init__(self, conn: sqlite3.Connection, clock: Clock, ledger: Ledger, currency: str):
-        self.conn, self.clock, self.ledger = conn, clock, ledger
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        clock: Clock,
+        ledger: Ledger,
+        currency: str,
+        cards: SupervisorCards | None = None,
+    ):
+        """``cards``: the supervisor card check; without it a card entry is refused (12)."""
+        self.conn, self.clock, self.ledger, self.cards = conn, clock, ledger, cards
         ensure_schema(conn, currency)
 
     def handle(self, request: Mapping[str, str]) -> tuple[str, dict[str, str]]:
@@ -59,6 +74,8 @@ class SupervisionDesk:
                 ).fetchone()
                 if row is None:
                     return "03", extra  # not a terminal of this bank
+                if code == NetworkCode.SUPERVISOR_ENTER and "2" in request:
+                    return self._card_entry(terminal, request, extra)
                 extra.update(self._dispatch(code, terminal, row[0], request.get("63", "")))
         except SupervisionFormatError as exc:
             log.warning("supervision 0800/%s from %s: %s", code, terminal, exc)
@@ -150,6 +167,27 @@ class SupervisionDesk:
             "L": loaded,
         }
         return {"63": encode_pairs(figures)}
+
+    def _card_entry(
+        self, terminal: str, request: Mapping[str, str], extra: dict[str, str]
+    ) -> tuple[str, dict[str, str]]:
+        """Card + PIN: 00 and the card's role in field 63, or the refusal's code. Every
+        attempt is a ``supervisor_card`` event (PAN masked, nothing of the PIN)."""
+        now = self.clock.now().isoformat()
+        masked = mask_pan(request.get("2", ""))
+        if self.cards is None:
+            self._event(terminal, now, "supervisor_card", f"{masked} refused 12: no card check")
+            return "12", extra
+        try:
+            role = self.cards.verify(dict(request))
+        except Decline as decline:
+            log.warning("supervisor card entry at %s refused: %s", terminal, decline)
+            self._event(terminal, now, "supervisor_card", f"{masked} refused {decline}")
+            return decline.code, extra
+        self._event(terminal, now, "supervisor_card", f"{masked} accepted {role}")
+        self._mode(terminal, "supervisor", now, role=role)
+        self._event(terminal, now, "supervisor_enter", role)
+        return "00", extra | {"63": role}
 
     def _mode(
         self, terminal: str, mode: str, now: str, *, reported: int | None = None, role: str = ""

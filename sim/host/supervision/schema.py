@@ -6,7 +6,11 @@
   status message, so an attention clears when the terminal says the device recovered.
 - ``cash_exchanges``: every replenishment with its balancing figures; a difference is a
   row here and a posting to :data:`DIFFERENCE_ACCOUNT`, never absorbed.
-- ``supervision_events``: the host's journal of supervisor entries, exits and exchanges.
+- ``supervision_events``: the host's journal of supervisor entries, exits and exchanges,
+  and of every supervisor card entry attempt (PAN masked, never anything of the PIN).
+- ``supervisor_cards``: the staff cards that open supervisor mode, each with its role and
+  its own PIN (an IBM 3624 offset, as customers' cards), wrong tries and status
+  (:mod:`sim.host.supervision.cards`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ SCHEMA = (
         at TEXT NOT NULL,
         kind TEXT NOT NULL,
         detail TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS supervisor_cards (
+        pan_ref TEXT PRIMARY KEY,
+        pan_masked TEXT NOT NULL,
+        expiry TEXT NOT NULL,
+        role TEXT NOT NULL,
+        pin_offset TEXT NOT NULL,
+        pin_tries INTEGER NOT NULL DEFAULT 0,
+        status TEXT NOT NULL DEFAULT 'active'
     )""",
 )
 
