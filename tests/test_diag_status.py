@@ -77,7 +77,7 @@ def test_sim_backends_are_all_listed_and_ok() -> None:
         assert device["backend"] == "sim", kind
         assert device["state"] == "ok" and device["ok"] is True, device
         assert device["error"] is None
-    assert devices["dispenser"]["counters"]["cassette1"] == 200
+    assert devices["dispenser"]["counters"]["cassette1"] == 250
     assert devices["dispenser"]["info"]["denominations"] == [2000, 5000]
     assert devices["camera"]["info"]["resolution"] == "640x480"
     assert devices["card_reader"]["counters"] == {"retained": 0}
@@ -178,7 +178,7 @@ def test_emulators_on_ptys_report_identity_and_counters(
     assert dispenser["backend"] == "lcdm" and dispenser["state"] == "ok"
     assert dispenser["info"]["cassettes_present"] == [1, 2]
     assert dispenser["info"]["reject_tray"] == "in place"
-    assert dispenser["counters"] == {"cassette1": 200, "cassette2": 100}
+    assert dispenser["counters"] == {"cassette1": 250, "cassette2": 100}
 
     gps = devices["gps"]
     assert gps["backend"] == "nmea" and gps["state"] == "ok"
