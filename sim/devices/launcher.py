@@ -23,11 +23,16 @@ from sim.devices.lcdm import LcdmEmulator
 from sim.devices.printer import EscPosEmulator
 from sim.devices.pty import PtyBridge
 from sim.pki import Pki
+from terminal.supervisor.roles import key_digest
 
 # (denomination, notes) per cassette: 10,000.00, the seed's opening cash for a terminal, so
 # the host's books and the machine agree at the start of the day (a balancing finds only
 # what really went missing)
 DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 250), (5000, 100))
+# The demo's supervisor keys (typed on the PIN pad after F8) and the demo seed's staff BIN
+# (its [[supervisor_cards]]): a real machine has its own keys, kept only as digests.
+DEMO_SUPERVISOR_KEYS = {"replenisher": "246810", "technician": "135790"}
+STAFF_BIN = "600999"
 
 
 @dataclasses.dataclass
@@ -136,4 +141,13 @@ def kiosk_toml(
             rendered = f'"{value}"' if isinstance(value, str) else str(value)
             lines.append(f"{key} = {rendered}")
         lines.append("")
+    lines += [
+        "# supervisor mode: F8 then a demo key (replenisher 246810, technician 135790), or",
+        "# a demo staff card and its PIN (docs/supervisor.md)",
+        "[supervisor]",
+        f'card_prefixes = ["{STAFF_BIN}"]',
+        "[supervisor.keys]",
+        *(f'{role} = "{key_digest(key)}"' for role, key in DEMO_SUPERVISOR_KEYS.items()),
+        "",
+    ]
     return "\n".join(lines)

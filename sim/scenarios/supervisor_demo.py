@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sim.devices.launcher import DEMO_SUPERVISOR_KEYS as DEMO_KEYS
+from sim.devices.launcher import STAFF_BIN
 from sim.devices.printer import EscPosEmulator
 from sim.devices.pty import PtyBridge
 from sim.host.db import connect_readonly
@@ -33,10 +35,7 @@ from terminal.supervisor.console import SupervisorConsole
 from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.roles import SupervisorMode, key_digest
 
-# the demo's supervisor keys (a real machine has its own, as digests in its config)
-DEMO_KEYS = {"replenisher": "246810", "technician": "135790"}  # typed on the PIN pad
 # the demo seed's technician card (sim/data/demo-seed.toml [[supervisor_cards]])
-STAFF_BIN = "600999"
 TECHNICIAN_CARD = CardData(pan="6009990000000026", expiry="3012", track2="6009990000000026=3012201")
 TECHNICIAN_PIN = "8520"
 BALANCE_ONLY = Scenario(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from sim.devices.launcher import DEMO_SUPERVISOR_KEYS
 from terminal.supervisor.roles import key_digest
 from tests.host_process import Host, free_port
 from tests.pty_console import PtyProcess
@@ -66,7 +67,11 @@ def test_f8_and_the_key_at_a_running_kiosk_then_leave(tmp_path: Path) -> None:
             if line.startswith("config: "):
                 break
         text = config.read_text()
-        assert "[supervisor" not in text
+        # the written config opens supervisor mode with the demo's keys (as digests)
+        demo_key = DEMO_SUPERVISOR_KEYS["replenisher"]
+        assert f'replenisher = "{key_digest(demo_key)}"' in text
+        # this test's own key instead: long enough never to turn up by chance in a file
+        text = text.split("# supervisor mode")[0]
         config.write_text(
             text + f"\n[supervisor]\nidle_timeout = 60.0\n[supervisor.keys]\n"
             f'replenisher = "{key_digest(KEY)}"\n'
