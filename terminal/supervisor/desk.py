@@ -99,18 +99,32 @@ class SupervisorDesk:
     async def __call__(self, terminal: Terminal) -> bool:
         if terminal.cash_counters is None:
             self._keep_counters()
-        if terminal.supervisor is None:
-            if not self.switch.pressed():
-                return False
-            if not await self.switch.take_key():
-                return True
         try:
+            if terminal.supervisor is None:
+                if not self.switch.pressed():
+                    return False
+                if not await self.switch.take_key():
+                    return True
             await self.serve()
-        except DeviceError as exc:  # the PIN pad itself failed: no menu without it
-            log.error("supervisor mode: %s", exc)
-            terminal.journal.record("supervisor_device_error", error=str(exc))
-            await self._leave()
+        except AtmError as exc:  # the PIN pad failed (key entry or menu): no desk without it
+            await self._failed(exc)
         return True
+
+    async def _failed(self, exc: AtmError) -> None:
+        """A turn that raised: journaled, supervisor mode left if it was on; the loop goes
+        on (its own device checks put the terminal out of service)."""
+        t = self.terminal
+        log.error("supervisor mode: %s", exc)
+        t.journal.record("supervisor_device_error", error=str(exc))
+        if t.supervisor is None:
+            self.switch.back()
+            return
+        try:
+            await self._leave()
+        except AtmError as again:  # out all the same: the loop must not stay in the menu
+            log.error("supervisor mode left, not cleanly: %s", again)
+            self.console.mode.role = None
+            t.supervisor = None
 
     async def serve(self) -> None:
         """The menu until the supervisor leaves or goes idle."""
@@ -143,8 +157,13 @@ class SupervisorDesk:
                 log.info("supervisor mode left: no key for %.0f s", self.idle_timeout)
                 await self._leave()
                 return
-            except DeviceError:
-                raise
+            except DeviceError as exc:
+                if exc.device == t.devices.pinpad.kind:
+                    raise  # the PIN pad itself failed: no menu without it
+                # another device (a jammed dispenser): the supervisor is there to see it
+                log.warning("supervisor menu: %s", exc)
+                t.journal.record("supervisor_device_error", error=str(exc), role=role)
+                problem = f"{exc}."
             except AtmError as exc:  # refused by the role, the exchange or the host
                 problem = f"{exc}."
 

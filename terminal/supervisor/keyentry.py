@@ -74,7 +74,7 @@ class SupervisorSwitch:
                 max_digits=KEY_DIGITS, timeout=KEY_TIMEOUT, function_keys=False
             )
             if entry.outcome is not EntryOutcome.ENTERED:
-                self._back()
+                self.back()
                 return False
             if not entry.keys:
                 problem = "Type the key first."
@@ -84,6 +84,7 @@ class SupervisorSwitch:
             except SupervisorError as exc:
                 if t.supervisor is not None:  # in, but the host did not take the 0800/171
                     log.warning("supervisor mode entered, host not told: %s", exc)
+                    self.failures = 0  # the right key: the count of wrong ones starts again
                     return True
                 self.failures += 1
                 t.journal.record("supervisor_key_refused", attempt=self.failures)
@@ -112,9 +113,9 @@ class SupervisorSwitch:
         t.display.show(Screen.SUPERVISOR_LOCKED, seconds=f"{seconds:.0f}")
         with contextlib.suppress(AtmError):  # the message stays a moment (CANCEL cuts it)
             t.devices.pinpad.read_keys(max_digits=0, timeout=LOCKED_SHOWN, function_keys=False)
-        self._back()
+        self.back()
 
-    def _back(self) -> None:
-        """The screen the terminal was on before F8."""
+    def back(self) -> None:
+        """The screen the terminal was on before F8 (after a failure too)."""
         t = self.console.terminal
         t.display.show(Screen.WELCOME if t.state is State.IDLE else Screen.OUT_OF_SERVICE)
