@@ -11,6 +11,7 @@ for ``lockout`` seconds (journaled ``supervisor_locked``, never with key materia
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -19,6 +20,7 @@ from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.fsm.customer import State
 from terminal.supervisor.console import SupervisorConsole
 from terminal.supervisor.errors import SupervisorError
+from terminal.supervisor.polling import read_keys
 from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class SupervisorSwitch:
         self.lockout, self.attempts = lockout, attempts
         self.failures = 0  # wrong keys in a row
         self.locked_until = float("-inf")  # terminal clock (monotonic)
+        self.stop: asyncio.Event | None = None  # the kiosk loop's (polling.Stopped when set)
 
     def pressed(self) -> bool:
         """F8 is waiting on the PIN pad between customers (consumed then); never when no
@@ -70,8 +73,8 @@ class SupervisorSwitch:
         problem = ""
         while True:
             t.display.show(Screen.SUPERVISOR_KEY, problem=problem)
-            entry = pinpad.read_keys(
-                max_digits=KEY_DIGITS, timeout=KEY_TIMEOUT, function_keys=False
+            entry = await read_keys(
+                pinpad, t.clock, max_digits=KEY_DIGITS, timeout=KEY_TIMEOUT, stop=self.stop
             )
             if entry.outcome is not EntryOutcome.ENTERED:
                 self.back()
