@@ -52,7 +52,12 @@ MENU = {
 }
 LEAVE = "0"
 COUNT_DIGITS = 5  # more than any cassette holds: an over-capacity count is refused, shown
-FOUND = ("notes remaining", "notes rejected", "notes retracted")
+REMAINING = "notes remaining"
+# The reject and retract bins are shared by all cassettes: their notes are counted per
+# denomination, once (asked at the first cassette of that denomination; the others get 0),
+# so two cassettes of one denomination cannot count the same notes twice.
+REJECT_BIN = "notes of this denomination in the reject bin (all its cassettes, counted once)"
+RETRACT_BIN = "notes of this denomination in the retract bin (all its cassettes, counted once)"
 
 
 class IdleTimeout(Exception):
@@ -226,10 +231,13 @@ class SupervisorDesk:
         self.console.mode.require("exchange")
         self._configure_counters()
         exchange, shown = await self.console.start_exchange()
+        binned: set[int] = set()  # denominations whose bin notes are counted already
         for cassette in shown:
+            bins = cassette.denomination not in binned
+            binned.add(cassette.denomination)
             try:
                 counted = await self._count_cassette(
-                    exchange, cassette.position, cassette.denomination
+                    exchange, cassette.position, cassette.denomination, bins=bins
                 )
             except Stopped:  # the kiosk stops during the counts: nothing booked either
                 self.terminal.journal.record(
@@ -244,10 +252,11 @@ class SupervisorDesk:
         return "Exchange done: the report is printed."
 
     async def _count_cassette(
-        self, exchange: StorageExchange, position: int, denomination: int
+        self, exchange: StorageExchange, position: int, denomination: int, *, bins: bool
     ) -> bool:
         """Ask the counts found in cassette ``position`` and then its load, each again while
-        the exchange refuses it; False on CANCEL."""
+        the exchange refuses it; False on CANCEL. ``bins``: also this denomination's notes
+        in the reject and retract bins (else 0: another cassette of it counted them)."""
         values = {
             "cassette": str(position),
             "denomination": format_minor(denomination, self.terminal.config.currency),
@@ -255,14 +264,16 @@ class SupervisorDesk:
         problem = ""
         while True:
             found = []
-            for what in FOUND:
+            for what in (REMAINING, REJECT_BIN, RETRACT_BIN) if bins else (REMAINING,):
                 count = await self._number(what, values, problem)
                 if count is None:
                     return False
                 problem = ""
                 found.append(count)
             try:
-                exchange.set_found(position, denomination, *found)
+                remaining, *in_bins = found
+                rejected, retracted = in_bins or (0, 0)  # counted with another cassette
+                exchange.set_found(position, denomination, remaining, rejected, retracted)
                 break
             except SupervisorError as exc:
                 problem = f"{exc}."

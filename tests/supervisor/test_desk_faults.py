@@ -15,10 +15,12 @@ from host_link.codec import Message
 from host_link.codes import NetworkCode
 from terminal.app import Terminal
 from terminal.drivers.dispenser.base import Cassette
+from terminal.drivers.dispenser.sim import SimDispenser
 from terminal.drivers.pinpad.base import KeyEntry
 from terminal.drivers.pinpad.sim import Fkey, Keys, Pin
 from terminal.errors import DeviceFault
 from terminal.fsm.customer import State
+from terminal.supervisor.desk import REJECT_BIN, REMAINING, RETRACT_BIN
 from terminal.ui import Screen
 from tests.conftest import Rig
 from tests.supervisor.test_desk import REPLENISHER, _desk, _events, _shown
@@ -170,5 +172,37 @@ def test_the_right_key_the_host_did_not_take_starts_the_wrong_key_count_again(
         assert await desk(terminal)
         assert "supervisor_locked" not in _events(rig)
         assert _events(rig)[-2:] == ["supervisor_enter", "supervisor_exit"]
+
+    with_rig(body)
+
+
+def test_the_bins_are_counted_once_per_denomination(
+    with_rig: Callable[..., Any], tmp_path: Path
+) -> None:
+    async def body(rig: Rig) -> None:
+        desk, _ = _desk(rig, tmp_path)
+        terminal = rig.terminal
+        dispenser = SimDispenser(rig.clock, cassettes=((2000, 200), (2000, 100), (5000, 100)))
+        dispenser.open()
+        terminal.devices.dispenser = dispenser  # two cassettes of 20.00 share the bins
+        rig.pinpad.script(
+            F8, Keys(REPLENISHER), Keys("1"),
+            Keys("200"), Keys("3"), Keys("2"), Keys("200"),  # 20.00: the bins asked here
+            Keys("100"), Keys("100"),  # the other 20.00: remaining and load only
+            Keys("100"), Keys("0"), Keys("0"), Keys("100"),  # 50.00: its own bins
+            Keys(""), Keys("0"),  # ENTER on the report, leave
+        )  # fmt: skip
+        assert await desk(terminal)
+        assert rig.pinpad.pending() == 0
+        asked = [(s["cassette"], s["what"]) for s in _shown(rig, Screen.SUPERVISOR_COUNT)]
+        assert asked == [
+            ("1", REMAINING), ("1", REJECT_BIN), ("1", RETRACT_BIN), ("1", "notes loaded"),
+            ("2", REMAINING), ("2", "notes loaded"),
+            ("3", REMAINING), ("3", REJECT_BIN), ("3", RETRACT_BIN), ("3", "notes loaded"),
+        ]  # fmt: skip
+        assert "reject bin" in REJECT_BIN and "counted once" in REJECT_BIN
+        end = next(e for e in terminal.journal.tail(80) if e.event == "exchange_end")
+        assert end.data["found"] == (200 + 3 + 2 + 100) * 2000 + 100 * 5000  # bins once
+        assert terminal.supervisor is None
 
     with_rig(body)
