@@ -123,6 +123,7 @@ class Terminal:
         # a card under [supervisor] card_prefixes at the idle terminal goes here, never to a
         # customer session (set by terminal/supervisor/console.py, which imports this module)
         self.supervisor_card: Callable[[CardData], Awaitable[None]] | None = None
+        self._between_failed: str | None = None  # the last error of the loop's `between`
 
     @property
     def state(self) -> State:
@@ -454,7 +455,7 @@ class Terminal:
         the devices and the host after a backoff pause, and serve again once they answer.
         ``between`` (supervisor mode) gets the first word on every turn."""
         while not stop.is_set():
-            if between is not None and await between(self):
+            if between is not None and await self._between(between):
                 continue
             if self._cardless_chosen():
                 result = await self.serve_cardless()
@@ -468,6 +469,21 @@ class Terminal:
                 await self.pause(stop)
             else:
                 await asyncio.sleep(0.05)  # no card: yield to the host link and the stop event
+
+    async def _between(self, between: Between) -> bool:
+        """``between``'s turn; one that raises never stops the kiosk: logged (at a bounded
+        rate), journaled (once per distinct error), and the turn goes on to the customers
+        (the out-of-service pause paces the retries)."""
+        try:
+            return await between(self)
+        except Exception as exc:
+            detail = str(exc) if isinstance(exc, AtmError) else f"{type(exc).__name__}: {exc}"
+            log.debug("between customers: failed", exc_info=True)
+            self._ratelog.log("between", logging.ERROR, "between customers: %s", detail)
+            if detail != self._between_failed:
+                self._between_failed = detail
+                self.journal.record("between_failed", error=detail)
+            return False
 
     def _cardless_chosen(self) -> bool:
         """The idle screen's cardless key is waiting (not consumed unless it is that key)."""

@@ -195,10 +195,13 @@ async def serve_until(terminal: Terminal, stop: asyncio.Event) -> int:
     reporter = StatusReporter(terminal, terminal.config.supervisor.status_interval)
     reporting = asyncio.create_task(reporter.run(stop))
     desk = SupervisorDesk.for_kiosk(terminal)  # F8 + key, and the supervisor's menu
+    desk.stop = stop  # a stop ends supervisor mode too (0800/172), within about a second
     try:
         await terminal.run(stop, between=desk)
     finally:
         stop.set()
+        if terminal.supervisor is not None:  # the loop ended in supervisor mode: tell the host
+            await desk.leave_for_stop()
         await reporting
         desk.close()
         await terminal.close()

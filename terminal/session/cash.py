@@ -148,7 +148,9 @@ class CashPath:
     def clear_dispenser(self, stacked: Mapping[int, int] | None = None) -> int:
         """Retract whatever is left in the stacker or at the exit; how many notes.
         ``stacked``: the notes per cassette this dispense stacked, booked as retracted in
-        the cassette counters when they go to the retract bin (balancing counts them there)."""
+        the cassette counters when they go to the retract bin (balancing counts them there):
+        at most the notes the retract moved (a customer may have taken some), spread over
+        the stacked cassettes in order."""
         dispenser = self.session.devices.dispenser
         try:
             moved = dispenser.retract() if dispenser.notes_pending() else 0
@@ -158,8 +160,11 @@ class CashPath:
             return 0
         counters = self.session.cash_counters
         if moved and stacked and counters is not None:
+            left = moved
             for position, notes in stacked.items():
-                counters.record(position, retracted=notes)
+                if (booked := min(notes, left)) > 0:
+                    counters.record(position, retracted=booked)
+                    left -= booked
         return moved
 
     async def reverse(self, request: Message, dispensed: int) -> None:

@@ -147,10 +147,11 @@ class SupervisorConsole:
         t.journal.record("supervisor_enter", role=role, **how)
         t.display.show(Screen.SUPERVISOR, role=role)
 
-    async def leave(self) -> None:
+    async def leave(self, reason: str | None = None) -> None:
         role = self.mode.leave()
         t = self.terminal
-        t.journal.record("supervisor_exit", role=role)
+        why: dict[str, Any] = {"reason": reason} if reason else {}  # "stop": the kiosk stops
+        t.journal.record("supervisor_exit", role=role, **why)
         await self._tell_host(NetworkCode.SUPERVISOR_EXIT)
         t.supervisor = None
         if t.check_devices() and t.state is State.IDLE:

@@ -5,6 +5,12 @@ was powered; balancing needs what happened since the last *exchange*, across res
 Remaining is derived (loaded - dispensed - rejected), so the books cannot disagree with
 themselves. One SQLite file, private, every change one durable commit: a cash movement
 is rare next to its cost.
+
+Who books what: dispensed by :meth:`CashCounters.sync` (the load less what the dispenser
+reports), retracted by the sessions' cash path. Rejected has no caller yet: a dispense's
+``DispenseResult`` does not say per cassette what went to the reject bin, so a rejected
+note counts as dispensed here and the column stays 0; the supervisor counts the reject
+bin at the exchange, and the host's balancing counts those notes as found.
 """
 
 from __future__ import annotations
@@ -60,7 +66,8 @@ class CashCounters:
 
     def record(self, position: int, *, dispensed: int = 0, rejected: int = 0,
                retracted: int = 0) -> None:  # fmt: skip
-        """Notes that left cassette ``position`` (a dispense, a reject, a retract)."""
+        """Notes that left cassette ``position`` (a dispense, a reject, a retract); today
+        only retracts are booked here (see the module docstring)."""
         self._conn.execute(
             "UPDATE cassettes SET dispensed = dispensed + ?, rejected = rejected + ?,"
             " retracted = retracted + ? WHERE position = ?",

@@ -16,6 +16,7 @@ does not answer) is shown on the same screen and asked again: nothing stops the 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -24,7 +25,7 @@ from atm_common.errors import AtmError
 from atm_common.money import format_minor
 from terminal.app import Terminal
 from terminal.drivers.base import DeviceStatus
-from terminal.drivers.pinpad.base import EntryOutcome
+from terminal.drivers.pinpad.base import EntryOutcome, KeyEntry
 from terminal.errors import DeviceError
 from terminal.fsm.customer import State
 from terminal.supervisor.attention import status_list
@@ -33,6 +34,7 @@ from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorError
 from terminal.supervisor.exchange import StorageExchange
 from terminal.supervisor.keyentry import SupervisorSwitch
+from terminal.supervisor.polling import Stopped, read_keys
 from terminal.supervisor.reporter import cash_in_cassettes, current_status
 from terminal.supervisor.roles import FUNCTIONS, SupervisorMode
 from terminal.ui import Screen
@@ -50,7 +52,12 @@ MENU = {
 }
 LEAVE = "0"
 COUNT_DIGITS = 5  # more than any cassette holds: an over-capacity count is refused, shown
-FOUND = ("notes remaining", "notes rejected", "notes retracted")
+REMAINING = "notes remaining"
+# The reject and retract bins are shared by all cassettes: their notes are counted per
+# denomination, once (asked at the first cassette of that denomination; the others get 0),
+# so two cassettes of one denomination cannot count the same notes twice.
+REJECT_BIN = "notes of this denomination in the reject bin (all its cassettes, counted once)"
+RETRACT_BIN = "notes of this denomination in the retract bin (all its cassettes, counted once)"
 
 
 class IdleTimeout(Exception):
@@ -72,6 +79,9 @@ class SupervisorDesk:
         self.switch = SupervisorSwitch(console, lockout=lockout)
         self.idle_timeout, self.capacity = idle_timeout, capacity
         self.last_report: list[str] = []
+        # the kiosk loop's stop event (set by serve_until): the prompts read the PIN pad in
+        # short windows and supervisor mode is left as soon as it is set
+        self.stop: asyncio.Event | None = None
 
     @classmethod
     def for_kiosk(cls, terminal: Terminal) -> SupervisorDesk:
@@ -99,18 +109,49 @@ class SupervisorDesk:
     async def __call__(self, terminal: Terminal) -> bool:
         if terminal.cash_counters is None:
             self._keep_counters()
-        if terminal.supervisor is None:
-            if not self.switch.pressed():
-                return False
-            if not await self.switch.take_key():
-                return True
+        self.switch.stop = self.stop
         try:
+            if terminal.supervisor is None:
+                if not self.switch.pressed():
+                    return False
+                if not await self.switch.take_key():
+                    return True
             await self.serve()
-        except DeviceError as exc:  # the PIN pad itself failed: no menu without it
-            log.error("supervisor mode: %s", exc)
-            terminal.journal.record("supervisor_device_error", error=str(exc))
-            await self._leave()
+        except Stopped:  # the kiosk stops: out of supervisor mode first
+            await self.leave_for_stop()
+        except AtmError as exc:  # the PIN pad failed (key entry or menu): no desk without it
+            await self._failed(exc)
         return True
+
+    async def leave_for_stop(self) -> None:
+        """The kiosk stops (SIGTERM, SIGINT): supervisor mode left (0800/172, journaled
+        ``supervisor_exit`` with reason ``stop``), or the key entry abandoned."""
+        t = self.terminal
+        if t.supervisor is None:
+            self.switch.back()
+            return
+        log.info("supervisor mode left: the terminal stops")
+        await self._leave_anyway(reason="stop")
+
+    async def _failed(self, exc: AtmError) -> None:
+        """A turn that raised: journaled, supervisor mode left if it was on; the loop goes
+        on (its own device checks put the terminal out of service)."""
+        t = self.terminal
+        log.error("supervisor mode: %s", exc)
+        t.journal.record("supervisor_device_error", error=str(exc))
+        if t.supervisor is None:
+            self.switch.back()
+            return
+        await self._leave_anyway()
+
+    async def _leave_anyway(self, reason: str | None = None) -> None:
+        """Leave supervisor mode; out all the same when that fails (never stuck in it)."""
+        try:
+            await self._leave(reason=reason)
+        except AtmError as exc:
+            log.error("supervisor mode left, not cleanly: %s", exc)
+            self.console.mode.role = None
+            self.terminal.supervisor = None
 
     async def serve(self) -> None:
         """The menu until the supervisor leaves or goes idle."""
@@ -119,11 +160,13 @@ class SupervisorDesk:
             mode.role = t.supervisor  # entered elsewhere (card + PIN): same role here
         problem = ""
         while t.supervisor is not None:
+            if self.stop is not None and self.stop.is_set():
+                raise Stopped
             role = t.supervisor
             offered = {d: f for d, f in MENU.items() if f[0] in FUNCTIONS.get(role, ())}
             options = "   ".join(f"{d} {label}" for d, (_, label) in offered.items())
             try:
-                choice = self._ask(
+                choice = await self._ask(
                     Screen.SUPERVISOR_MENU,
                     1,
                     role=role,
@@ -143,8 +186,13 @@ class SupervisorDesk:
                 log.info("supervisor mode left: no key for %.0f s", self.idle_timeout)
                 await self._leave()
                 return
-            except DeviceError:
-                raise
+            except DeviceError as exc:
+                if exc.device == t.devices.pinpad.kind:
+                    raise  # the PIN pad itself failed: no menu without it
+                # another device (a jammed dispenser): the supervisor is there to see it
+                log.warning("supervisor menu: %s", exc)
+                t.journal.record("supervisor_device_error", error=str(exc), role=role)
+                problem = f"{exc}."
             except AtmError as exc:  # refused by the role, the exchange or the host
                 problem = f"{exc}."
 
@@ -183,17 +231,32 @@ class SupervisorDesk:
         self.console.mode.require("exchange")
         self._configure_counters()
         exchange, shown = await self.console.start_exchange()
+        binned: set[int] = set()  # denominations whose bin notes are counted already
         for cassette in shown:
-            if not self._count_cassette(exchange, cassette.position, cassette.denomination):
+            bins = cassette.denomination not in binned
+            binned.add(cassette.denomination)
+            try:
+                counted = await self._count_cassette(
+                    exchange, cassette.position, cassette.denomination, bins=bins
+                )
+            except Stopped:  # the kiosk stops during the counts: nothing booked either
+                self.terminal.journal.record(
+                    "exchange_abandoned", cassette=cassette.position, reason="stop"
+                )
+                raise
+            if not counted:
                 self.terminal.journal.record("exchange_abandoned", cassette=cassette.position)
                 return "Exchange cancelled: nothing was booked."
         _, self.last_report = await self.console.end_exchange(exchange, shown)
-        self._wait_enter()  # the report stays on the screen until ENTER
+        await self._wait_enter()  # the report stays on the screen until ENTER
         return "Exchange done: the report is printed."
 
-    def _count_cassette(self, exchange: StorageExchange, position: int, denomination: int) -> bool:
+    async def _count_cassette(
+        self, exchange: StorageExchange, position: int, denomination: int, *, bins: bool
+    ) -> bool:
         """Ask the counts found in cassette ``position`` and then its load, each again while
-        the exchange refuses it; False on CANCEL."""
+        the exchange refuses it; False on CANCEL. ``bins``: also this denomination's notes
+        in the reject and retract bins (else 0: another cassette of it counted them)."""
         values = {
             "cassette": str(position),
             "denomination": format_minor(denomination, self.terminal.config.currency),
@@ -201,19 +264,21 @@ class SupervisorDesk:
         problem = ""
         while True:
             found = []
-            for what in FOUND:
-                count = self._number(what, values, problem)
+            for what in (REMAINING, REJECT_BIN, RETRACT_BIN) if bins else (REMAINING,):
+                count = await self._number(what, values, problem)
                 if count is None:
                     return False
                 problem = ""
                 found.append(count)
             try:
-                exchange.set_found(position, denomination, *found)
+                remaining, *in_bins = found
+                rejected, retracted = in_bins or (0, 0)  # counted with another cassette
+                exchange.set_found(position, denomination, remaining, rejected, retracted)
                 break
             except SupervisorError as exc:
                 problem = f"{exc}."
         while True:
-            count = self._number("notes loaded", values, problem)
+            count = await self._number("notes loaded", values, problem)
             if count is None:
                 return False
             try:
@@ -222,9 +287,9 @@ class SupervisorDesk:
             except SupervisorError as exc:
                 problem = f"{exc}."
 
-    def _number(self, what: str, values: dict[str, str], problem: str) -> int | None:
+    async def _number(self, what: str, values: dict[str, str], problem: str) -> int | None:
         while True:
-            typed = self._ask(
+            typed = await self._ask(
                 Screen.SUPERVISOR_COUNT, COUNT_DIGITS, what=what, problem=problem, **values
             )
             if typed is None:
@@ -239,7 +304,7 @@ class SupervisorDesk:
             return "No exchange yet in this visit: no report."
         self.terminal.display.show(Screen.SUPERVISOR_REPORT, report=" | ".join(self.last_report))
         self.console._print(self.last_report, "BALANCING REPORT")
-        self._wait_enter()
+        await self._wait_enter()
         return "Report shown again."
 
     async def _print_journal(self) -> str:
@@ -311,34 +376,36 @@ class SupervisorDesk:
         except AtmError as exc:
             lines.append(f"host not told: {exc}")
         t.display.show(Screen.SUPERVISOR_STATUS, status=" | ".join(lines))
-        self._wait_enter()
+        await self._wait_enter()
         return ""
 
-    def _ask(self, screen: Screen, digits: int, **values: str) -> str | None:
+    async def _ask(self, screen: Screen, digits: int, **values: str) -> str | None:
         """Show ``screen`` and read digits + ENTER: the digits, None on CANCEL;
-        :class:`IdleTimeout` when nothing comes for ``idle_timeout`` s."""
+        :class:`IdleTimeout` when nothing comes for ``idle_timeout`` s, :class:`Stopped`
+        as soon as the loop's stop is set (the read polls: polling.py)."""
         self.terminal.display.show(screen, **values)
-        entry = self.terminal.devices.pinpad.read_keys(
-            max_digits=digits, timeout=self.idle_timeout, function_keys=False
-        )
-        if entry.outcome is EntryOutcome.TIMEOUT:
-            raise IdleTimeout
+        entry = await self._read(digits)
         return entry.keys if entry.outcome is EntryOutcome.ENTERED else None
 
-    def _wait_enter(self) -> None:
+    async def _wait_enter(self) -> None:
         """The screen shown stays until ENTER (or CANCEL)."""
-        entry = self.terminal.devices.pinpad.read_keys(
-            max_digits=1, timeout=self.idle_timeout, function_keys=False
+        await self._read(1)
+
+    async def _read(self, digits: int) -> KeyEntry:
+        t = self.terminal
+        entry = await read_keys(
+            t.devices.pinpad, t.clock, max_digits=digits, timeout=self.idle_timeout, stop=self.stop
         )
         if entry.outcome is EntryOutcome.TIMEOUT:
             raise IdleTimeout
+        return entry
 
-    async def _leave(self) -> None:
+    async def _leave(self, reason: str | None = None) -> None:
         t = self.terminal
         try:
             if self.console.mode.role is None and t.supervisor is not None:
                 self.console.mode.role = t.supervisor
-            await self.console.leave()
+            await self.console.leave(reason=reason)
         except SupervisorError as exc:  # the host did not take the 0800/172: out anyway
             log.warning("supervisor mode left: %s", exc)
             t.supervisor = None

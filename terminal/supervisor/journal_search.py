@@ -3,7 +3,9 @@
 Why a search and not only a tail: a dispute ("the machine kept my money on Tuesday")
 starts from a card and a day, a balancing difference from an exchange and its session.
 The card is matched as the journal stores it, masked first 6 / last 4: a full PAN typed
-by the operator is masked first, so the search never needs, nor shows, the clear PAN.
+by the operator is masked first, so the search never needs, nor shows, the clear PAN. It
+finds the sessions that read the card and the rows outside a session that name it (a
+supervisor card's entries).
 Read-only: another process may be writing the journal.
 """
 
@@ -53,9 +55,10 @@ def search(
     if card:
         digits = card.replace(" ", "")
         masked = digits if "*" in digits else mask_pan(digits)
-        # the card appears in the session that read it: find those sessions first
-        where.append("session IN (SELECT session FROM journal WHERE data LIKE ?)")
-        args.append(f"%{masked}%")
+        # the card appears in the session that read it: those sessions; and the rows that
+        # name it outside any session (a supervisor card's supervisor_enter/_refused)
+        where.append("(session IN (SELECT session FROM journal WHERE data LIKE ?) OR data LIKE ?)")
+        args += [f"%{masked}%", f"%{masked}%"]
     conn = sqlite3.connect(f"file:{path.resolve()}?mode=ro", uri=True)
     try:
         rows = conn.execute(

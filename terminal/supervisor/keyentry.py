@@ -11,6 +11,7 @@ for ``lockout`` seconds (journaled ``supervisor_locked``, never with key materia
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 
@@ -19,6 +20,7 @@ from terminal.drivers.pinpad.base import EntryOutcome
 from terminal.fsm.customer import State
 from terminal.supervisor.console import SupervisorConsole
 from terminal.supervisor.errors import SupervisorError
+from terminal.supervisor.polling import read_keys
 from terminal.ui import Screen
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,7 @@ class SupervisorSwitch:
         self.lockout, self.attempts = lockout, attempts
         self.failures = 0  # wrong keys in a row
         self.locked_until = float("-inf")  # terminal clock (monotonic)
+        self.stop: asyncio.Event | None = None  # the kiosk loop's (polling.Stopped when set)
 
     def pressed(self) -> bool:
         """F8 is waiting on the PIN pad between customers (consumed then); never when no
@@ -70,11 +73,11 @@ class SupervisorSwitch:
         problem = ""
         while True:
             t.display.show(Screen.SUPERVISOR_KEY, problem=problem)
-            entry = pinpad.read_keys(
-                max_digits=KEY_DIGITS, timeout=KEY_TIMEOUT, function_keys=False
+            entry = await read_keys(
+                pinpad, t.clock, max_digits=KEY_DIGITS, timeout=KEY_TIMEOUT, stop=self.stop
             )
             if entry.outcome is not EntryOutcome.ENTERED:
-                self._back()
+                self.back()
                 return False
             if not entry.keys:
                 problem = "Type the key first."
@@ -84,6 +87,7 @@ class SupervisorSwitch:
             except SupervisorError as exc:
                 if t.supervisor is not None:  # in, but the host did not take the 0800/171
                     log.warning("supervisor mode entered, host not told: %s", exc)
+                    self.failures = 0  # the right key: the count of wrong ones starts again
                     return True
                 self.failures += 1
                 t.journal.record("supervisor_key_refused", attempt=self.failures)
@@ -112,9 +116,9 @@ class SupervisorSwitch:
         t.display.show(Screen.SUPERVISOR_LOCKED, seconds=f"{seconds:.0f}")
         with contextlib.suppress(AtmError):  # the message stays a moment (CANCEL cuts it)
             t.devices.pinpad.read_keys(max_digits=0, timeout=LOCKED_SHOWN, function_keys=False)
-        self._back()
+        self.back()
 
-    def _back(self) -> None:
-        """The screen the terminal was on before F8."""
+    def back(self) -> None:
+        """The screen the terminal was on before F8 (after a failure too)."""
         t = self.console.terminal
         t.display.show(Screen.WELCOME if t.state is State.IDLE else Screen.OUT_OF_SERVICE)

@@ -91,5 +91,6 @@ def test_the_supervisor_key_is_counted_never_shown_and_f8_is_never_on_the_page()
     menu = render(Screen.SUPERVISOR_MENU, {"role": "replenisher", "options": options}, "zh_Hans")
     assert menu.keys == ("1", "3", "0", "CLEAR", "ENTER", "CANCEL")
     assert "加钞清机" in menu.html and "加钞员" in menu.html
-    count = render(Screen.SUPERVISOR_COUNT, {"what": "notes rejected"}, "zh_Hans")
-    assert "废钞箱张数" in count.text and "ENTER" in count.keys
+    reject_bin = "notes of this denomination in the reject bin (all its cassettes, counted once)"
+    count = render(Screen.SUPERVISOR_COUNT, {"what": reject_bin}, "zh_Hans")
+    assert "废钞箱中此面额的张数" in count.text and "ENTER" in count.keys

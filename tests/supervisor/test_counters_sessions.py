@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from sim.scenarios.scripts import WITHDRAW, Scenario
 from terminal.drivers.pinpad.sim import Keys, Pin
+from terminal.session.base import CustomerSession
+from terminal.session.cash import CashPath
 from terminal.supervisor.counters import CashCounters
 from tests.conftest import Rig
 
@@ -47,3 +50,38 @@ def test_cash_not_taken_is_booked_as_retracted_and_balancing_counts_it(
             counters.close()
 
     with_rig(body)
+
+
+class _Dispenser:
+    """Retracts ``moved`` notes: the customer took the rest of the stack."""
+
+    def __init__(self, moved: int) -> None:
+        self.moved = moved
+
+    def notes_pending(self) -> bool:
+        return True
+
+    def retract(self) -> int:
+        return self.moved
+
+
+class _Books:
+    def __init__(self) -> None:
+        self.retracted: dict[int, int] = {}
+
+    def record(
+        self, position: int, *, dispensed: int = 0, rejected: int = 0, retracted: int = 0
+    ) -> None:
+        self.retracted[position] = self.retracted.get(position, 0) + retracted
+
+
+def test_a_retract_books_no_more_notes_than_it_moved() -> None:
+    books = _Books()
+    for moved, booked in ((3, {1: 2, 2: 1}), (6, {1: 2, 2: 4}), (1, {1: 1}), (0, {})):
+        books.retracted.clear()
+        session = SimpleNamespace(
+            devices=SimpleNamespace(dispenser=_Dispenser(moved)), cash_counters=books
+        )
+        path = CashPath(cast(CustomerSession, session))
+        assert path.clear_dispenser({1: 2, 2: 4}) == moved
+        assert books.retracted == booked, moved

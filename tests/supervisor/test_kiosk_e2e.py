@@ -5,6 +5,7 @@ output and no file of the terminal."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -101,13 +102,29 @@ def test_f8_and_the_key_at_a_running_kiosk_then_leave(tmp_path: Path) -> None:
         # the enter alone was there before: 171 came first, then 172
         kinds = sorted(kind for kind, _ in _host_events(tmp_path / "host.db", terminal_id))
         assert kinds == ["supervisor_enter", "supervisor_exit"]
+        # in again, then SIGTERM while the menu waits: supervisor mode is left (0800/172)
+        # within about a second, far under idle_timeout (60 s), and the kiosk exits cleanly
+        _press(control, "f8")
+        kiosk.expect(r"\[screen\] Supervisor key: type it on the PIN pad")
+        _press(control, KEY, "enter")
+        kiosk.expect(r"\[screen\] Supervisor mode \(replenisher\): 1 Replenish")
+        time.sleep(0.5)
+        stopped = time.monotonic()
         kiosk.proc.terminate()
         assert kiosk.wait(timeout=20) == 0
+        assert time.monotonic() - stopped < 15.0
+        kinds = sorted(kind for kind, _ in _host_events(tmp_path / "host.db", terminal_id))
+        assert kinds == ["supervisor_enter"] * 2 + ["supervisor_exit"] * 2
         assert "Traceback" not in kiosk.screen and KEY not in kiosk.screen
         var = tmp_path / "var"
         with sqlite3.connect(var / "journal.db") as conn:
             events = [e for (e,) in conn.execute("SELECT event FROM journal ORDER BY seq")]
         assert events.index("supervisor_enter") < events.index("supervisor_exit")
+        with sqlite3.connect(var / "journal.db") as conn:
+            exits = [d for (d,) in conn.execute(
+                "SELECT data FROM journal WHERE event = 'supervisor_exit' ORDER BY seq"
+            )]  # fmt: skip
+        assert [json.loads(d).get("reason") for d in exits] == [None, "stop"]
         for path in var.iterdir():  # the journal, the cash counters, the SAF: no key
             assert KEY.encode() not in path.read_bytes(), path
         assert (var / "journal-cash.db").stat().st_mode & 0o077 == 0

@@ -84,3 +84,23 @@ def test_journal_search_by_card_session_time_and_kind(tmp_path: Path) -> None:
     lines = [json.loads(x) for x in run.stdout.splitlines()]
     assert [x["event"] for x in lines] == ["card_read", "withdrawal_approved"]
     assert PAN not in run.stdout
+
+
+def test_journal_search_by_card_finds_a_supervisor_cards_rows_outside_sessions(
+    tmp_path: Path,
+) -> None:
+    staff = "6009990000000018"
+    journal = Journal(tmp_path / "journal.db", ManualClock())
+    journal.record("supervisor_refused", pan=staff, via="card", code="55")
+    journal.record("supervisor_enter", role="replenisher", via="card", pan=staff)
+    journal.record("supervisor_exit", role="replenisher")
+    journal.record("card_read", "S1", pan=PAN)
+    journal.record("supervisor_enter", role="technician", via="card", pan="6009990000000026")
+    journal.close()
+    found = search(tmp_path / "journal.db", card=staff)
+    assert [(e.session, e.event) for e in found] == [
+        (None, "supervisor_refused"),
+        (None, "supervisor_enter"),
+    ]
+    assert found[1].data["pan"] == "600999******0018"
+    assert [e.event for e in search(tmp_path / "journal.db", card=PAN)] == ["card_read"]
