@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from host_link.codes import NetworkCode
 from host_link.errors import HostLinkError
@@ -230,9 +231,9 @@ class StorageExchange:
             raise SupervisionFormatError(f"supervision data: X is not the exchange {xid} sent")
         return figures
 
-    def _record(self, event: str, **data: object) -> None:
+    def _record(self, event: str, **data: Any) -> None:
         if self.journal is not None:
-            self.journal.record(event, durable=True, **data)
+            self.journal.record(event, None, durable=True, **data)
 
     def _require_started(self) -> Balancing:
         if self.before is None:
