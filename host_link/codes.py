@@ -93,6 +93,8 @@ _CODES = [
     ResponseCode("J4", "Approval not valid (cancelled, used or another operation)"),
     ResponseCode("13", "Invalid amount", customer_text="Please choose another amount."),
     ResponseCode("14", "Invalid card number", customer_text="This card is not accepted."),
+    # supervision (docs/supervisor.md): an 0800/182 for an exchange id not open for this terminal
+    ResponseCode("25", "Unable to locate record (exchange id unknown)"),
     ResponseCode("30", "Format error", in_doubt=True),
     ResponseCode("51", "Insufficient funds", customer_text="Insufficient funds."),
     ResponseCode("54", "Expired card", customer_text="This card has expired."),

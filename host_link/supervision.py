@@ -8,11 +8,15 @@ escaping. A payload that does not parse is a :class:`SupervisionFormatError` nam
 part at fault (the host answers 30, format error).
 
 - status (0800/161): ``M=<mode>;C=<cash>;D=<kind>:<state>:<attention>:<actor>,...``
-- exchange end (0800/182): ``K=<pos>:<denomination>:<loaded>:<dispensed>:<rejected>:
-  <retracted>:<remaining>,...`` (the counts the supervisor found) and ``N=<pos>:
-  <denomination>:<count>,...`` (what was loaded)
-- the host's answers: ``H=<host cash>`` (181), ``H=<expected>;F=<found>;D=<difference>;
-  L=<loaded>`` (182)
+- exchange start (0800/181): no data; the host answers ``X=<exchange id>;H=<host cash>``
+- exchange end (0800/182): ``X=<exchange id of the 181>;K=<pos>:<denomination>:<loaded>:
+  <dispensed>:<rejected>:<retracted>:<remaining>,...`` (the counts the supervisor found)
+  and ``N=<pos>:<denomination>:<count>,...`` (what was loaded)
+- the host's answer to the 182: ``X=<id>;H=<expected>;F=<found>;D=<difference>;
+  L=<loaded>``, the same figures again for a repeated id (nothing booked twice)
+
+The terminal reads the host's answers with :func:`decode_exchange_start` and
+:func:`decode_balancing`: every figure is checked before anything is changed.
 """
 
 from __future__ import annotations
@@ -98,14 +102,17 @@ def decode_status(payload: str) -> tuple[str, int, list[DeviceEntry]]:
     return mode, cash, devices
 
 
-def encode_exchange(found: Sequence[CassetteCount], loaded: Sequence[tuple[int, int, int]]) -> str:
+def encode_exchange(
+    found: Sequence[CassetteCount], loaded: Sequence[tuple[int, int, int]], exchange_id: str = ""
+) -> str:
+    """The 182's data; ``exchange_id`` (the 181's ``X=``) makes a resend recognisable."""
     k = ",".join(
         f"{c.position}:{c.denomination}:{c.loaded}:{c.dispensed}:{c.rejected}:{c.retracted}:"
         f"{c.remaining}"
         for c in found
     )
     n = ",".join(f"{pos}:{denom}:{count}" for pos, denom, count in loaded)
-    return f"K={k};N={n}"
+    return (f"X={exchange_id};" if exchange_id else "") + f"K={k};N={n}"
 
 
 def decode_exchange(payload: str) -> tuple[list[CassetteCount], list[tuple[int, int, int]]]:
@@ -126,6 +133,49 @@ def decode_exchange(payload: str) -> tuple[list[CassetteCount], list[tuple[int, 
         pos, denom, count = (_int(f, "a load count") for f in fields)
         loaded.append((pos, denom, count))
     return found, loaded
+
+
+_EXCHANGE_ID = re.compile(r"^X[0-9a-f]{1,24}$")
+
+
+def exchange_id(value: str) -> str:
+    """An exchange id as the host hands it out (``X`` and hex), or a format error."""
+    if not _EXCHANGE_ID.match(value):
+        raise SupervisionFormatError("supervision data: X is not an exchange id")
+    return value
+
+
+def _figures(payload: str, keys: str) -> dict[str, str]:
+    p = pairs(payload)
+    missing = [k for k in keys if k not in p]
+    if missing:
+        raise SupervisionFormatError(f"supervision data: {', '.join(missing)} missing")
+    return p
+
+
+def decode_exchange_start(payload: str) -> tuple[str, int]:
+    """The host's answer to the 181: (exchange id, host cash)."""
+    p = _figures(payload, "XH")
+    return exchange_id(p["X"]), _int(p["H"], "H")
+
+
+@dataclasses.dataclass(frozen=True)
+class BalancingFigures:
+    """The host's answer to the 182, every figure checked."""
+
+    exchange_id: str
+    expected: int  # H
+    found: int  # F
+    difference: int  # D
+    loaded: int  # L
+
+
+def decode_balancing(payload: str) -> BalancingFigures:
+    p = _figures(payload, "XHFDL")
+    return BalancingFigures(
+        exchange_id(p["X"]),
+        *(_int(p[k], k) for k in "HFDL"),
+    )
 
 
 def encode_pairs(values: Mapping[str, int | str]) -> str:

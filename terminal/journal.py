@@ -129,6 +129,15 @@ class Journal:
         rows = self._conn.execute(query + " ORDER BY seq DESC LIMIT ?", (*args, count)).fetchall()
         return [Entry(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in reversed(rows)]
 
+    def latest(self, *events: str) -> Entry | None:
+        """The most recent entry that is one of ``events`` (e.g. whether an exchange sent
+        to the host was ever seen to end)."""
+        marks = ",".join("?" * len(events))
+        row = self._conn.execute(
+            f"SELECT * FROM journal WHERE event IN ({marks}) ORDER BY seq DESC LIMIT 1", events
+        ).fetchone()
+        return None if row is None else Entry(row[0], row[1], row[2], row[3], json.loads(row[4]))
+
     def last_session(self) -> tuple[str | None, list[Entry]]:
         """The most recent session id and all its entries (for crash recovery)."""
         row = self._conn.execute(

@@ -33,7 +33,7 @@ from terminal.link_security import with_ksn
 from terminal.session.printing import print_lines
 from terminal.supervisor.counters import CashCounters
 from terminal.supervisor.errors import SupervisorCardRefused, SupervisorError
-from terminal.supervisor.exchange import Balancing, StorageExchange
+from terminal.supervisor.exchange import Balancing, ExchangeMismatch, StorageExchange
 from terminal.supervisor.receipts import balancing_report, journal_printout
 from terminal.supervisor.reporter import current_status
 from terminal.supervisor.roles import SupervisorMode
@@ -177,8 +177,11 @@ class SupervisorConsole:
         terminal/supervisor/desk.py); the counters as they were, for the report."""
         self.mode.require("exchange")
         t = self.terminal
+        exchange = StorageExchange(self.counters, self.send, t.journal)
+        recovered = await exchange.recover()  # a 182 sent but never seen to end: asked again
+        if recovered is not None:
+            log.warning("exchange %s recovered from the host", recovered.exchange_id)
         self.counters.sync({c.index: c.count for c in t.devices.dispenser.cassettes()})
-        exchange = StorageExchange(self.counters, self.send)
         before = await exchange.start()
         t.journal.record("exchange_start", host_cash=before.host_expected, counters=before.counters)
         return exchange, self.counters.cassettes()
@@ -188,19 +191,12 @@ class SupervisorConsole:
     ) -> tuple[Balancing, list[str]]:
         """EndExchange: balanced by the host, journaled, the report shown and printed."""
         t = self.terminal
-        result = await exchange.end()
-        t.journal.record(
-            "exchange_end",
-            exchange=result.exchange_id,
-            host_expected=result.host_expected,
-            found=result.found,
-            difference=result.difference,
-            loaded=result.loaded,
-        )
+        mismatch: ExchangeMismatch | None = None
+        try:
+            result = await exchange.end()  # journals exchange_sent, exchange_end, differences
+        except ExchangeMismatch as exc:  # booked and loaded: the report still comes out
+            mismatch, result = exc, exc.result
         if result.difference:
-            t.journal.record(
-                "cash_difference", amount=result.difference, exchange=result.exchange_id
-            )
             log.warning("cash difference %d at exchange %s", result.difference, result.exchange_id)
         lines = balancing_report(
             terminal=t.config.terminal_id,
@@ -212,6 +208,8 @@ class SupervisorConsole:
         )
         t.display.show(Screen.SUPERVISOR_REPORT, report=" | ".join(lines))
         self._print(lines, "BALANCING REPORT")
+        if mismatch is not None:
+            raise mismatch
         return result, lines
 
     def print_journal(self, count: int = 30) -> list[str]:

@@ -16,3 +16,8 @@ class SupervisorCardRefused(SupervisorError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+class ExchangeInDoubt(SupervisorError):
+    """The 0800/182 got no answer after every resend: the exchange may be booked at the
+    host; the counters are not loaded and the next exchange start asks again."""

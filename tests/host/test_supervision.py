@@ -23,6 +23,16 @@ def _net(host: Host, terminal: Terminal, code: str, data: str = "") -> dict[str,
     return dict(response)
 
 
+def _start(host: Host, terminal: Terminal) -> tuple[str, int]:
+    """Supervisor mode as replenisher (0800/171), then StartExchange: (exchange id, H)."""
+    assert _net(host, terminal, "171", "replenisher")["39"] == "00"
+    start = _net(host, terminal, "181")
+    assert start["39"] == "00"
+    figures = pairs(start["63"])
+    assert set(figures) == {"X", "H"}
+    return figures["X"], int(figures["H"])
+
+
 def _found(amount: int) -> list[CassetteCount]:
     """Cassettes holding ``amount``: 100.00 notes, one 20.00 note in the reject bin."""
     assert amount % 10_000 == 2_000
@@ -36,14 +46,14 @@ def test_exchange_balances_to_the_cent_and_books_a_shortage(host: Host, terminal
     opening = host.balance(CASH)
     response = host.authoriser.handle(terminal.withdrawal(ALICE, 20_000))
     assert response is not None and response["39"] == "00"
-    start = _net(host, terminal, "181")
-    assert start["39"] == "00" and pairs(start["63"]) == {"H": str(opening - 20_000)}
+    xid, host_cash = _start(host, terminal)
+    assert host_cash == opening - 20_000
     expected = opening - 20_000
     found = expected - 8_000  # 80.00 missing
     loaded = [(1, 10_000, 200), (2, 2_000, 500)]
-    end = _net(host, terminal, "182", encode_exchange(_found(found), loaded))
+    end = _net(host, terminal, "182", encode_exchange(_found(found), loaded, xid))
     figures = pairs(end["63"])
-    assert end["39"] == "00"
+    assert end["39"] == "00" and figures["X"] == xid
     assert (figures["H"], figures["F"], figures["D"], figures["L"]) == (
         str(expected),
         str(found),
@@ -62,8 +72,8 @@ def test_exchange_balances_to_the_cent_and_books_a_shortage(host: Host, terminal
 
 def test_an_overage_is_posted_the_other_way(host: Host, terminal: Terminal) -> None:
     expected = host.balance(CASH)
-    _net(host, terminal, "181")
-    end = _net(host, terminal, "182", encode_exchange(_found(expected + 2_000), []))
+    xid, _ = _start(host, terminal)
+    end = _net(host, terminal, "182", encode_exchange(_found(expected + 2_000), [], xid))
     assert pairs(end["63"])["D"] == "2000"
     assert host.balance(DIFFERENCE_ACCOUNT) == -2_000 and host.balance(CASH) == 0
     assert host.ledger.check() == []
@@ -71,12 +81,73 @@ def test_an_overage_is_posted_the_other_way(host: Host, terminal: Terminal) -> N
 
 def test_nonsense_counts_are_refused_and_change_nothing(host: Host, terminal: Terminal) -> None:
     before = host.balance(CASH)
-    bad = encode_exchange([CassetteCount(1, 10_000, remaining=-1)], [])
+    xid, _ = _start(host, terminal)
+    bad = encode_exchange([CassetteCount(1, 10_000, remaining=-1)], [], xid)
     assert _net(host, terminal, "182", bad)["39"] == "30"
-    assert _net(host, terminal, "182", "K=1:2;N=")["39"] == "30"
-    assert _net(host, terminal, "182", encode_exchange([], [(1, 10_000, -5)]))["39"] == "30"
+    assert _net(host, terminal, "182", f"X={xid};K=1:2;N=")["39"] == "30"
+    assert _net(host, terminal, "182", encode_exchange([], [(1, 10_000, -5)], xid))["39"] == "30"
+    # without the 181's id: a format error, X named
+    assert _net(host, terminal, "182", encode_exchange(_found(2_000), []))["39"] == "30"
     assert host.balance(CASH) == before
     assert host.conn.execute("SELECT COUNT(*) FROM cash_exchanges").fetchone()[0] == 0
+
+
+def test_a_resent_182_is_answered_again_and_booked_once(host: Host, terminal: Terminal) -> None:
+    """The 182's answer is lost and the terminal sends it again: same figures, one booking."""
+    expected = host.balance(CASH)
+    xid, _ = _start(host, terminal)
+    data = encode_exchange(_found(expected - 8_000), [(1, 10_000, 200)], xid)
+    first = _net(host, terminal, "182", data)
+    again = _net(host, terminal, "182", data)
+    assert first["39"] == again["39"] == "00"
+    assert pairs(again["63"]) == pairs(first["63"])
+    assert pairs(first["63"])["D"] == "-8000"
+    assert host.count("cash_exchanges") == 1
+    assert host.balance(DIFFERENCE_ACCOUNT) == 8_000  # not 16_000
+    assert host.balance(CASH) == 2_000_000
+    assert host.ledger.check() == []
+    assert host.count("supervision_events", "kind = ?", "exchange_repeat") == 1
+    (fleet,) = [t for t in list_terminals(host.conn) if t["terminal_id"] == "ATM00001"]
+    assert fleet["last_exchange"]["id"] == xid
+
+
+def test_an_unknown_or_foreign_exchange_id_is_refused(host: Host, terminal: Terminal) -> None:
+    other = Terminal(host.clock, "ATM00002")  # DUKPT: no key exchange to make
+    theirs, _ = _start(host, other)
+    mine, _ = _start(host, terminal)
+    before = host.balance(CASH)
+    for xid in ("Xdeadbeef0000", theirs):
+        refused = _net(host, terminal, "182", encode_exchange(_found(2_000), [], xid))
+        assert refused["39"] == "25"
+    # a new 181 supersedes the open id: the old one is no longer open
+    newer, _ = _start(host, terminal)
+    assert newer != mine
+    assert _net(host, terminal, "182", encode_exchange(_found(2_000), [], mine))["39"] == "25"
+    # another terminal cannot replay a booked id either
+    assert _net(host, terminal, "182", encode_exchange(_found(2_000), [], newer))["39"] == "00"
+    assert _net(host, other, "182", encode_exchange(_found(2_000), [], newer))["39"] == "25"
+    assert host.count("cash_exchanges") == 1
+    assert before and host.balance(CASH) == 0  # the one booking: the new load (none)
+
+
+def test_exchange_needs_the_host_to_have_a_replenisher_in_supervisor_mode(
+    host: Host, terminal: Terminal
+) -> None:
+    before = host.balance(CASH)
+    assert _net(host, terminal, "181")["39"] == "57"  # never entered
+    assert _net(host, terminal, "171", "technician")["39"] == "00"
+    assert _net(host, terminal, "181")["39"] == "57"  # wrong role
+    _net(host, terminal, "172")
+    xid, _ = _start(host, terminal)
+    _net(host, terminal, "172")  # left supervisor mode: the open exchange is no longer served
+    assert _net(host, terminal, "182", encode_exchange(_found(2_000), [], xid))["39"] == "57"
+    assert host.balance(CASH) == before and host.count("cash_exchanges") == 0
+    # the key path's role: only the known ones
+    assert _net(host, terminal, "171", "janitor")["39"] == "57"
+    assert _net(host, terminal, "171", "rm -rf")["39"] == "30"
+    assert _net(host, terminal, "171")["39"] == "30"
+    (fleet,) = [t for t in list_terminals(host.conn) if t["terminal_id"] == "ATM00001"]
+    assert fleet["mode"] == "in_service" and fleet["supervisor"] == ""
 
 
 def test_status_list_reaches_the_fleet_view_and_routing(host: Host, terminal: Terminal) -> None:

@@ -136,3 +136,43 @@ def test_a_jam_needs_an_engineer_then_clears(with_rig: Callable[..., Any], tmp_p
         assert dispenser["attention"] == "none"
 
     with_rig(body)
+
+
+class _Crash(BaseException):
+    """The terminal dying between the host's commit and loading its counters."""
+
+
+def test_the_next_exchange_start_recovers_a_182_the_terminal_never_saw_end(
+    with_rig: Callable[..., Any], tmp_path: Path
+) -> None:
+    async def body(rig: Rig) -> None:
+        console, _ = _setup(rig, tmp_path)
+        cash = f"GL-CASH-{rig.terminal.config.terminal_id}"
+        await console.enter("rep-key")
+        exchange, _ = await console.start_exchange()
+        for c in rig.dispenser.cassettes():
+            exchange.set_found(c.index, c.denomination, c.count)
+            exchange.set_load(c.index, c.denomination, 100)
+
+        async def dies_after_the_host(code: str, data: str) -> Any:
+            await console.send(code, data)  # the host books it ...
+            raise _Crash  # ... and the terminal never sees the answer
+
+        exchange.send = dies_after_the_host
+        with pytest.raises(_Crash):
+            await console.end_exchange(exchange, [])
+        loaded = {c.position: c.loaded for c in console.counters.cassettes()}
+        assert set(loaded.values()) != {100}  # stale: the old load
+        booked = rig.balance(cash)
+        # the replenisher (after the restart) starts the next exchange: asked first
+        again, _ = await console.start_exchange()
+        assert {c.position: c.loaded for c in console.counters.cassettes()} == dict.fromkeys(
+            loaded, 100
+        )
+        ended = rig.terminal.journal.latest("exchange_end")
+        assert ended is not None and ended.data["recovered"] is True
+        assert again.before is not None and again.before.host_expected == booked
+        rows = rig.host.authoriser.conn.execute("SELECT COUNT(*) FROM cash_exchanges")
+        assert rows.fetchone()[0] == 1
+
+    with_rig(body)

@@ -29,6 +29,11 @@ def rig(tmp_path: Path) -> Iterator[tuple[Host, Terminal, CashCounters]]:
     host = open_host(tmp_path / "host.db", clock)
     terminal = Terminal(clock)
     terminal.key_exchange(host)
+    # the host serves an exchange only to a replenisher it has in supervisor mode
+    entered = host.authoriser.handle(
+        terminal.client.stamp({"t": "0800", "70": "171", "63": "replenisher"})
+    )
+    assert entered is not None and entered["39"] == "00"
     counters = CashCounters(tmp_path / "cash.db")
     counters.configure([(1, 10_000, 2_000), (2, 2_000, 2_000)])
     yield host, terminal, counters
@@ -65,6 +70,11 @@ def test_replenishment_reports_the_exact_difference_and_prints_it(
         exchange.set_found(2, 5_000, 1)
     with pytest.raises(SupervisorError, match="negative"):
         exchange.set_found(1, 10_000, -1)
+    # the bins are bounded by the cassette's capacity too: a typo is not a huge overage
+    with pytest.raises(SupervisorError, match="rejected 2001 is over its capacity 2000"):
+        exchange.set_found(1, 10_000, 10, rejected=2_001)
+    with pytest.raises(SupervisorError, match="retracted 99999 is over its capacity 2000"):
+        exchange.set_found(1, 10_000, 10, retracted=99_999)
     with pytest.raises(SupervisorError, match="not counted"):
         asyncio.run(exchange.end())
     # one 100.00 note is missing from cassette 1; a 20.00 note is found in the reject bin

@@ -27,6 +27,12 @@ class DeviceOut(BaseModel):
     actor: str = Field(description="who must act: operator, engineer or none")
 
 
+class ExchangeOut(BaseModel):
+    id: str = Field(description="the exchange id the 0800/181 handed out")
+    ended_at: str
+    difference: int = Field(description="found - expected, minor units")
+
+
 class TerminalOut(BaseModel):
     terminal_id: str
     site: str | None
@@ -38,6 +44,7 @@ class TerminalOut(BaseModel):
     reported_cash: int | None = Field(description="what the terminal last reported")
     attention: str = Field(description="the worst of its devices: now, soon or none")
     devices: list[DeviceOut]
+    last_exchange: ExchangeOut | None = Field(description="the last replenishment booked")
 
 
 class FleetOut(BaseModel):

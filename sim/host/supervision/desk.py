@@ -8,6 +8,13 @@ any difference to ``GL-DIFF-CASH`` (a shortage or an overage, never absorbed), b
 new load, and answers the figures so the terminal prints them on the balancing report.
 Everything one message does commits together.
 
+Who may exchange: the 181 and 182 are refused (57) unless ``terminal_modes`` has the
+terminal in supervisor (or exchange) mode as replenisher, i.e. it told the host on entry.
+Why an exchange id: an 0800/182 whose answer is lost is sent again by the terminal; the
+181 hands out an id (``X=``), the 182 carries it, and a 182 for an id already booked is
+answered with the stored figures and books nothing. An id the host did not hand this
+terminal (unknown, superseded, another terminal's) is refused with 25 (no such record).
+
 An 0800/171 with a card (field 2) and a PIN block is a supervisor card entry
 (:mod:`sim.host.supervision.cards`): the host checks card and PIN and answers the role in
 field 63; a refusal commits too (the wrong try counted, the attempt recorded).
@@ -30,10 +37,12 @@ from host_link.supervision import (
     decode_exchange,
     decode_status,
     encode_pairs,
+    exchange_id,
+    pairs,
 )
 from sim.host.ledger import Ledger, transaction
 from sim.host.rules import Decline
-from sim.host.supervision.cards import SupervisorCards
+from sim.host.supervision.cards import ATM_ROLES, SupervisorCards
 from sim.host.supervision.schema import DIFFERENCE_ACCOUNT, VAULT_ACCOUNT, ensure_schema
 
 log = logging.getLogger(__name__)
@@ -77,6 +86,9 @@ class SupervisionDesk:
                 if code == NetworkCode.SUPERVISOR_ENTER and "2" in request:
                     return self._card_entry(terminal, request, extra)
                 extra.update(self._dispatch(code, terminal, row[0], request.get("63", "")))
+        except Decline as decline:  # rolled back: nothing changed
+            log.warning("supervision 0800/%s from %s refused: %s", code, terminal, decline)
+            return decline.code, extra
         except SupervisionFormatError as exc:
             log.warning("supervision 0800/%s from %s: %s", code, terminal, exc)
             return "30", extra
@@ -102,21 +114,58 @@ class SupervisionDesk:
             return {}
         if code in (NetworkCode.SUPERVISOR_ENTER, NetworkCode.SUPERVISOR_EXIT):
             entering = code == NetworkCode.SUPERVISOR_ENTER
-            role = data if entering and data.isalpha() and len(data) <= 16 else ""
+            role = data if entering else ""
+            if entering and not (data.isalpha() and len(data) <= 16):
+                raise SupervisionFormatError("supervision data: the role is not a name")
+            if entering and role not in ATM_ROLES:
+                raise Decline("57", f"role {role[:16]} does not open an ATM")
             self._mode(terminal, "supervisor" if entering else "in_service", now, role=role)
             self._event(terminal, now, "supervisor_enter" if entering else "supervisor_exit", role)
             return {}
+        self._require_replenisher(terminal)
         balance = self.ledger.balance(cash).ledger
         if code == NetworkCode.EXCHANGE_START:
+            opened = f"X{secrets.token_hex(6)}"
+            self.conn.execute(
+                "INSERT INTO open_exchanges (terminal_id, id, opened_at) VALUES (?,?,?)"
+                " ON CONFLICT (terminal_id) DO UPDATE SET id = excluded.id,"
+                " opened_at = excluded.opened_at",
+                (terminal, opened, now),
+            )
             self._mode(terminal, "exchange", now)
-            self._event(terminal, now, "exchange_start", f"host cash {balance}")
-            return {"63": encode_pairs({"H": balance})}
+            self._event(terminal, now, "exchange_start", f"{opened}: host cash {balance}")
+            return {"63": encode_pairs({"X": opened, "H": balance})}
         return self._exchange_end(terminal, cash, balance, data, now)
+
+    def _require_replenisher(self, terminal: str) -> None:
+        """The 181/182 only from a terminal the host has in supervisor mode as replenisher."""
+        row = self.conn.execute(
+            "SELECT mode, supervisor FROM terminal_modes WHERE terminal_id = ?", (terminal,)
+        ).fetchone()
+        if row is None or row[0] not in ("supervisor", "exchange") or row[1] != "replenisher":
+            raise Decline("57", "not in supervisor mode as replenisher")
 
     def _exchange_end(
         self, terminal: str, cash: str, expected: int, data: str, now: str
     ) -> dict[str, str]:
         found_counts, loaded_counts = decode_exchange(data)
+        if "X" not in pairs(data):
+            raise SupervisionFormatError("supervision data: X (the 181's exchange id) is missing")
+        xid = exchange_id(pairs(data)["X"])
+        done = self.conn.execute(
+            "SELECT terminal_id, host_expected, found, difference, loaded FROM cash_exchanges"
+            " WHERE id = ?",
+            (xid,),
+        ).fetchone()
+        if done is not None and done[0] == terminal:  # a resend: the stored figures again
+            self._event(terminal, now, "exchange_repeat", f"{xid}: answered again, not booked")
+            stored = {"X": xid, "H": done[1], "F": done[2], "D": done[3], "L": done[4]}
+            return {"63": encode_pairs(stored)}
+        opened = self.conn.execute(
+            "SELECT id FROM open_exchanges WHERE terminal_id = ? AND id = ?", (terminal, xid)
+        ).fetchone()
+        if opened is None:
+            raise Decline("25", f"exchange {xid} is not open for this terminal")
         for c in found_counts:
             if min(c.loaded, c.dispensed, c.rejected, c.retracted, c.remaining) < 0:
                 raise SupervisionFormatError(f"cassette {c.position}: a count is negative")
@@ -148,19 +197,19 @@ class SupervisionDesk:
             },
             sort_keys=True,
         )
-        exchange_id = f"X{secrets.token_hex(6)}"
         self.conn.execute(
             "INSERT INTO cash_exchanges VALUES (?,?,?,?,?,?,?,?)",
-            (exchange_id, terminal, now, expected, found, difference, loaded, counts),
+            (xid, terminal, now, expected, found, difference, loaded, counts),
         )
+        self.conn.execute("DELETE FROM open_exchanges WHERE terminal_id = ?", (terminal,))
         self.conn.execute("UPDATE terminals SET cash_on_hand = ? WHERE id = ?", (loaded, terminal))
         self._mode(terminal, "supervisor", now, reported=loaded)
-        detail = f"{exchange_id}: expected {expected} found {found} difference {difference}"
+        detail = f"{xid}: expected {expected} found {found} difference {difference}"
         self._event(terminal, now, "exchange_end", f"{detail} loaded {loaded}")
         if difference:
             log.warning("cash difference at %s: %s", terminal, detail)
         figures: dict[str, int | str] = {
-            "X": exchange_id,
+            "X": xid,
             "H": expected,
             "F": found,
             "D": difference,

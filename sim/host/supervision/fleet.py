@@ -24,7 +24,9 @@ CASH_PATH = ("dispenser", "card_reader", "pinpad")  # without these no one gets 
 
 def list_terminals(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """``[{terminal_id, site, status, mode, last_seen, cash_on_hand, reported_cash,
-    attention, devices: [{kind, state, attention, actor}]}]`` by terminal id."""
+    attention, devices: [{kind, state, attention, actor}], last_exchange: {id, ended_at,
+    difference} or None}]`` by terminal id. The last exchange is how a replenisher whose
+    0800/182 went unanswered sees whether the host booked it."""
     devices: dict[str, list[dict[str, str]]] = {}
     for row in conn.execute(
         "SELECT terminal_id, kind, state, attention, actor FROM terminal_devices"
@@ -33,6 +35,11 @@ def list_terminals(conn: sqlite3.Connection) -> list[dict[str, Any]]:
         devices.setdefault(row[0], []).append(
             {"kind": row[1], "state": row[2], "attention": row[3], "actor": row[4]}
         )
+    exchanges: dict[str, dict[str, Any]] = {}
+    for row in conn.execute(
+        "SELECT terminal_id, id, ended_at, difference FROM cash_exchanges ORDER BY ended_at, id"
+    ):
+        exchanges[row[0]] = {"id": row[1], "ended_at": row[2], "difference": row[3]}
     out = []
     for row in conn.execute(
         "SELECT t.id, t.site_name, t.status, t.last_seen, t.cash_on_hand, m.mode,"
@@ -53,6 +60,7 @@ def list_terminals(conn: sqlite3.Connection) -> list[dict[str, Any]]:
                 "reported_cash": row[6],
                 "attention": next(k for k, v in LEVELS.items() if v == worst),
                 "devices": own,
+                "last_exchange": exchanges.get(row[0]),
             }
         )
     return out
@@ -88,6 +96,13 @@ def format_fleet(rows: list[dict[str, Any]], money: Any = None) -> str:
             f"{t['terminal_id']:<10}{t['mode']:<14}{t['attention']:<6}{shown:>14}"
             f"  {_when(t['last_seen'])}"
         )
+        last = t.get("last_exchange")
+        if last:
+            difference = money(last["difference"]) if money else str(last["difference"])
+            lines.append(
+                f"    last exchange {last['id']} at {_when(last['ended_at'])},"
+                f" difference {difference}"
+            )
         devices = sorted(t["devices"], key=lambda d: d["attention"] == "none")
         for d in devices:
             if d["attention"] != "none":

@@ -6,6 +6,9 @@
   status message, so an attention clears when the terminal says the device recovered.
 - ``cash_exchanges``: every replenishment with its balancing figures; a difference is a
   row here and a posting to :data:`DIFFERENCE_ACCOUNT`, never absorbed.
+- ``open_exchanges``: the exchange id each terminal was handed at its last 0800/181, until
+  its 0800/182 books it (then the id is a ``cash_exchanges`` row, and a resend of that 182
+  is answered from it, booking nothing).
 - ``supervision_events``: the host's journal of supervisor entries, exits and exchanges,
   and of every supervisor card entry attempt (PAN masked, never anything of the PIN).
 - ``supervisor_cards``: the staff cards that open supervisor mode, each with its role and
@@ -48,6 +51,11 @@ SCHEMA = (
         difference INTEGER NOT NULL,
         loaded INTEGER NOT NULL,
         counts TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS open_exchanges (
+        terminal_id TEXT PRIMARY KEY,
+        id TEXT NOT NULL,
+        opened_at TEXT NOT NULL
     )""",
     """CREATE TABLE IF NOT EXISTS supervision_events (
         id TEXT PRIMARY KEY,
