@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.errors import ConfigError
+from atm_common.keyhash import KeyHashError, parse_key_hash
 from atm_common.tls import TlsFiles
 from terminal.drivers.base import BACKENDS
 
@@ -78,8 +79,9 @@ SUPERVISOR_ROLES = ("replenisher", "technician")  # terminal/supervisor/roles.py
 @dataclasses.dataclass(frozen=True)
 class SupervisorConfig:
     """``[supervisor]``: ``status_interval`` s between status messages to the host (sent
-    on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the SHA-256
-    hex digest of that role's supervisor key (never the key itself); ``card_prefixes``:
+    on every change too; docs/supervisor.md); ``[supervisor.keys]`` role = the salted
+    scrypt hash of that role's supervisor key (``scrypt$...``, made by ``atm
+    supervisor-key``; never the key itself, nor the old unsalted SHA-256); ``card_prefixes``:
     the PAN prefixes (the staff BIN) of supervisor cards, which open supervisor mode with
     their PIN instead of a customer session (none: no card entry). At the kiosk (F8):
     ``lockout`` s of no key entry after 3 wrong keys, ``idle_timeout`` s without a key
@@ -207,24 +209,26 @@ def parse_config(
 
 
 def _supervisor(source: str, data: Mapping[str, Any]) -> SupervisorConfig:
-    """``[supervisor]``: the scalars as any section, plus the role -> key digest table."""
+    """``[supervisor]``: the scalars as any section, plus the role -> key hash table."""
     table = data.get("supervisor", {})
     if not isinstance(table, dict):
         raise ConfigError(source, "supervisor", "must be a table")
     keys = table.get("keys", {})
     if not isinstance(keys, dict):
-        raise ConfigError(source, "supervisor.keys", "must be a table (role = key digest)")
+        raise ConfigError(source, "supervisor.keys", "must be a table (role = key hash)")
     for role, digest in keys.items():
         if role not in SUPERVISOR_ROLES:
             known = ", ".join(SUPERVISOR_ROLES)
             raise ConfigError(source, f"supervisor.keys.{role}", f"unknown role (known: {known})")
         digest = _typed(source, f"supervisor.keys.{role}", digest, str)
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        try:
+            parse_key_hash(digest)
+        except KeyHashError as exc:  # never the value itself: it may be the key
             raise ConfigError(
                 source,
                 f"supervisor.keys.{role}",
-                "must be the key's SHA-256 as 64 lower-case hex digits, never the key",
-            )
+                f"{exc}; make one with `atm supervisor-key --role {role}` and paste its line",
+            ) from None
     prefixes = table.get("card_prefixes", [])
     if not isinstance(prefixes, list) or not all(
         isinstance(p, str) and p.isascii() and p.isdigit() and 1 <= len(p) <= 11 for p in prefixes

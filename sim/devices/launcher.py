@@ -30,7 +30,8 @@ from terminal.supervisor.roles import key_digest
 # what really went missing)
 DEFAULT_CASSETTES: tuple[tuple[int, int], ...] = ((2000, 250), (5000, 100))
 # The demo's supervisor keys (typed on the PIN pad after F8) and the demo seed's staff BIN
-# (its [[supervisor_cards]]): a real machine has its own keys, kept only as digests.
+# (its [[supervisor_cards]]): a real machine has its own keys, kept only as salted hashes
+# (`atm supervisor-key`); the config written here hashes these afresh (a new salt each time).
 DEMO_SUPERVISOR_KEYS = {"replenisher": "246810", "technician": "135790"}
 STAFF_BIN = "600999"
 

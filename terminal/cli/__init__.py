@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from atm_common.errors import UsageError
+from terminal.cli import supervisor_key
 from terminal.cli.diag import DEFAULT_CONFIG, DIAG_EXAMPLES, add_diag_parser, journal_path
 
 DIAGRAM_SUFFIXES = (".md", ".mmd", ".svg", ".png")
@@ -34,6 +35,7 @@ atm journal search --event 'supervisor_*' --json""",
 atm fsm --diagram docs/states.md     # Mermaid in a Markdown fence
 atm fsm --diagram states.svg         # also needs graphviz""",
     **DIAG_EXAMPLES,
+    **supervisor_key.EXAMPLES,
 }
 
 
@@ -135,6 +137,7 @@ def register(sub: Any) -> None:
     search.set_defaults(func=cmd_journal_search)
 
     add_diag_parser(sub)
+    supervisor_key.register(sub)
 
     fsm = sub.add_parser("fsm", help="state machine tools")
     fsm.add_argument(

@@ -1,8 +1,9 @@
 """Who may enter supervisor mode, when, and what each role may do there.
 
 Why roles: the person refilling cash must not reload keys, and the engineer clearing a
-jam must not touch the cash books. A role is granted by a supervisor key (config: the
-SHA-256 of each role's key, never the key itself), or by the host for a supervisor card
+jam must not touch the cash books. A role is granted by a supervisor key (config: a
+salted scrypt hash of each role's key, never the key itself: :mod:`atm_common.keyhash`,
+made by ``atm supervisor-key``), or by the host for a supervisor card
 and its PIN (:meth:`SupervisorMode.grant`), and checked for every function.
 Entering is refused while a customer session is open: supervisor mode only ever starts
 between customers. The host is told on entry and exit (0800/171, 0800/172) by the caller.
@@ -11,10 +12,9 @@ between customers. The host is told on entry and exit (0800/171, 0800/172) by th
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import hmac
 from collections.abc import Mapping
 
+from atm_common.keyhash import KeyHashError, hash_key, parse_key_hash
 from terminal.supervisor.errors import SupervisorError
 
 FUNCTIONS: Mapping[str, frozenset[str]] = {
@@ -24,22 +24,29 @@ FUNCTIONS: Mapping[str, frozenset[str]] = {
 
 
 def key_digest(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+    """The stored form of a supervisor key (``scrypt$...``, a fresh salt every call): what
+    ``[supervisor.keys]`` holds. The name is older than the salt; it is kept for callers."""
+    return hash_key(key)
 
 
 @dataclasses.dataclass
 class SupervisorMode:
-    """``keys``: role -> SHA-256 hex digest of that role's supervisor key (from config)."""
+    """``keys``: role -> the stored hash of that role's supervisor key (from config,
+    :func:`key_digest`); malformed ones are refused here too, not at the first key."""
 
     keys: Mapping[str, str]
     role: str | None = None
 
     def __post_init__(self) -> None:
-        for role in self.keys:
+        for role, stored in self.keys.items():
             if role not in FUNCTIONS:
                 raise SupervisorError(
                     f"unknown supervisor role {role!r} (known: replenisher, technician)"
                 )
+            try:
+                parse_key_hash(stored)
+            except KeyHashError as exc:
+                raise SupervisorError(f"supervisor key of {role}: {exc}") from None
 
     @property
     def active(self) -> bool:
@@ -61,14 +68,19 @@ class SupervisorMode:
         return role
 
     def enter(self, key: str, *, in_session: bool) -> str:
-        """Check the key, return its role. Refused in a customer session or on a bad key."""
+        """Check the key, return its role. Refused in a customer session or on a bad key.
+
+        The key is checked against every role's hash, even after a match, so the time
+        taken does not say which role (or whether the first) matched; if two roles had
+        the same key the first in config order wins."""
         self.check_entry(in_session=in_session)
-        digest = key_digest(key)
-        for role, expected in self.keys.items():
-            if hmac.compare_digest(digest, expected):
-                self.role = role
-                return role
-        raise SupervisorError("supervisor key not recognised")
+        matched = [
+            role for role, stored in self.keys.items() if parse_key_hash(stored).matches(key)
+        ]
+        if not matched:
+            raise SupervisorError("supervisor key not recognised")
+        self.role = matched[0]
+        return self.role
 
     def require(self, function: str) -> None:
         if self.role is None:

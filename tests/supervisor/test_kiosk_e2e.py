@@ -10,10 +10,12 @@ import sqlite3
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from atm_common.keyhash import verify_key
 from sim.devices.launcher import DEMO_SUPERVISOR_KEYS
 from terminal.supervisor.roles import key_digest
 from tests.host_process import Host, free_port
@@ -68,9 +70,10 @@ def test_f8_and_the_key_at_a_running_kiosk_then_leave(tmp_path: Path) -> None:
             if line.startswith("config: "):
                 break
         text = config.read_text()
-        # the written config opens supervisor mode with the demo's keys (as digests)
-        demo_key = DEMO_SUPERVISOR_KEYS["replenisher"]
-        assert f'replenisher = "{key_digest(demo_key)}"' in text
+        # the written config opens supervisor mode with the demo's keys (salted hashes)
+        written = tomllib.loads(text)["supervisor"]["keys"]
+        for role, demo_key in DEMO_SUPERVISOR_KEYS.items():
+            assert verify_key(demo_key, written[role])
         # this test's own key instead: long enough never to turn up by chance in a file
         text = text.split("# supervisor mode")[0]
         config.write_text(

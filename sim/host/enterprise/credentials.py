@@ -8,38 +8,23 @@ guessed, only stolen, and the digest of a stolen table opens nothing).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
-import hmac
 import secrets
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+from atm_common.keyhash import KeyHashError, hash_key, verify_key
 
 
-def hash_password(password: str, *, n: int = SCRYPT_N) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=n, r=SCRYPT_R, p=SCRYPT_P, dklen=32)
-    return f"scrypt${n}${SCRYPT_R}${SCRYPT_P}${_b64(salt)}${_b64(digest)}"
-
-
-def _b64(raw: bytes) -> str:
-    """Base64 (not hex: a bare hex run is what the leak scans look for as a key)."""
-    return base64.b64encode(raw).decode()
+def hash_password(password: str) -> str:
+    """``scrypt$n$r$p$salt$hash`` with a fresh salt (:mod:`atm_common.keyhash`)."""
+    return hash_key(password)
 
 
 def verify_password(password: str, stored: str) -> bool:
+    """A malformed stored hash opens nothing (it is refused like a wrong password)."""
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        raw_salt = base64.b64decode(salt, validate=True)
-        got = hashlib.scrypt(
-            password.encode(), salt=raw_salt, n=int(n), r=int(r), p=int(p), dklen=32
-        )
-    except (ValueError, binascii.Error):
+        return verify_key(password, stored)
+    except KeyHashError:
         return False
-    return hmac.compare_digest(_b64(got), digest)
 
 
 # verified against when the user does not exist, so both refusals cost the same time
