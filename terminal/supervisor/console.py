@@ -14,6 +14,7 @@ terminal, such a card starts no customer session but :meth:`SupervisorConsole.ca
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -67,7 +68,10 @@ class SupervisorConsole:
 
     async def enter(self, key: str) -> str:
         t = self.terminal
-        role = self.mode.enter(key, in_session=t.state not in IDLE_STATES)
+        in_session = t.state not in IDLE_STATES
+        # scrypt per configured role (~0.1 s each): off the loop, so the host link and
+        # the status reporter keep running while the key is checked
+        role = await asyncio.to_thread(self.mode.enter, key, in_session=in_session)
         self._entered(role)
         await self._tell_host(NetworkCode.SUPERVISOR_ENTER, role)
         return role

@@ -4,9 +4,10 @@ Why the PIN pad: a field engineer or a branch replenisher stands at a running ki
 nothing but its keyboard. F8 is not offered on the customer's screen (the page cannot
 send it); it is read only between customers, from the idle or out-of-service screen, so
 it never reaches into a session. The key is typed in clear entry (digits); the screen
-shows it as ``*``, and it goes nowhere but :meth:`SupervisorConsole.enter`, which keeps
-only its SHA-256. Wrong keys are counted in a row: after ``attempts`` the entry is locked
-for ``lockout`` seconds (journaled ``supervisor_locked``, never with key material).
+shows it as ``*``, and it goes nowhere but :meth:`SupervisorConsole.enter`, which checks
+it against the config's salted scrypt hashes and keeps nothing of it. Wrong keys are
+counted in a row: after ``attempts`` the entry is locked for ``lockout`` seconds
+(journaled ``supervisor_locked``, never with key material).
 """
 
 from __future__ import annotations
