@@ -399,6 +399,11 @@ def _print_supervision(report: dict[str, Any]) -> None:
         f" {str(paper['receipt_cut_short']).lower()}; next customer told before the"
         f" transaction: {str(paper['customer_told_before']).lower()}"
     )
+    print(
+        f"[{'ok ' if sup['technician_by_card'] else 'BAD'}] the jam: the engineer entered"
+        f" supervisor mode by staff card + PIN (role given by the host: {sup['roles'][0]}),"
+        f" cleared it, left; the replenisher entered by key ({sup['roles'][1]})"
+    )
     ex = sup["exchange"]
     print(
         f"[{'ok ' if sup['ok'] else 'BAD'}] replenishment: host expected"
