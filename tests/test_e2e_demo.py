@@ -162,6 +162,13 @@ def test_demo_human_output(tmp_path: Path) -> None:
         run.stdout
     )
     assert "[BAD]" not in run.stdout
+    # the supervisor day: attention raised and cleared at the host, balanced to the cent
+    assert "at the host, dispenser jam: dispenser now (engineer)" in run.stdout
+    assert "by staff card + PIN (role given by the host: technician)" in run.stdout
+    assert "difference -20.00 (expected -20.00)" in run.stdout
+    report = (tmp_path / "printer" / "balancing-report.txt").read_text()
+    assert "DIFFERENCE                        -20.00" in report
+    assert (tmp_path / "printer" / "balancing-report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     tail = subprocess.run(
         [*ATM, "journal", "tail", "--journal", str(tmp_path / "journal.db"), "-n", "5"],
         capture_output=True,
